@@ -1,0 +1,67 @@
+# Switchboard: `make run` serves it, `make test` tests it. Both build .venv themselves.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint format lock clean redis-server
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+## run: install, migrate, collect static files and serve on http://$(HOST):$(PORT)/ (DEBUG on)
+run: export DJANGO_DEBUG ?= 1
+run: $(VENV)/.runtime
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@echo ""
+	@echo "Switchboard is starting on http://$(HOST):$(PORT)/"
+	@echo "  REST API:   http://$(HOST):$(PORT)/api/auth/  (register/, token/, token/refresh/, me/ ...)"
+	@echo "  Admin:      http://$(HOST):$(PORT)/admin/"
+	@echo "  WebSockets: ws://$(HOST):$(PORT)/ws/echo/  and  ws://$(HOST):$(PORT)/ws/session/?token=<access>"
+	@echo "  Create an admin user:  $(BIN)/python manage.py createsuperuser"
+	@echo "  or register over REST: curl -X POST -H 'Content-Type: application/json' \\"
+	@echo "      -d '{\"username\":\"alice\",\"email\":\"alice@example.com\",\"password\":\"<a strong password>\"}' \\"
+	@echo "      http://$(HOST):$(PORT)/api/auth/register/"
+	@echo ""
+	exec $(BIN)/daphne -b $(HOST) -p $(PORT) config.asgi:application
+
+## test: install test dependencies, make sure redis-server exists, run the whole suite
+test: $(VENV)/.dev redis-server
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 && exit 0; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "redis-server not found: installing Debian's redis-server"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	fi; \
+	command -v redis-server >/dev/null 2>&1 || { \
+		echo "ERROR: the tests need a redis-server binary on PATH (Debian: apt-get install redis-server)."; \
+		exit 1; }
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## lock: re-pin requirements.txt and requirements-dev.txt from the .in files (pip-tools)
+lock: $(VENV)/.dev
+	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
+	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
+
+clean:
+	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache

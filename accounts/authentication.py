@@ -1,0 +1,24 @@
+"""DRF authentication through the same token rules the WebSocket uses."""
+
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed
+
+from accounts.tokens import TokenRejected, user_for_token
+
+
+class VersionedJWTAuthentication(JWTAuthentication):
+    """`Authorization: Bearer <access>`, checked by `accounts.tokens.user_for_token`."""
+
+    def authenticate(self, request):
+        header = self.get_header(request)
+        if header is None:
+            return None
+        raw = self.get_raw_token(header)
+        if raw is None:
+            return None
+        try:
+            auth = user_for_token(raw.decode("latin-1"))
+        except TokenRejected as e:
+            detail = "Token expired" if e.code == "token_expired" else "Token is invalid"
+            raise AuthenticationFailed(detail, code=e.code) from e
+        return auth.user, auth.token

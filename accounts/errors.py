@@ -1,0 +1,30 @@
+"""One JSON error shape for the REST API: `{"detail": …, "code": …}` or per-field errors."""
+
+import logging
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler, set_rollback
+
+logger = logging.getLogger("switchboard.api")
+
+
+def api_exception_handler(exc, context):
+    """DRF's handler, plus: 400 for a wrong content type, a `code` on every error, JSON 500s."""
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        exc = exceptions.ParseError(
+            f"Content-Type must be application/json, not {exc.args[0]!r}"[:200],
+            code="unsupported_media_type",
+        )
+    response = exception_handler(exc, context)
+    if response is None:
+        logger.exception("unhandled error in %s", context["view"].__class__.__name__)
+        set_rollback()
+        return Response(
+            {"detail": "Internal server error", "code": "internal_error"},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    if isinstance(response.data, dict) and set(response.data) == {"detail"}:
+        codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
+        response.data["code"] = codes if isinstance(codes, str) else "error"
+    return response

@@ -1,0 +1,87 @@
+"""Account actions with side effects: revoking a user's tokens and closing their sessions."""
+
+import logging
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+from accounts.models import User
+from accounts.tokens import (
+    RefreshToken,
+    TokenRejected,
+    token_pair_for_user,
+    token_parse,
+    token_user_check,
+    token_user_id,
+    user_for_token,
+)
+from realtime.events import user_sessions_close_on_commit
+from realtime.protocol import CloseCode
+
+security_log = logging.getLogger("switchboard.security")
+
+
+def user_blacklist_refresh_tokens(*, user: User) -> int:
+    """Blacklist every unexpired refresh token of the user; return how many were added."""
+    outstanding = OutstandingToken.objects.filter(
+        user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
+    )
+    created = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
+    )
+    return len(created)
+
+
+def user_revoke_tokens(*, user: User, reason: str) -> None:
+    """Refuse every token issued to the user so far and close their sessions on every worker."""
+    with transaction.atomic():
+        now = timezone.now()
+        User.objects.filter(pk=user.pk).update(
+            token_version=F("token_version") + 1, tokens_revoked_at=now
+        )
+        user.refresh_from_db(fields=["token_version", "tokens_revoked_at"])
+        user_blacklist_refresh_tokens(user=user)
+        user_sessions_close_on_commit(
+            user_id=user.pk, code=CloseCode.SESSION_REVOKED, reason="session revoked"
+        )
+    security_log.warning("tokens revoked: user_id=%s reason=%s", user.pk, reason)
+
+
+def user_register(*, username: str, email: str, password: str) -> User:
+    """Create an active user; IntegrityError when the username or email was just taken."""
+    return User.objects.create_user(username=username, email=email, password=password)
+
+
+def refresh_token_check(raw: str) -> tuple[RefreshToken, User]:
+    """A refresh token's user, after the same user rules as access tokens, or TokenRejected."""
+    refresh = token_parse(raw, RefreshToken)
+    user = User.objects.filter(pk=token_user_id(refresh)).first()
+    return refresh, token_user_check(token=refresh, user=user)
+
+
+def refresh_token_blacklist(refresh: RefreshToken) -> bool:
+    """Blacklist a refresh token; False when it already was (a concurrent use won)."""
+    _, created = refresh.blacklist()
+    return created
+
+
+def refresh_token_rotate(*, raw: str) -> dict[str, str]:
+    """Spend a refresh token: blacklist it and issue a new pair. Exactly one racer wins."""
+    with transaction.atomic():
+        refresh, user = refresh_token_check(raw)
+        if not refresh_token_blacklist(refresh):
+            raise TokenRejected("Token is blacklisted")
+        return token_pair_for_user(user=user)
+
+
+def token_verify(raw: str) -> None:
+    """Accept a usable access or refresh token; raise the access check's TokenRejected otherwise."""
+    try:
+        user_for_token(raw)
+    except TokenRejected as access_error:
+        try:
+            refresh_token_check(raw)
+        except TokenRejected:
+            raise access_error from None

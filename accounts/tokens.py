@@ -1,0 +1,113 @@
+"""Token rules shared by REST and WebSocket: one raw token in, one user out, or a named error."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import AccessToken, Token
+from rest_framework_simplejwt.tokens import RefreshToken as SimpleRefreshToken
+
+from accounts.models import User
+
+VERSION_CLAIM = "ver"
+
+
+class TokenRejected(Exception):
+    """The token cannot be used. `code` is the protocol error code, `reason` is for logs."""
+
+    code = "unauthorized"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TokenExpired(TokenRejected):
+    """The token was genuine but its `exp` has passed."""
+
+    code = "token_expired"
+
+
+class RefreshToken(SimpleRefreshToken):
+    """simplejwt's refresh token, stamped with the user's token version (copied into access)."""
+
+    @classmethod
+    def for_user(cls, user: User) -> "RefreshToken":
+        token = super().for_user(user)
+        token[VERSION_CLAIM] = user.token_version
+        return token
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """A user and the access token that proved who they are."""
+
+    user: User
+    token: AccessToken
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(self.token["exp"], tz=UTC)
+
+
+def token_pair_for_user(*, user: User) -> dict[str, str]:
+    """Issue a fresh refresh token (recorded as outstanding) and its access token."""
+    refresh = RefreshToken.for_user(user)
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def token_parse(raw: str, token_class: type[Token] = AccessToken) -> Token:
+    """Check signature, algorithm, audience, issuer, expiry and type; raise TokenRejected.
+
+    For refresh tokens simplejwt also checks the blacklist.
+    """
+    if len(raw) > settings.JWT_MAX_TOKEN_BYTES:
+        raise TokenRejected("token too long")
+    try:
+        return token_class(raw)
+    except ExpiredTokenError as e:
+        raise TokenExpired("token expired") from e
+    except TokenError as e:
+        raise TokenRejected(str(e)) from e
+    except (OverflowError, TypeError, ValueError) as e:  # absurd claims PyJWT does not catch
+        raise TokenRejected("malformed claims") from e
+
+
+def token_user_id(token: Token) -> int:
+    """The user id claim as an integer, or TokenRejected."""
+    value = token.get(api_settings.USER_ID_CLAIM)
+    try:
+        user_id = int(value)
+    except (TypeError, ValueError) as e:
+        raise TokenRejected("malformed user id") from e
+    if not 0 < user_id < 2**63:
+        raise TokenRejected("malformed user id")
+    return user_id
+
+
+def token_user_check(*, token: Token, user: User | None) -> User:
+    """Refuse unknown and inactive users and tokens issued before the last revocation."""
+    if user is None:
+        raise TokenRejected("unknown user")
+    if not user.is_active:
+        raise TokenRejected("inactive user")
+    if token.get(VERSION_CLAIM) != user.token_version:
+        raise TokenRejected("token revoked")
+    return user
+
+
+def user_for_token(raw: str) -> Authenticated:
+    """Resolve a raw access token to its user (sync: REST)."""
+    token = token_parse(raw)
+    user = get_user_model().objects.filter(pk=token_user_id(token)).first()
+    return Authenticated(user=token_user_check(token=token, user=user), token=token)
+
+
+async def auser_for_token(raw: str) -> Authenticated:
+    """Resolve a raw access token to its user (async: WebSocket); one query."""
+    token = token_parse(raw)
+    user = await get_user_model().objects.filter(pk=token_user_id(token)).afirst()
+    return Authenticated(user=token_user_check(token=token, user=user), token=token)

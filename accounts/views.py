@@ -1,0 +1,137 @@
+"""The JSON auth API: views parse, call `accounts.services`, and serialize."""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.db import IntegrityError
+from rest_framework import exceptions, serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.client_ip import request_client_ip
+from accounts.login_throttle import login_throttle
+from accounts.serializers import (
+    LoginSerializer,
+    MeSerializer,
+    RefreshSerializer,
+    RegisterSerializer,
+    UserSerializer,
+    VerifySerializer,
+)
+from accounts.tokens import TokenRejected, token_pair_for_user
+
+security_log = logging.getLogger("switchboard.security")
+
+
+class TokenUnusable(exceptions.AuthenticationFailed):
+    """401 for a token that cannot be used; `code` is `unauthorized` or `token_expired`."""
+
+    def __init__(self, error: TokenRejected) -> None:
+        expired = error.code == "token_expired"
+        super().__init__("Token expired" if expired else "Token is invalid", code=error.code)
+
+
+class LoginThrottled(exceptions.Throttled):
+    default_detail = "Too many failed logins; try again later."
+    default_code = "login_throttled"
+
+
+def body(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+    """The request body validated by `serializer_class` (400 with per-field errors)."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class RegisterView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    def post(self, request: Request) -> Response:
+        if not settings.ACCOUNTS_ALLOW_REGISTRATION:
+            raise exceptions.PermissionDenied(
+                "Registration is disabled.", code="registration_disabled"
+            )
+        data = body(RegisterSerializer, request)
+        try:
+            user = services.user_register(**data)
+        except IntegrityError:
+            body(RegisterSerializer, request)  # a racing registration took it: say which field
+            raise
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class TokenObtainView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    def post(self, request: Request) -> Response:
+        data = body(LoginSerializer, request)
+        username, ip = data["username"], request_client_ip(request)
+        throttle = login_throttle()
+        wait = throttle.retry_after(username=username, ip=ip)
+        if wait is not None:
+            security_log.warning("login throttled: username=%r client=%s", username[:150], ip)
+            raise LoginThrottled(wait=wait)
+        user = authenticate(request, username=username, password=data["password"])
+        if user is None:
+            throttle.failure(username=username, ip=ip)
+            security_log.warning("login failed: username=%r client=%s", username[:150], ip)
+            raise exceptions.AuthenticationFailed(
+                "No active account found with the given credentials", code="bad_credentials"
+            )
+        throttle.success(username=username, ip=ip)
+        return Response(token_pair_for_user(user=user))
+
+
+class TokenRefreshView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    def post(self, request: Request) -> Response:
+        data = body(RefreshSerializer, request)
+        try:
+            return Response(services.refresh_token_rotate(raw=data["refresh"]))
+        except TokenRejected as e:
+            raise TokenUnusable(e) from e
+
+
+class TokenVerifyView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    def post(self, request: Request) -> Response:
+        data = body(VerifySerializer, request)
+        try:
+            services.token_verify(data["token"])
+        except TokenRejected as e:
+            raise TokenUnusable(e) from e
+        return Response({})
+
+
+class LogoutView(APIView):
+    def post(self, request: Request) -> Response:
+        data = body(RefreshSerializer, request)
+        try:
+            refresh, owner = services.refresh_token_check(data["refresh"])
+        except TokenRejected as e:
+            raise TokenUnusable(e) from e
+        if owner.pk != request.user.pk:
+            raise exceptions.PermissionDenied("That refresh token belongs to another user.")
+        services.refresh_token_blacklist(refresh)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogoutAllView(APIView):
+    def post(self, request: Request) -> Response:
+        services.user_revoke_tokens(user=request.user, reason="logout-all")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    def get(self, request: Request) -> Response:
+        return Response(MeSerializer(request.user).data)

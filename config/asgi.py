@@ -1,0 +1,30 @@
+"""ASGI entry point: `daphne config.asgi:application`. Composition only."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+# Imports below need the apps loaded.
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from realtime import daphne_compat  # noqa: E402
+from realtime.middleware import JWTAuthMiddlewareStack  # noqa: E402
+from realtime.origin import OriginCheckMiddleware  # noqa: E402
+from realtime.routing import websocket_urlpatterns  # noqa: E402
+from realtime.startup import startup_log  # noqa: E402
+
+daphne_compat.install(max_message_bytes=settings.WS_MAX_MESSAGE_BYTES)
+startup_log()
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": OriginCheckMiddleware(
+            JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -1,0 +1,40 @@
+"""The one door from Django code into the sockets: group names and the events sent to them."""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from realtime.protocol import CloseCode
+
+logger = logging.getLogger("switchboard.realtime")
+
+
+def user_group(user_id: int) -> str:
+    """The channel-layer group that holds every open session of one user, on every worker."""
+    return f"sessions.user.{user_id}"
+
+
+def user_sessions_close(*, user_id: int, code: CloseCode, reason: str) -> None:
+    """Close every open session of a user on every worker (sync; use after commit)."""
+    layer = get_channel_layer()
+    async_to_sync(layer.group_send)(
+        user_group(user_id), {"type": "session.revoke", "code": int(code), "reason": reason}
+    )
+
+
+def user_sessions_close_on_commit(*, user_id: int, code: CloseCode, reason: str) -> None:
+    """Close a user's sessions once the surrounding transaction commits (at once outside one).
+
+    A failure to reach the channel layer is logged, not raised: the revocation itself is
+    already committed, and every session still ends at its token's expiry.
+    """
+
+    def send() -> None:
+        try:
+            user_sessions_close(user_id=user_id, code=code, reason=reason)
+        except Exception:
+            logger.exception("could not reach the channel layer to close user %s", user_id)
+
+    transaction.on_commit(send)
