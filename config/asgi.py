@@ -17,7 +17,8 @@ from realtime.origin import OriginCheckMiddleware  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.startup import startup_log  # noqa: E402
 
-daphne_compat.install(max_message_bytes=settings.WS_MAX_MESSAGE_BYTES)
+if settings.WS_DAPHNE_COMPAT:
+    daphne_compat.install(max_message_bytes=settings.WS_MAX_MESSAGE_BYTES)
 startup_log()
 
 application = ProtocolTypeRouter(

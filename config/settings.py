@@ -191,6 +191,14 @@ WS_MESSAGE_BURST = env.int("WS_MESSAGE_BURST", default=40)
 WS_EXPIRY_WARNING = env.int("WS_EXPIRY_WARNING", default=30)
 WS_ECHO_PREFIX = env.str("WS_ECHO_PREFIX", default="Server received: ")
 WS_ALLOWED_ORIGINS = env.list("WS_ALLOWED_ORIGINS", default=[])
+if not 0 < WS_MAX_MESSAGE_BYTES <= 1024 * 1024:
+    raise ImproperlyConfigured(
+        "WS_MAX_MESSAGE_BYTES must be between 1 and 1048576: daphne drops larger messages "
+        "without a close frame before the application sees them."
+    )
+# Install realtime.daphne_compat (1003/1008/1009 close codes, close reasons, early 1009,
+# access-log redaction). Only tests turn it off, to show what stock daphne does.
+WS_DAPHNE_COMPAT = env.bool("WS_DAPHNE_COMPAT", default=True)
 # Protocol errors tolerated per minute before the session is closed with 1008.
 WS_MAX_PROTOCOL_ERRORS = 20
 # A session dropping more than WS_MESSAGE_BURST frames within this many seconds is closed 4008.
@@ -200,7 +208,7 @@ WS_RATE_ABUSE_WINDOW = 10
 # STATIC FILES
 # ---------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

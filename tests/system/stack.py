@@ -1,0 +1,180 @@
+"""Real processes for system tests: a redis-server and daphne workers on free loopback ports.
+
+Every process is started here and stopped here, by PID; nothing is looked up by name.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET_KEY = "system-test-secret-key-not-for-production-0123456789abcdef"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_wait(port: int, *, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until something accepts on 127.0.0.1:`port`; fail early if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+def process_stop(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    """Stop one process we started: `sig`, then SIGKILL if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server on a free port; can be stopped and started again on that port."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not on PATH (make test installs it)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self.workdir)]
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir
+        )
+        port_wait(self.port, proc=self.proc)
+        client = redis.Redis(port=self.port, socket_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            process_stop(self.proc)
+            self.proc = None
+
+    def flush(self) -> None:
+        client = redis.Redis(port=self.port, socket_timeout=2)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
+
+def base_env(*, database_url: str, log_file: Path, redis_url: str | None) -> dict[str, str]:
+    """The environment of a production-like worker (DEBUG off) for system tests."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "JWT_", "WS_"))}
+    env.update(
+        DJANGO_SECRET_KEY=SECRET_KEY,
+        DJANGO_DEBUG="0",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DATABASE_URL=database_url,
+        LOG_FILE=str(log_file),
+        REDIS_URL=redis_url or "",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def database_migrate(env: dict[str, str]) -> None:
+    """Run the real migrations against the database in `env`."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+
+
+@dataclass
+class DaphneWorker:
+    """`daphne config.asgi:application` in a subprocess, its output kept in files."""
+
+    env: dict[str, str]
+    workdir: Path
+    name: str = "worker"
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.workdir / f"{self.name}.stdout"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.workdir / f"{self.name}.stderr"
+
+    def start(self) -> "DaphneWorker":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        args += ["--access-log", "-", "config.asgi:application"]
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=err)
+        try:
+            port_wait(self.port, timeout=30, proc=self.proc)
+        except Exception as e:
+            raise RuntimeError(f"daphne did not start:\n{self.output()}") from e
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            process_stop(self.proc, sig=sig)
+            self.proc = None
+
+    def output(self) -> str:
+        """Everything the worker wrote: stdout (access log), stderr and the error log file."""
+        parts = [p.read_text(errors="replace") for p in (self.stdout_path, self.stderr_path)]
+        log_file = Path(self.env["LOG_FILE"])
+        if log_file.exists():
+            parts.append(log_file.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def rss_kib(self) -> int:
+        """The worker's resident memory, from /proc."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
