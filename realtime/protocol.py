@@ -107,8 +107,10 @@ def frame_decode(text: str, schemas: dict[str, type[msgspec.Struct]]) -> msgspec
     """Parse one client text frame into its message struct, or raise ProtocolError."""
     try:
         obj = _json_decoder.decode(text)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeEncodeError) as e:  # lone surrogates cannot be UTF-8
         raise ProtocolError(ErrorCode.INVALID_JSON) from e
+    except RecursionError as e:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "Message is nested too deeply") from e
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "Message must be a JSON object")
     msg_id = obj.get("id")
