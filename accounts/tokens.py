@@ -1,7 +1,6 @@
 """Token rules shared by REST and WebSocket: one raw token in, one user out, or a named error."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -47,10 +46,6 @@ class Authenticated:
 
     user: User
     token: AccessToken
-
-    @property
-    def expires_at(self) -> datetime:
-        return datetime.fromtimestamp(self.token["exp"], tz=UTC)
 
 
 def token_pair_for_user(*, user: User) -> dict[str, str]:
