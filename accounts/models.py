@@ -21,6 +21,26 @@ class User(AbstractUser):
         null=True, blank=True, editable=False, help_text="When the user's tokens were last revoked."
     )
 
+    # True while Django checks a password: the only save then is a hash upgrade of the
+    # same password, which must not revoke tokens (Django clears `_password` for it).
+    _password_check = False
+
+    def check_password(self, raw_password: str) -> bool:
+        """Django's check; a hash upgrade it saves is marked as not a password change."""
+        self._password_check = True
+        try:
+            return super().check_password(raw_password)
+        finally:
+            self._password_check = False
+
+    async def acheck_password(self, raw_password: str) -> bool:
+        """See check_password()."""
+        self._password_check = True
+        try:
+            return await super().acheck_password(raw_password)
+        finally:
+            self._password_check = False
+
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
         constraints = [

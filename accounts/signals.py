@@ -25,7 +25,7 @@ def _revocation_reason(user: User, update_fields: frozenset[str] | None) -> str 
         return None
     if stored["is_active"] and not user.is_active:
         return "user deactivated"
-    if stored["password"] != user.password:
+    if stored["password"] != user.password and not user._password_check:
         # A hash upgrade at login re-saves the same password: that must not log anyone out.
         raw = getattr(user, "_password", None)
         if raw is None or not check_password(raw, stored["password"]):

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
+from accounts.authentication import VersionedJWTAuthentication
 from accounts.client_ip import request_client_ip
 from accounts.login_throttle import login_throttle
 from accounts.serializers import (
@@ -40,6 +41,14 @@ class LoginThrottled(exceptions.Throttled):
     default_code = "login_throttled"
 
 
+class PublicAPIView(APIView):
+    """An endpoint without authentication whose refused credentials still answer 401."""
+
+    def get_authenticate_header(self, request: Request) -> str:
+        # DRF turns 401 into 403 when a view has no authenticator to name a scheme.
+        return VersionedJWTAuthentication().authenticate_header(request)
+
+
 def body(serializer_class: type[serializers.Serializer], request: Request) -> dict:
     """The request body validated by `serializer_class` (400 with per-field errors)."""
     serializer = serializer_class(data=request.data)
@@ -47,7 +56,7 @@ def body(serializer_class: type[serializers.Serializer], request: Request) -> di
     return serializer.validated_data
 
 
-class RegisterView(APIView):
+class RegisterView(PublicAPIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
@@ -65,7 +74,7 @@ class RegisterView(APIView):
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
-class TokenObtainView(APIView):
+class TokenObtainView(PublicAPIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
@@ -88,7 +97,7 @@ class TokenObtainView(APIView):
         return Response(token_pair_for_user(user=user))
 
 
-class TokenRefreshView(APIView):
+class TokenRefreshView(PublicAPIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
@@ -100,7 +109,7 @@ class TokenRefreshView(APIView):
             raise TokenUnusable(e) from e
 
 
-class TokenVerifyView(APIView):
+class TokenVerifyView(PublicAPIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
