@@ -41,6 +41,20 @@ class User(AbstractUser):
         finally:
             self._password_check = False
 
+    # Written only by `accounts.services.user_revoke_tokens` (an atomic F() update): a save of
+    # a stale copy (an admin form opened before a revocation) must not write an old version
+    # back and bring revoked tokens to life.
+    REVOCATION_FIELDS = frozenset({"token_version", "tokens_revoked_at"})
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in self.REVOCATION_FIELDS
+            ]
+        super().save(*args, **kwargs)
+
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
         constraints = [

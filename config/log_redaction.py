@@ -5,7 +5,10 @@ import re
 
 # A JWT (three base64url parts, the first two JSON objects), or a credential in a query string.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
-_QUERY_SECRET = re.compile(r"(?i)\b(token|ticket|access|refresh|password)=[^&\s\"']+")
+# Any parameter whose name contains one of these words: token=, access_token=, new-password=…
+_QUERY_SECRET = re.compile(
+    r"(?i)([\w-]*(?:token|ticket|access|refresh|password|secret)[\w-]*)=[^&\s\"']+"
+)
 REDACTED = "[redacted]"
 
 

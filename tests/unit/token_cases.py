@@ -131,4 +131,20 @@ BAD_TOKENS = [
     BadToken(
         "user_id_too_big", lambda u: forge(valid_claims(u, user_id=str(2**64))), "malformed user id"
     ),
+    BadToken("user_id_true", lambda u: forge(valid_claims(u, user_id=True)), "malformed user id"),
+    BadToken(
+        "user_id_float",
+        lambda u: forge(valid_claims(u, user_id=float(u.pk))),
+        "malformed user id",
+    ),
+    BadToken(
+        "user_id_decimal_string",
+        lambda u: forge(valid_claims(u, user_id=f"{u.pk}.0")),
+        "malformed user id",
+    ),
+    BadToken(
+        "user_id_unicode_digits",
+        lambda u: forge(valid_claims(u, user_id="\u0661")),  # ARABIC-INDIC DIGIT ONE
+        "malformed user id",
+    ),
 ]

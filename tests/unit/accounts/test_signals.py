@@ -17,6 +17,7 @@ from django.test import Client
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from accounts.models import User
+from accounts.services import user_revoke_tokens
 from accounts.tokens import TokenRejected, auser_for_token, user_for_token
 from realtime.events import user_group
 from tests.conftest import PASSWORD, UserFactory, access_for, refresh_for
@@ -279,3 +280,17 @@ async def test_a_password_hash_upgrade_at_async_login_does_not_revoke_tokens(use
     assert logged_in.password.startswith("scrypt$")
     assert logged_in.token_version == 0
     assert (await auser_for_token(access)).user == user
+
+
+def test_saving_a_stale_copy_does_not_bring_revoked_tokens_back(user):
+    stale = User.objects.get(pk=user.pk)  # e.g. an admin form opened before the revocation
+    old_access = str(access_for(user))
+    user_revoke_tokens(user=user, reason="test")
+
+    stale.first_name = "Edited"
+    stale.save()
+
+    stored = User.objects.get(pk=user.pk)
+    assert (stored.first_name, stored.token_version) == ("Edited", user.token_version)
+    assert user.token_version == 1
+    assert_revoked(old_access)

@@ -20,6 +20,8 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
         ("password=hunter2 user=alice", f"password={REDACTED} user=alice"),
         ("Refresh=abc", f"Refresh={REDACTED}"),
         ("ticket=t1&access=a1", f"ticket={REDACTED}&access={REDACTED}"),
+        ("?access_token=a1&x=1", f"?access_token={REDACTED}&x=1"),
+        ("new-password=p1 client_secret=s1", f"new-password={REDACTED} client_secret={REDACTED}"),
         ("nothing secret here", "nothing secret here"),
     ],
 )
