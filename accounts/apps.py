@@ -6,4 +6,7 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from accounts import signals  # noqa: F401  (connects the revocation receivers)
+        from accounts import (  # noqa: F401  (registers receivers and the OpenAPI scheme)
+            schema,
+            signals,
+        )

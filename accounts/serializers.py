@@ -55,3 +55,8 @@ class RefreshSerializer(serializers.Serializer):
 
 class VerifySerializer(serializers.Serializer):
     token = serializers.CharField()
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()

@@ -5,6 +5,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import IntegrityError
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -15,15 +16,18 @@ from accounts import services
 from accounts.authentication import VersionedJWTAuthentication
 from accounts.client_ip import request_client_ip
 from accounts.login_throttle import login_throttle
+from accounts.schema import BAD_REQUEST, UNAUTHORIZED, error
 from accounts.serializers import (
     LoginSerializer,
     MeSerializer,
     RefreshSerializer,
     RegisterSerializer,
+    TokenPairSerializer,
     UserSerializer,
     VerifySerializer,
 )
 from accounts.tokens import TokenRejected, token_pair_for_user
+from operations.metrics import LOGINS
 
 security_log = logging.getLogger("switchboard.security")
 
@@ -60,6 +64,15 @@ class RegisterView(PublicAPIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
+    @extend_schema(
+        summary="Create an account",
+        request=RegisterSerializer,
+        responses={
+            201: UserSerializer,
+            400: BAD_REQUEST,
+            403: error("Registration is turned off (`registration_disabled`)."),
+        },
+    )
     def post(self, request: Request) -> Response:
         if not settings.ACCOUNTS_ALLOW_REGISTRATION:
             raise exceptions.PermissionDenied(
@@ -78,22 +91,35 @@ class TokenObtainView(PublicAPIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
+    @extend_schema(
+        summary="Log in: a new access and refresh token",
+        request=LoginSerializer,
+        responses={
+            200: TokenPairSerializer,
+            400: BAD_REQUEST,
+            401: error("Bad credentials (`bad_credentials`)."),
+            429: error("Too many failed logins (`login_throttled`); see Retry-After."),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = body(LoginSerializer, request)
         username, ip = data["username"], request_client_ip(request)
         throttle = login_throttle()
         wait = throttle.retry_after(username=username, ip=ip)
         if wait is not None:
+            LOGINS.labels("throttled").inc()
             security_log.warning("login throttled: username=%r client=%s", username[:150], ip)
             raise LoginThrottled(wait=wait)
         user = authenticate(request, username=username, password=data["password"])
         if user is None:
+            LOGINS.labels("failure").inc()
             throttle.failure(username=username, ip=ip)
             security_log.warning("login failed: username=%r client=%s", username[:150], ip)
             raise exceptions.AuthenticationFailed(
                 "No active account found with the given credentials", code="bad_credentials"
             )
         throttle.success(username=username, ip=ip)
+        LOGINS.labels("success").inc()
         return Response(token_pair_for_user(user=user))
 
 
@@ -101,6 +127,11 @@ class TokenRefreshView(PublicAPIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
+    @extend_schema(
+        summary="Spend a refresh token for a new pair (the old one is blacklisted)",
+        request=RefreshSerializer,
+        responses={200: TokenPairSerializer, 400: BAD_REQUEST, 401: UNAUTHORIZED},
+    )
     def post(self, request: Request) -> Response:
         data = body(RefreshSerializer, request)
         try:
@@ -113,6 +144,15 @@ class TokenVerifyView(PublicAPIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
+    @extend_schema(
+        summary="Check that an access or refresh token is usable",
+        request=VerifySerializer,
+        responses={
+            200: OpenApiResponse(response={"type": "object"}, description="Usable."),
+            400: BAD_REQUEST,
+            401: UNAUTHORIZED,
+        },
+    )
     def post(self, request: Request) -> Response:
         data = body(VerifySerializer, request)
         try:
@@ -123,6 +163,16 @@ class TokenVerifyView(PublicAPIView):
 
 
 class LogoutView(APIView):
+    @extend_schema(
+        summary="Blacklist one refresh token",
+        request=RefreshSerializer,
+        responses={
+            204: OpenApiResponse(description="Logged out."),
+            400: BAD_REQUEST,
+            401: UNAUTHORIZED,
+            403: error("The refresh token belongs to another user."),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = body(RefreshSerializer, request)
         try:
@@ -136,11 +186,17 @@ class LogoutView(APIView):
 
 
 class LogoutAllView(APIView):
+    @extend_schema(
+        summary="Revoke every token of the caller and close their sessions (4501)",
+        request=None,
+        responses={204: OpenApiResponse(description="Revoked."), 401: UNAUTHORIZED},
+    )
     def post(self, request: Request) -> Response:
         services.user_revoke_tokens(user=request.user, reason="logout-all")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MeView(APIView):
+    @extend_schema(summary="The caller", responses={200: MeSerializer, 401: UNAUTHORIZED})
     def get(self, request: Request) -> Response:
         return Response(MeSerializer(request.user).data)

@@ -41,9 +41,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "accounts",
     "realtime",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -175,6 +178,20 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "accounts.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Switchboard API",
+    "DESCRIPTION": (
+        "JWT login and account endpoints. The WebSocket protocol is in docs/asyncapi.yaml."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files, never from a CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 ACCOUNTS_ALLOW_REGISTRATION = env.bool("ACCOUNTS_ALLOW_REGISTRATION", default=True)
@@ -235,24 +252,46 @@ if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
 X_FRAME_OPTIONS = "DENY"
 
 # ---------------------------------------------------------------------------
+# METRICS
+# ---------------------------------------------------------------------------
+# Bearer token for GET /metrics. Unset: staff JWTs, and loopback clients when DEBUG is off.
+# Several workers: set PROMETHEUS_MULTIPROC_DIR (read by prometheus-client itself).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
+# ---------------------------------------------------------------------------
 # LOGGING
 # ---------------------------------------------------------------------------
 LOG_FILE = Path(env("LOG_FILE", default=str(BASE_DIR / "logs" / "websocket_errors.log")))
 LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {LOG_FORMAT!r}.")
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "config.log_redaction.RedactSecretsFilter"}},
+    "filters": {
+        "redact_secrets": {"()": "config.log_redaction.RedactSecretsFilter"},
+        "worker": {"()": "config.log_format.WorkerFilter"},
+    },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"},
+        "text": {
+            "()": "config.log_format.ContextTextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(worker)s] %(message)s",
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(levelname)s %(name)s %(message)s %(worker)s",
+            "rename_fields": {"levelname": "level", "name": "logger", "message": "event"},
+            "timestamp": "timestamp",
+        },
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["redact_secrets"],
+            "formatter": LOG_FORMAT,
+            "filters": ["worker", "redact_secrets"],
         },
         "error_file": {
             "class": "logging.handlers.RotatingFileHandler",
@@ -261,13 +300,15 @@ LOGGING = {
             "backupCount": 5,
             "encoding": "utf-8",
             "level": "WARNING",
-            "formatter": "plain",
-            "filters": ["redact_secrets"],
+            "formatter": LOG_FORMAT,
+            "filters": ["worker", "redact_secrets"],
         },
     },
     "root": {"handlers": ["console", "error_file"], "level": "WARNING"},
     "loggers": {
         "switchboard": {"level": LOG_LEVEL},
+        # Security events are WARNING and above, so they always reach the error file.
+        "switchboard.security": {"level": "INFO"},
         "django": {"level": "INFO"},
         "daphne": {"level": "INFO"},
     },

@@ -1,8 +1,11 @@
-"""HTTP routes: the admin and the JSON API (which answers errors in JSON, 404 and 500 included)."""
+"""HTTP routes: operator endpoints, the admin and the JSON API (JSON errors, 404 included)."""
 
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from operations import views as operations
 
 
 def api_not_found(request, *args, **kwargs):
@@ -10,7 +13,12 @@ def api_not_found(request, *args, **kwargs):
 
 
 urlpatterns = [
+    path("healthz", operations.healthz),
+    path("readyz", operations.readyz),
+    path("metrics", operations.metrics),
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^api/", api_not_found),
 ]

@@ -1,0 +1,114 @@
+"""Prometheus metrics. Every label value comes from a fixed set, never from user input.
+
+Several daphne workers: set PROMETHEUS_MULTIPROC_DIR (an empty directory, wiped before the
+workers start) in every worker's environment; any worker's /metrics then serves the sum.
+"""
+
+import glob
+import os
+import re
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from realtime.protocol import CloseCode, ErrorCode
+
+ENDPOINTS = frozenset({"echo", "session"})
+CONNECTION_OUTCOMES = frozenset(
+    {"accepted", "unauthorized", "expired", "rate_limited", "origin_refused", "unavailable"}
+)
+CLIENT_TYPES = frozenset({"echo", "ping", "refresh", "text", "binary"})
+SERVER_TYPES = frozenset(
+    {"welcome", "echo", "pong", "refreshed", "expiring", "error", "text", "binary"}
+)
+CLOSE_CODES = frozenset(str(int(code)) for code in CloseCode)
+ERROR_CODES = frozenset(str(code) for code in ErrorCode)
+LOGIN_OUTCOMES = frozenset({"success", "failure", "throttled"})
+LAYER_OPERATIONS = frozenset({"group_add", "group_discard", "group_send", "send", "receive"})
+FANOUT_EVENTS = frozenset({"session.revoke"})
+
+
+def label(value: object, allowed: Iterable[str], other: str = "other") -> str:
+    """`value` as a label when it is one of `allowed`, else `other`."""
+    text = str(value)
+    return text if text in allowed else other
+
+
+WS_OPEN = Gauge(
+    "switchboard_ws_connections_open",
+    "Open WebSocket connections.",
+    ["endpoint"],
+    multiprocess_mode="livesum",
+)
+WS_CONNECTIONS = Counter(
+    "switchboard_ws_connections",
+    "WebSocket connection attempts by outcome.",
+    ["endpoint", "outcome"],
+)
+WS_RECEIVED = Counter(
+    "switchboard_ws_messages_received", "Client frames received.", ["endpoint", "type"]
+)
+WS_SENT = Counter("switchboard_ws_messages_sent", "Frames sent to clients.", ["endpoint", "type"])
+WS_PROTOCOL_ERRORS = Counter(
+    "switchboard_ws_protocol_errors", "Error frames sent, by error code.", ["code"]
+)
+WS_CLOSES = Counter(
+    "switchboard_ws_closes", "WebSocket closes, by close code.", ["endpoint", "code"]
+)
+LOGINS = Counter("switchboard_logins", "REST logins by outcome.", ["outcome"])
+FANOUT_LATENCY = Histogram(
+    "switchboard_fanout_latency_seconds",
+    "From a server-side send to its delivery on the receiving worker.",
+    ["event"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+LAYER_FAILURES = Counter(
+    "switchboard_channel_layer_failures", "Channel-layer operations that failed.", ["operation"]
+)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_workers_forget(path: str) -> list[int]:
+    """Drop the live gauges of workers that no longer run (SIGKILL leaves no chance to)."""
+    pids = set()
+    for name in glob.glob(os.path.join(path, "gauge_live*_*.db")):
+        match = re.search(r"_(\d+)\.db$", name)
+        if match:
+            pids.add(int(match.group(1)))
+    dead = sorted(pid for pid in pids if not _pid_alive(pid))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, path)
+    return dead
+
+
+def metrics_exposition() -> tuple[bytes, str]:
+    """The metrics text and its content type: every worker's sum in multiprocess mode."""
+    path = multiprocess_dir()
+    if path is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    dead_workers_forget(path)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,58 @@
+"""Readiness checks: can this worker reach its database and its channel layer right now?"""
+
+import asyncio
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection, connections
+
+CHECK_TIMEOUT = 1.0
+
+
+def _database_ping() -> None:
+    """One trivial query on this thread's connection, which is closed afterwards."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connections.close_all()
+
+
+async def database_check() -> None:
+    """Raise unless a query succeeds within CHECK_TIMEOUT (in its own thread, never blocking
+    the thread that serves Django's sync views)."""
+    await asyncio.wait_for(
+        sync_to_async(_database_ping, thread_sensitive=False)(), timeout=CHECK_TIMEOUT
+    )
+
+
+async def channel_layer_check() -> None:
+    """Raise unless a message sent to a fresh channel comes back within CHECK_TIMEOUT."""
+
+    async def round_trip() -> None:
+        layer = get_channel_layer()
+        channel = await layer.new_channel("readyz.")
+        await layer.send(channel, {"type": "readyz.check"})
+        message = await layer.receive(channel)
+        if message.get("type") != "readyz.check":
+            raise RuntimeError("channel layer returned a different message")
+
+    await asyncio.wait_for(round_trip(), timeout=CHECK_TIMEOUT)
+
+
+CHECKS = {"database": database_check, "channel_layer": channel_layer_check}
+
+
+async def readiness() -> dict[str, str]:
+    """Run every check concurrently: {"database": "ok" | "<error>", "channel_layer": …}."""
+    results = await asyncio.gather(*(check() for check in CHECKS.values()), return_exceptions=True)
+    return {
+        name: "ok" if result is None else _describe(result)
+        for name, result in zip(CHECKS, results, strict=True)
+    }
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return f"timeout after {CHECK_TIMEOUT:g} s"
+    return f"error: {type(error).__name__}"

@@ -1,0 +1,70 @@
+"""Operator endpoints: liveness, readiness and metrics (plain Django views, outside the API)."""
+
+import ipaddress
+import secrets
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+
+from accounts.client_ip import request_client_ip
+from accounts.tokens import TokenRejected, user_for_token
+from operations.metrics import metrics_exposition
+from operations.readiness import readiness
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 while the process serves; checks nothing else."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """200 when the database and the channel layer answer within 1 s each, else 503."""
+    results = await readiness()
+    ready = all(value == "ok" for value in results.values())
+    return JsonResponse(results, status=200 if ready else 503)
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def metrics_access(request: HttpRequest) -> int | None:
+    """None when the caller may read metrics, else the HTTP status to refuse with."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if header:
+        if scheme.lower() != "bearer" or not credential:
+            return 401
+        expected = settings.METRICS_TOKEN
+        if expected and secrets.compare_digest(credential.encode(), expected.encode()):
+            return None
+        try:
+            user = user_for_token(credential).user
+        except TokenRejected:
+            return 401
+        return None if user.is_staff else 403
+    if not settings.METRICS_TOKEN and (settings.DEBUG or _is_loopback(request_client_ip(request))):
+        return None
+    return 401
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format (METRICS_TOKEN, a staff JWT, or loopback; see the README)."""
+    refused = metrics_access(request)
+    if refused is not None:
+        response = JsonResponse(
+            {"detail": "Metrics need a valid bearer token.", "code": "metrics_forbidden"},
+            status=refused,
+        )
+        if refused == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    body, content_type = metrics_exposition()
+    return HttpResponse(body, content_type=content_type)
