@@ -2,6 +2,7 @@
 
 import logging
 
+from django.db import DatabaseError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
@@ -10,11 +11,20 @@ logger = logging.getLogger("switchboard.api")
 
 
 def api_exception_handler(exc, context):
-    """DRF's handler, plus: 400 for a wrong content type, a `code` on every error, JSON 500s."""
+    """DRF's handler, plus: 400 for a wrong content type, a `code` on every error, 503 when
+    the database fails, and JSON 500s."""
     if isinstance(exc, exceptions.UnsupportedMediaType):
         exc = exceptions.ParseError(
             f"Content-Type must be application/json, not {exc.args[0]!r}"[:200],
             code="unsupported_media_type",
+        )
+    if isinstance(exc, DatabaseError):
+        logger.error("database unavailable in %s: %s", context["view"].__class__.__name__, exc)
+        set_rollback()
+        return Response(
+            {"detail": "Temporarily unavailable; try again later.", "code": "unavailable"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
         )
     response = exception_handler(exc, context)
     if response is None:

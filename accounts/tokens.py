@@ -1,9 +1,12 @@
 """Token rules shared by REST and WebSocket: one raw token in, one user out, or a named error."""
 
+import asyncio
 from dataclasses import dataclass
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import DatabaseError
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken, Token
@@ -28,6 +31,12 @@ class TokenExpired(TokenRejected):
     """The token was genuine but its `exp` has passed."""
 
     code = "token_expired"
+
+
+class AuthUnavailable(TokenRejected):
+    """The token could not be checked now (the database failed or was too slow)."""
+
+    code = "unavailable"
 
 
 class RefreshToken(SimpleRefreshToken):
@@ -100,8 +109,22 @@ def user_for_token(raw: str) -> Authenticated:
     return Authenticated(user=token_user_check(token=token, user=user), token=token)
 
 
+@database_sync_to_async
+def user_by_id(user_id: int) -> User | None:
+    """One user by primary key (closing a connection a database outage broke)."""
+    return get_user_model().objects.filter(pk=user_id).first()
+
+
 async def auser_for_token(raw: str) -> Authenticated:
-    """Resolve a raw access token to its user (async: WebSocket); one query."""
+    """Resolve a raw access token to its user (async: WebSocket); one query.
+
+    A database that fails, or takes longer than AUTH_DB_TIMEOUT, raises AuthUnavailable.
+    """
     token = token_parse(raw)
-    user = await get_user_model().objects.filter(pk=token_user_id(token)).afirst()
+    try:
+        user = await asyncio.wait_for(
+            user_by_id(token_user_id(token)), timeout=settings.AUTH_DB_TIMEOUT
+        )
+    except (DatabaseError, TimeoutError) as e:
+        raise AuthUnavailable(f"database unavailable ({type(e).__name__})") from e
     return Authenticated(user=token_user_check(token=token, user=user), token=token)

@@ -170,6 +170,9 @@ SIMPLE_JWT = {
 }
 # The longest raw token either door accepts; anything longer is refused before decoding.
 JWT_MAX_TOKEN_BYTES = 4096
+# A WebSocket handshake waits this long for its one user lookup before answering
+# `unavailable` (close 1013) instead of hanging on a locked or unreachable database.
+AUTH_DB_TIMEOUT = env.float("AUTH_DB_TIMEOUT", default=2.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.VersionedJWTAuthentication"],
@@ -276,10 +279,7 @@ LOGGING = {
         "worker": {"()": "config.log_format.WorkerFilter"},
     },
     "formatters": {
-        "text": {
-            "()": "config.log_format.ContextTextFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s [%(worker)s] %(message)s",
-        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(worker)s] %(message)s"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "format": "%(levelname)s %(name)s %(message)s %(worker)s",

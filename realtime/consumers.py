@@ -6,27 +6,46 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from accounts.client_ip import scope_client_ip
-from accounts.tokens import Authenticated, TokenExpired, TokenRejected, auser_for_token
+from accounts.tokens import (
+    Authenticated,
+    AuthUnavailable,
+    TokenExpired,
+    TokenRejected,
+    auser_for_token,
+)
+from operations import metrics
 from realtime.events import user_group
+from realtime.layer_health import layer_health
 from realtime.limits import TokenBucket, WindowCounter
 from realtime.protocol import (
+    ERROR_MESSAGES,
     CloseCode,
     Echo,
     ErrorCode,
+    MessageId,
     Ping,
     ProtocolError,
     Refresh,
-    error_frame,
     frame_decode,
     frame_encode,
 )
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
+
+# What a refused handshake answers: (error code, close code, connection-outcome metric label).
+AUTH_FAILURES: dict[str, tuple[ErrorCode, CloseCode, str]] = {
+    "token_expired": (ErrorCode.TOKEN_EXPIRED, CloseCode.TOKEN_EXPIRED, "expired"),
+    "unavailable": (ErrorCode.UNAVAILABLE, CloseCode.TRY_AGAIN_LATER, "unavailable"),
+    "unauthorized": (ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, "unauthorized"),
+}
 
 
 def iso_utc(timestamp: float) -> str:
@@ -45,14 +64,44 @@ def frame_too_big(text: str | None, data: bytes | None) -> bool:
 
 
 class LimitedConsumer(AsyncWebsocketConsumer):
-    """Frame-size and message-rate limits, and one way to close with a documented code."""
+    """Frame-size and message-rate limits, counted frames, and one way to close."""
+
+    endpoint = "other"  # metrics label
 
     async def websocket_connect(self, message):
         self.closing = False
+        self.counted_open = False
         self.bucket = TokenBucket(
             rate=settings.WS_MESSAGES_PER_SECOND, burst=settings.WS_MESSAGE_BURST
         )
         await super().websocket_connect(message)
+
+    async def accept(self, subprotocol=None, headers=None):
+        await super().accept(subprotocol, headers)
+        metrics.WS_OPEN.labels(self.endpoint).inc()
+        self.counted_open = True
+
+    async def websocket_disconnect(self, message):
+        if self.counted_open:
+            metrics.WS_OPEN.labels(self.endpoint).dec()
+            self.counted_open = False
+        code = message.get("code")
+        metrics.WS_CLOSES.labels(self.endpoint, metrics.label(code, metrics.CLOSE_CODES)).inc()
+        await super().websocket_disconnect(message)
+
+    async def send_frame(self, kind: str, msg_id: MessageId = None, **fields) -> None:
+        """Send one JSON frame of type `kind`."""
+        metrics.WS_SENT.labels(self.endpoint, metrics.label(kind, metrics.SERVER_TYPES)).inc()
+        await self.send(text_data=frame_encode(kind, msg_id, **fields))
+
+    async def send_error(
+        self, code: ErrorCode, message: str | None = None, msg_id: MessageId = None
+    ) -> None:
+        """Send `{"type":"error","code":…,"message":…}` (the connection stays open)."""
+        metrics.WS_PROTOCOL_ERRORS.labels(str(code)).inc()
+        await self.send_frame(
+            "error", msg_id, code=str(code), message=message or ERROR_MESSAGES[code]
+        )
 
     async def close_with(self, code: CloseCode, error: ErrorCode | None = None) -> None:
         """Send an error frame (optional), then close with `code` and its reason; once."""
@@ -60,8 +109,12 @@ class LimitedConsumer(AsyncWebsocketConsumer):
             return
         self.closing = True
         if error is not None:
-            await self.send(text_data=error_frame(error))
+            await self.send_error(error)
         await self.close(code=int(code), reason=code.reason)
+
+    def log_extra(self) -> dict:
+        """Structured context for log records (fields of the JSON log format)."""
+        return {"client_ip": scope_client_ip(self.scope), "path": self.scope.get("path")}
 
     def log_context(self) -> str:
         return f"path={self.scope.get('path')} client={scope_client_ip(self.scope)}"
@@ -70,20 +123,31 @@ class LimitedConsumer(AsyncWebsocketConsumer):
 class EchoConsumer(LimitedConsumer):
     """Echo: text comes back behind WS_ECHO_PREFIX, binary comes back unchanged."""
 
-    channel_layer_alias = None  # never uses the layer, so it holds no Redis connection
+    endpoint = "echo"
+    channel_layer_alias = None  # never uses the layer: it holds no Redis connection
 
     async def connect(self):
         await self.accept()
+        metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.closing:
             return
+        kind = "binary" if bytes_data is not None else "text"
+        metrics.WS_RECEIVED.labels(self.endpoint, kind).inc()
         if frame_too_big(text_data, bytes_data):
-            security_log.warning("websocket frame too big, closing 1009: %s", self.log_context())
+            security_log.warning(
+                "websocket frame too big, closing 1009: %s",
+                self.log_context(),
+                extra=self.log_extra(),
+            )
             return await self.close_with(CloseCode.MESSAGE_TOO_BIG)
         if not self.bucket.take():
-            security_log.warning("websocket rate limit, closing 4008: %s", self.log_context())
+            security_log.warning(
+                "websocket rate limit, closing 4008: %s", self.log_context(), extra=self.log_extra()
+            )
             return await self.close_with(CloseCode.RATE_LIMITED)
+        metrics.WS_SENT.labels(self.endpoint, kind).inc()
         if bytes_data is not None:
             await self.send(bytes_data=bytes_data)
         else:
@@ -93,89 +157,153 @@ class EchoConsumer(LimitedConsumer):
 class SessionConsumer(LimitedConsumer):
     """An authenticated session: welcome, echo/ping/refresh, expiry and revocation."""
 
+    endpoint = "session"
+
+    async def __call__(self, scope, receive, send):
+        # channels' AsyncConsumer.__call__, except that a failing channel layer (Redis down)
+        # pauses cross-worker delivery instead of killing the socket with 1011.
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive, self.layer_receive], self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def layer_receive(self) -> dict:
+        """The next channel-layer event for this session; waits out layer outages."""
+        while True:
+            await layer_health.wait_up()
+            try:
+                return await self.channel_layer.receive(self.channel_name)
+            except Exception as e:
+                layer_health.failed("receive", e)
+
+    async def groups_join(self) -> None:
+        """Join (or renew) the user's group; a layer failure is recorded, not raised."""
+        try:
+            await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        except Exception as e:
+            layer_health.failed("group_add", e)
+
     async def connect(self):
         self.session_id = str(uuid.uuid4())
+        self.user = None
         self.expiry_task: asyncio.Task | None = None
         await self.accept()
         self.protocol_errors = WindowCounter(limit=settings.WS_MAX_PROTOCOL_ERRORS, window=60)
         self.rate_abuse = WindowCounter(
             limit=settings.WS_MESSAGE_BURST, window=settings.WS_RATE_ABUSE_WINDOW
         )
-        error: TokenRejected | None = self.scope.get("auth_error")
         auth: Authenticated | None = self.scope.get("auth")
         if auth is None:
-            error = error or TokenRejected("no authentication")
+            error = self.scope.get("auth_error") or TokenRejected("no authentication")
+            error_code, close_code, outcome = AUTH_FAILURES.get(
+                error.code, AUTH_FAILURES["unauthorized"]
+            )
+            metrics.WS_CONNECTIONS.labels(self.endpoint, outcome).inc()
             security_log.warning(
                 "websocket auth failed: reason=%s code=%s %s",
                 error.reason,
                 error.code,
                 self.log_context(),
+                extra=self.log_extra(),
             )
-            expired = isinstance(error, TokenExpired)
-            return await self.close_with(
-                CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED,
-                ErrorCode.TOKEN_EXPIRED if expired else ErrorCode.UNAUTHORIZED,
-            )
+            return await self.close_with(close_code, error_code)
+        metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
         self.user = auth.user
-        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
-        await self.send(
-            text_data=frame_encode(
-                "welcome",
-                message="Authenticated!",
-                session_id=self.session_id,
-                user={"id": self.user.pk, "username": self.user.username},
-                expires_at=iso_utc(auth.token["exp"]),
-            )
+        await self.groups_join()
+        layer_health.register(self, self.groups_join)
+        await self.send_frame(
+            "welcome",
+            message="Authenticated!",
+            session_id=self.session_id,
+            user={"id": self.user.pk, "username": self.user.username},
+            expires_at=iso_utc(auth.token["exp"]),
         )
         self.expiry_schedule(auth.token["exp"])
-        logger.info("session opened: session_id=%s user_id=%s", self.session_id, self.user.pk)
+        logger.info(
+            "session opened: session_id=%s user_id=%s",
+            self.session_id,
+            self.user.pk,
+            extra=self.log_extra(),
+        )
 
     async def disconnect(self, code):
         if self.expiry_task is not None:
             self.expiry_task.cancel()
-        if getattr(self, "user", None) is not None:
+        if self.user is None:
+            return
+        layer_health.unregister(self)
+        try:
             await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
-            logger.info(
-                "session closed: session_id=%s user_id=%s code=%s",
-                self.session_id,
-                self.user.pk,
-                code,
-            )
+        except Exception as e:
+            layer_health.failed("group_discard", e)
+        logger.info(
+            "session closed: session_id=%s user_id=%s code=%s",
+            self.session_id,
+            self.user.pk,
+            code,
+            extra=self.log_extra(),
+        )
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.closing:
             return
         if frame_too_big(text_data, bytes_data):
+            metrics.WS_RECEIVED.labels(self.endpoint, "other").inc()
             self.security_event("frame too big, closing 1009")
             return await self.close_with(CloseCode.MESSAGE_TOO_BIG)
         if bytes_data is not None:
+            metrics.WS_RECEIVED.labels(self.endpoint, "binary").inc()
             self.security_event("binary frame, closing 1003")
             return await self.close_with(CloseCode.UNSUPPORTED_DATA)
         if not self.bucket.take():
+            metrics.WS_RECEIVED.labels(self.endpoint, "other").inc()
             if self.rate_abuse.hit():
                 self.security_event("sustained rate abuse, closing 4008")
                 return await self.close_with(CloseCode.RATE_LIMITED, ErrorCode.RATE_LIMITED)
-            return await self.send(text_data=error_frame(ErrorCode.RATE_LIMITED))
+            return await self.send_error(ErrorCode.RATE_LIMITED)
+        msg_id = None
         try:
             message = frame_decode(text_data, self.schemas)
+            msg_id = message.id
+            metrics.WS_RECEIVED.labels(self.endpoint, message.type).inc()
             await self.handlers[message.type](self, message)
         except ProtocolError as e:
-            await self.send(text_data=error_frame(e.code, e.message, e.msg_id))
+            metrics.WS_RECEIVED.labels(self.endpoint, "other").inc()
+            await self.send_error(e.code, e.message, e.msg_id)
             if self.protocol_errors.hit():
                 self.security_event("too many protocol errors, closing 1008")
                 await self.close_with(CloseCode.POLICY_VIOLATION)
+        except Exception:
+            logger.exception(
+                "error handling a message, answered internal_error: session_id=%s",
+                self.session_id,
+                extra=self.log_extra(),
+            )
+            await self.send_error(ErrorCode.INTERNAL_ERROR, msg_id=msg_id)
 
     # -- client message handlers -------------------------------------------------------
 
     async def on_echo(self, message: Echo) -> None:
-        await self.send(text_data=frame_encode("echo", message.id, data=message.data))
+        await self.send_frame("echo", message.id, data=message.data)
 
     async def on_ping(self, message: Ping) -> None:
-        await self.send(text_data=frame_encode("pong", message.id))
+        await self.send_frame("pong", message.id)
 
     async def on_refresh(self, message: Refresh) -> None:
         try:
             auth = await auser_for_token(message.token)
+        except AuthUnavailable as e:
+            logger.warning(
+                "refresh not checked (%s): session_id=%s",
+                e.reason,
+                self.session_id,
+                extra=self.log_extra(),
+            )
+            return await self.send_error(ErrorCode.UNAVAILABLE, msg_id=message.id)
         except TokenExpired:
             self.security_event("refresh with an expired token, closing 4001")
             return await self.close_with(CloseCode.TOKEN_EXPIRED, ErrorCode.TOKEN_EXPIRED)
@@ -186,11 +314,9 @@ class SessionConsumer(LimitedConsumer):
             self.security_event("refresh with another user's token, closing 4500")
             return await self.close_with(CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED)
         # Re-joining renews the group's expiry, so revocation reaches long-lived sessions.
-        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        await self.groups_join()
         self.expiry_schedule(auth.token["exp"])
-        await self.send(
-            text_data=frame_encode("refreshed", message.id, expires_at=iso_utc(auth.token["exp"]))
-        )
+        await self.send_frame("refreshed", message.id, expires_at=iso_utc(auth.token["exp"]))
 
     schemas = {"echo": Echo, "ping": Ping, "refresh": Refresh}
     handlers = {"echo": on_echo, "ping": on_ping, "refresh": on_refresh}
@@ -198,6 +324,9 @@ class SessionConsumer(LimitedConsumer):
     # -- channel-layer events ------------------------------------------------------------
 
     async def session_revoke(self, event: dict) -> None:
+        sent_at = event.get("sent_at")
+        if isinstance(sent_at, int | float):
+            metrics.FANOUT_LATENCY.labels("session.revoke").observe(max(0.0, time.time() - sent_at))
         self.security_event("session revoked, closing 4501")
         await self.close_with(CloseCode.SESSION_REVOKED, ErrorCode.SESSION_REVOKED)
 
@@ -213,19 +342,25 @@ class SessionConsumer(LimitedConsumer):
         warn_in = exp - settings.WS_EXPIRY_WARNING - time.time()
         if warn_in > 0:
             await asyncio.sleep(warn_in)
-        await self.send(text_data=frame_encode("expiring", expires_at=iso_utc(exp)))
+        await self.send_frame("expiring", expires_at=iso_utc(exp))
         await asyncio.sleep(max(0.0, exp - time.time()))
         self.security_event("token expired, closing 4001")
         await self.close_with(CloseCode.TOKEN_EXPIRED, ErrorCode.TOKEN_EXPIRED)
 
     def security_event(self, what: str) -> None:
+        user_id = self.user.pk if self.user is not None else None
         security_log.warning(
             "%s: session_id=%s user_id=%s %s",
             what,
             self.session_id,
-            getattr(getattr(self, "user", None), "pk", None),
+            user_id,
             self.log_context(),
+            extra=self.log_extra(),
         )
+
+    def log_extra(self) -> dict:
+        user_id = self.user.pk if getattr(self, "user", None) is not None else None
+        return {**super().log_extra(), "session_id": self.session_id, "user_id": user_id}
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):

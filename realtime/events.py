@@ -1,11 +1,13 @@
 """The one door from Django code into the sockets: group names and the events sent to them."""
 
 import logging
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from operations.metrics import LAYER_FAILURES
 from realtime.protocol import CloseCode
 
 logger = logging.getLogger("switchboard.realtime")
@@ -19,9 +21,12 @@ def user_group(user_id: int) -> str:
 def user_sessions_close(*, user_id: int, code: CloseCode, reason: str) -> None:
     """Close every open session of a user on every worker (sync; use after commit)."""
     layer = get_channel_layer()
-    async_to_sync(layer.group_send)(
-        user_group(user_id), {"type": "session.revoke", "code": int(code), "reason": reason}
-    )
+    event = {"type": "session.revoke", "code": int(code), "reason": reason, "sent_at": time.time()}
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), event)
+    except Exception:
+        LAYER_FAILURES.labels("group_send").inc()
+        raise
 
 
 def user_sessions_close_on_commit(*, user_id: int, code: CloseCode, reason: str) -> None:

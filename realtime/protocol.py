@@ -20,6 +20,8 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     TOKEN_EXPIRED = "token_expired"  # noqa: S105  (a code, not a secret)
     SESSION_REVOKED = "session_revoked"
+    UNAVAILABLE = "unavailable"
+    INTERNAL_ERROR = "internal_error"
 
 
 ERROR_MESSAGES: dict[ErrorCode, str] = {
@@ -30,6 +32,8 @@ ERROR_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.UNAUTHORIZED: "Unauthorized",
     ErrorCode.TOKEN_EXPIRED: "Token Expired",
     ErrorCode.SESSION_REVOKED: "Session revoked",
+    ErrorCode.UNAVAILABLE: "Temporarily unavailable; try again later",
+    ErrorCode.INTERNAL_ERROR: "Internal error; the request was not completed",
 }
 
 
@@ -42,6 +46,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
     TOKEN_EXPIRED = 4001
     RATE_LIMITED = 4008
     UNAUTHORIZED = 4500
@@ -59,6 +64,7 @@ CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.POLICY_VIOLATION: "too many protocol errors",
     CloseCode.MESSAGE_TOO_BIG: "message too big",
     CloseCode.INTERNAL_ERROR: "internal error",
+    CloseCode.TRY_AGAIN_LATER: "try again later",
     CloseCode.TOKEN_EXPIRED: "token expired",
     CloseCode.RATE_LIMITED: "rate limited",
     CloseCode.UNAUTHORIZED: "unauthorized",
@@ -134,8 +140,3 @@ def frame_encode(kind: str, msg_id: MessageId = None, **fields: Any) -> str:
     if msg_id is not None:
         payload["id"] = msg_id
     return _encoder.encode(payload).decode()
-
-
-def error_frame(code: ErrorCode, message: str | None = None, msg_id: MessageId = None) -> str:
-    """Serialize an `{"type":"error"}` frame."""
-    return frame_encode("error", msg_id, code=str(code), message=message or ERROR_MESSAGES[code])

@@ -5,6 +5,7 @@ user's group the way a session does, and sees exactly the events sent after comm
 """
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -39,9 +40,12 @@ def session_events(user) -> Callable[[], list[dict]]:
         events = []
         while True:
             try:
-                events.append(await asyncio.wait_for(layer.receive(channel), 0.1))
+                event = await asyncio.wait_for(layer.receive(channel), 0.1)
             except TimeoutError:
                 return events
+            # The send time (for the fan-out latency metric) is checked, then set aside.
+            assert abs(event.pop("sent_at") - time.time()) < 5
+            events.append(event)
 
     return async_to_sync(drain)
 

@@ -6,13 +6,13 @@ import pytest
 
 from realtime.protocol import (
     CLOSE_REASONS,
+    ERROR_MESSAGES,
     CloseCode,
     Echo,
     ErrorCode,
     Ping,
     ProtocolError,
     Refresh,
-    error_frame,
     frame_decode,
     frame_encode,
 )
@@ -145,23 +145,6 @@ def test_frame_encode_keeps_a_zero_or_empty_id():
     assert json.loads(frame_encode("pong", "")) == {"type": "pong", "id": ""}
 
 
-def test_error_frame_carries_the_code_and_its_default_message():
-    assert json.loads(error_frame(ErrorCode.TOKEN_EXPIRED)) == {
-        "type": "error",
-        "code": "token_expired",
-        "message": "Token Expired",
-    }
-
-
-def test_error_frame_carries_a_specific_message_and_the_id():
-    assert json.loads(error_frame(ErrorCode.UNKNOWN_TYPE, "Unknown message type: x", "m1")) == {
-        "type": "error",
-        "code": "unknown_type",
-        "message": "Unknown message type: x",
-        "id": "m1",
-    }
-
-
 def test_every_error_code_has_a_message():
     assert {str(code) for code in ErrorCode} == {
         "invalid_json",
@@ -171,9 +154,11 @@ def test_every_error_code_has_a_message():
         "unauthorized",
         "token_expired",
         "session_revoked",
+        "unavailable",
+        "internal_error",
     }
     for code in ErrorCode:
-        assert json.loads(error_frame(code))["message"]
+        assert ERROR_MESSAGES[code]
 
 
 def test_close_codes_are_the_documented_ones_with_short_reasons():
@@ -184,6 +169,7 @@ def test_close_codes_are_the_documented_ones_with_short_reasons():
         1008: "too many protocol errors",
         1009: "message too big",
         1011: "internal error",
+        1013: "try again later",
         4001: "token expired",
         4008: "rate limited",
         4500: "unauthorized",

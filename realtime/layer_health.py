@@ -1,0 +1,109 @@
+"""Whether this worker's channel layer (Redis) is reachable, and recovery when it comes back.
+
+The first failed layer operation marks the layer down. From then on a single monitor task
+pings it every second, so thousands of sessions are not all retrying at once. When the
+layer answers again, or Redis restarted and forgot every group (its `run_id` changed), every
+open session of this worker rejoins its groups, so revocations reach it again.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from channels.layers import get_channel_layer
+
+from operations.metrics import LAYER_FAILURES, LAYER_OPERATIONS, label
+
+logger = logging.getLogger("switchboard.realtime")
+
+MONITOR_INTERVAL = 1.0
+Rejoin = Callable[[], Awaitable[None]]
+
+
+async def layer_identity(layer) -> tuple | None:
+    """Something that changes when a Redis server restarts (its run ids); None in memory."""
+    if not hasattr(layer, "connection") or not hasattr(layer, "ring_size"):
+        return None
+    ids = []
+    for index in range(layer.ring_size):
+        info = await asyncio.wait_for(layer.connection(index).info("server"), timeout=2)
+        ids.append(info.get("run_id"))
+    return tuple(ids)
+
+
+class LayerHealth:
+    """Process-wide state of the channel layer, shared by every consumer of this worker."""
+
+    def __init__(self) -> None:
+        self.available = True
+        self._up: asyncio.Event | None = None
+        self._monitor: asyncio.Task | None = None
+        self._identity: tuple | None = None
+        self.sessions: dict[object, Rejoin] = {}
+
+    @property
+    def up(self) -> asyncio.Event:
+        if self._up is None:
+            self._up = asyncio.Event()
+            self._up.set()
+        return self._up
+
+    def failed(self, operation: str, error: BaseException) -> None:
+        """Record a failed layer operation; the first one marks the layer down."""
+        LAYER_FAILURES.labels(label(operation, LAYER_OPERATIONS)).inc()
+        if self.available:
+            self.available = False
+            self.up.clear()
+            logger.error(
+                "channel layer unreachable (%s failed: %s); sessions stay open, cross-worker "
+                "delivery paused until it is back",
+                operation,
+                type(error).__name__,
+            )
+        self.monitor_start()
+
+    async def wait_up(self) -> None:
+        """Return at once while the layer is up; otherwise when the monitor sees it back."""
+        await self.up.wait()
+
+    def register(self, key: object, rejoin: Rejoin) -> None:
+        """Track an open session: `rejoin` re-adds it to its groups after an outage."""
+        self.sessions[key] = rejoin
+        self.monitor_start()
+
+    def unregister(self, key: object) -> None:
+        self.sessions.pop(key, None)
+
+    def monitor_start(self) -> None:
+        if self._monitor is None or self._monitor.done():
+            self._monitor = asyncio.get_running_loop().create_task(self._monitor_run())
+
+    async def _monitor_run(self) -> None:
+        layer = get_channel_layer()
+        while self.sessions or not self.available:
+            try:
+                identity = await layer_identity(layer)
+            except Exception:  # still down: try again next tick
+                await asyncio.sleep(MONITOR_INTERVAL)
+                continue
+            restarted = self._identity is not None and identity != self._identity
+            self._identity = identity
+            if not self.available or restarted:
+                self.available = True
+                self.up.set()
+                logger.warning(
+                    "channel layer reachable again%s; %d session(s) rejoining their groups",
+                    " (Redis restarted)" if restarted else "",
+                    len(self.sessions),
+                )
+                await self._rejoin_all()
+            if identity is None and self.available:
+                return  # the in-memory layer cannot fail or restart: nothing to watch
+            await asyncio.sleep(MONITOR_INTERVAL)
+
+    async def _rejoin_all(self) -> None:
+        for rejoin in list(self.sessions.values()):
+            await rejoin()
+
+
+layer_health = LayerHealth()
