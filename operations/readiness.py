@@ -10,10 +10,11 @@ CHECK_TIMEOUT = 1.0
 
 
 def _database_ping() -> None:
-    """One trivial query on this thread's connection, which is closed afterwards."""
+    """Read one row of a real table (`SELECT 1` alone takes no lock, so it would pass on a
+    locked SQLite file); on this thread's own connection, which is closed afterwards."""
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+            cursor.execute("SELECT 1 FROM django_migrations LIMIT 1")
     finally:
         connections.close_all()
 
@@ -31,7 +32,9 @@ async def channel_layer_check() -> None:
 
     async def round_trip() -> None:
         layer = get_channel_layer()
-        channel = await layer.new_channel("readyz.")
+        # The default prefix: the worker's one receive loop (held by any open session)
+        # pops that key for every local channel; another prefix would never be read.
+        channel = await layer.new_channel()
         await layer.send(channel, {"type": "readyz.check"})
         message = await layer.receive(channel)
         if message.get("type") != "readyz.check":

@@ -6,6 +6,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -63,7 +64,23 @@ def frame_too_big(text: str | None, data: bytes | None) -> bool:
     return len(text) > limit or len(text.encode()) > limit
 
 
-class LimitedConsumer(AsyncWebsocketConsumer):
+class EventLoopConsumer(AsyncWebsocketConsumer):
+    """A consumer whose events never wait for Django's sync thread.
+
+    channels runs `close_old_connections` on that one thread before every event. These
+    consumers reach the database only through `database_sync_to_async` (which does that
+    itself), so the hop buys nothing, and while the thread is busy (a locked database, a
+    login hashing a password) it would stall every socket of the worker.
+    """
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+
+class LimitedConsumer(EventLoopConsumer):
     """Frame-size and message-rate limits, counted frames, and one way to close."""
 
     endpoint = "other"  # metrics label
@@ -363,7 +380,7 @@ class SessionConsumer(LimitedConsumer):
         return {**super().log_extra(), "session_id": self.session_id, "user_id": user_id}
 
 
-class NotFoundConsumer(AsyncWebsocketConsumer):
+class NotFoundConsumer(EventLoopConsumer):
     """Any other WebSocket path: refused at the handshake (403), never a 500."""
 
     channel_layer_alias = None
