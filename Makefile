@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format lock clean redis-server
+.PHONY: run test lint format lock audit clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,9 @@ run: $(VENV)/.runtime
 	exec $(BIN)/daphne -b $(HOST) -p $(PORT) config.asgi:application
 
 ## test: install test dependencies, make sure redis-server exists, run the whole suite
+## (on SQLite; with TEST_POSTGRES_URL=postgres://user@host:5432/db, on PostgreSQL)
 test: $(VENV)/.dev redis-server
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(if $(TEST_POSTGRES_URL),DATABASE_URL=$(TEST_POSTGRES_URL) )$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 && exit 0; \
@@ -62,6 +63,10 @@ format: $(VENV)/.dev
 lock: $(VENV)/.dev
 	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
 	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
+
+## audit: check every pinned package against known vulnerabilities (needs PyPI's JSON API)
+audit: $(VENV)/.dev
+	$(BIN)/pip-audit --strict --requirement requirements.txt --requirement requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache
