@@ -1,16 +1,20 @@
 """Fixtures that start and stop the real stack: redis-server, a migrated database, daphne."""
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.system.stack import DaphneWorker, RedisServer, base_env, database_migrate
+from tests.system.stack import ROOT, DaphneWorker, RedisServer, base_env, database_migrate
 
 PASSWORD = "correct horse battery staple"
 _names = itertools.count(1)
+
+WorkerStarter = Callable[..., DaphneWorker]
 
 
 def pytest_collection_modifyitems(items):
@@ -39,11 +43,9 @@ def database_url(stack_dir) -> str:
     return url
 
 
-@pytest.fixture
-def start_worker(stack_dir, database_url, redis_server) -> Iterator[Callable[..., DaphneWorker]]:
-    """Start daphne workers: `start_worker(redis=True, **env)`; all stopped at teardown."""
-    started: list[DaphneWorker] = []
-
+def _worker_starter(
+    stack_dir: Path, database_url: str, redis_server: RedisServer, started: list[DaphneWorker]
+) -> WorkerStarter:
     def start(*, redis: bool = True, name: str | None = None, **env: str) -> DaphneWorker:
         name = name or f"worker{next(_names)}"
         workdir = stack_dir / name
@@ -57,7 +59,23 @@ def start_worker(stack_dir, database_url, redis_server) -> Iterator[Callable[...
         started.append(worker)
         return worker.start()
 
-    yield start
+    return start
+
+
+@pytest.fixture
+def start_worker(stack_dir, database_url, redis_server) -> Iterator[WorkerStarter]:
+    """Start daphne workers: `start_worker(redis=True, **env)`; all stopped at teardown."""
+    started: list[DaphneWorker] = []
+    yield _worker_starter(stack_dir, database_url, redis_server, started)
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def start_module_worker(stack_dir, database_url, redis_server) -> Iterator[WorkerStarter]:
+    """Like `start_worker`, but the workers live until the module's last test has run."""
+    started: list[DaphneWorker] = []
+    yield _worker_starter(stack_dir, database_url, redis_server, started)
     for worker in started:
         worker.stop()
 
@@ -74,10 +92,35 @@ def shared_worker(tmp_path_factory, database_url, redis_server) -> Iterator[Daph
     worker.stop()
 
 
+@pytest.fixture(scope="session")
+def collected_static(stack_dir) -> Path:
+    """`manage.py collectstatic` run once (DEBUG off, whitenoise's manifest storage)."""
+    static_root = stack_dir / "static"
+    env = base_env(
+        database_url=f"sqlite:///{stack_dir / 'collectstatic.sqlite3'}",
+        log_file=stack_dir / "collectstatic.log",
+        redis_url=None,
+    )
+    env["DJANGO_STATIC_ROOT"] = str(static_root)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    return static_root
+
+
+def http_client(worker: DaphneWorker) -> httpx.Client:
+    """An HTTP client for `worker` that never goes through a proxy from the environment."""
+    return httpx.Client(base_url=worker.http, timeout=10, trust_env=False)
+
+
 def user_register(worker: DaphneWorker, username: str | None = None) -> dict:
     """Register a new user over REST and log in: {"username", "id", "access", "refresh"}."""
     username = username or f"user{next(_names)}"
-    with httpx.Client(base_url=worker.http, timeout=10) as client:
+    with http_client(worker) as client:
         created = client.post(
             "/api/auth/register/",
             json={"username": username, "email": f"{username}@example.com", "password": PASSWORD},
@@ -86,6 +129,14 @@ def user_register(worker: DaphneWorker, username: str | None = None) -> dict:
         tokens = client.post("/api/auth/token/", json={"username": username, "password": PASSWORD})
         assert tokens.status_code == 200, tokens.text
     return {"username": username, "id": created.json()["id"], **tokens.json()}
+
+
+def token_refresh(worker: DaphneWorker, refresh: str) -> dict:
+    """Spend a refresh token over REST: the new {"access", "refresh"} pair."""
+    with http_client(worker) as client:
+        response = client.post("/api/auth/token/refresh/", json={"refresh": refresh})
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 @pytest.fixture

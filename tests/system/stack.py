@@ -172,6 +172,22 @@ class DaphneWorker:
             parts.append(log_file.read_text(errors="replace"))
         return "\n".join(parts)
 
+    def log_text(self) -> str:
+        """The worker's LOG_FILE (warnings, errors and security events); empty before any."""
+        log_file = Path(self.env["LOG_FILE"])
+        return log_file.read_text(errors="replace") if log_file.exists() else ""
+
+    def output_wait(self, text: str, *, timeout: float = 5.0) -> str:
+        """Wait until `text` appears in `output()` and return the output; fail after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            output = self.output()
+            if text in output:
+                return output
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{text!r} not in {self.name}'s output within {timeout} s")
+            time.sleep(0.05)
+
     def rss_kib(self) -> int:
         """The worker's resident memory, from /proc."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
