@@ -9,8 +9,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").exists():
-    env.read_env(BASE_DIR / ".env")  # real environment variables win
+# Optional file of variables (real environment variables win). DJANGO_ENV_FILE= (empty)
+# reads none: tests set that, so a developer's .env cannot leak into them.
+ENV_FILE = env.str("DJANGO_ENV_FILE", default=str(BASE_DIR / ".env"))
+if ENV_FILE and Path(ENV_FILE).exists():
+    env.read_env(ENV_FILE)
 
 # ---------------------------------------------------------------------------
 # CORE

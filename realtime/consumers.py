@@ -290,6 +290,8 @@ class SessionConsumer(LimitedConsumer):
             await self.handlers[message.type](self, message)
         except ProtocolError as e:
             metrics.WS_RECEIVED.labels(self.endpoint, "other").inc()
+            # The code only: the message can quote what the client sent.
+            self.security_event(f"protocol error {e.code}")
             await self.send_error(e.code, e.message, e.msg_id)
             if self.protocol_errors.hit():
                 self.security_event("too many protocol errors, closing 1008")

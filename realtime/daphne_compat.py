@@ -12,16 +12,16 @@ shows, against a real daphne, that it is needed and that it works.
 """
 
 import logging
-import re
 
 from autobahn.util import encode_truncate
+
+from config.log_redaction import redact
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
 
 COVERED_VERSIONS = ("4.1.", "4.2.")
 MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:token|ticket|access|refresh)=)[^&\s]*")
 
 
 def _server_close(self, code=None, reason=None):
@@ -63,7 +63,7 @@ def _frame_begin_factory(original, max_bytes: int):
 
 def _access_log_factory(original):
     def write_entry(self, host, date, request, status=None, length=None, ident=None, user=None):
-        request = _QUERY_SECRET.sub(r"\1[redacted]", request)
+        request = redact(request)  # the logging filter's rule: JWTs and credential parameters
         return original(self, host, date, request, status, length, ident, user)
 
     return write_entry

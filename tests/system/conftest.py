@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.system.databases import database_create, database_drop, postgres_server_url
 from tests.system.stack import ROOT, DaphneWorker, RedisServer, base_env, database_migrate
 
 PASSWORD = "correct horse battery staple"
@@ -36,11 +37,15 @@ def redis_server(stack_dir) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def database_url(stack_dir) -> str:
-    """A SQLite file migrated once for the whole session, shared by every worker."""
-    url = f"sqlite:///{stack_dir / 'system.sqlite3'}"
+def database_url(stack_dir) -> Iterator[str]:
+    """One database migrated once for the whole session, shared by every worker: a SQLite
+    file, or a new PostgreSQL database when the suite runs on PostgreSQL."""
+    server = postgres_server_url()
+    url = database_create(server) if server else f"sqlite:///{stack_dir / 'system.sqlite3'}"
     database_migrate(base_env(database_url=url, log_file=stack_dir / "migrate.log", redis_url=None))
-    return url
+    yield url
+    if server:
+        database_drop(url)
 
 
 def _worker_starter(

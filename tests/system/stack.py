@@ -105,6 +105,7 @@ def base_env(*, database_url: str, log_file: Path, redis_url: str | None) -> dic
         DATABASE_URL=database_url,
         LOG_FILE=str(log_file),
         REDIS_URL=redis_url or "",
+        DJANGO_ENV_FILE="",  # never a developer's .env
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -13,6 +13,7 @@ from websockets.frames import Close
 from tests.system.conftest import http_client, user_register
 from tests.system.stack import DaphneWorker
 from tests.system.wsclient import (
+    frame_json,
     send_all,
     session_open,
     token_forge,
@@ -208,6 +209,27 @@ async def test_token_in_the_query_string_never_reaches_any_output(shared_worker,
     assert "WSDISCONNECT /ws/session/" in shared_worker.output_wait("WSDISCONNECT /ws/session/")
     assert user["access"] not in output
     assert user["access"].split(".")[2] not in output
+
+
+def test_a_token_in_the_url_path_is_blanked_in_the_access_log_too(shared_worker, user):
+    with http_client(shared_worker) as client:
+        response = client.get(f"/api/tokens/{user['access']}/")
+    assert response.status_code == 404
+    output = shared_worker.output_wait('"GET /api/tokens/[redacted]/" 404')
+    assert user["access"].split(".")[2] not in output
+
+
+async def test_each_protocol_error_is_logged_with_its_code_but_not_the_clients_text(
+    shared_worker, user
+):
+    secret_looking = "client-text-" + user["access"].split(".")[2][:20]
+    async with session_open(shared_worker, user["access"]) as (ws, welcome):
+        await ws.send(json.dumps({"type": secret_looking}))
+        assert (await frame_json(ws))["code"] == "unknown_type"
+    log = shared_worker.output_wait(
+        f"protocol error unknown_type: session_id={welcome['session_id']}"
+    )
+    assert secret_looking not in log
 
 
 def test_stock_daphne_writes_the_token_into_its_access_log(stock_worker, stock_user):

@@ -2,16 +2,22 @@
 
 import asyncio
 import shutil
-import sqlite3
 import time
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.system.conftest import PASSWORD, http_client, user_register
-from tests.system.stack import DaphneWorker, RedisServer, base_env
+from tests.system.databases import (
+    database_create,
+    database_drop,
+    database_locked,
+    database_with_timeout,
+    postgres_server_url,
+)
+from tests.system.stack import DaphneWorker, RedisServer, base_env, database_migrate
 from tests.system.wsclient import frame_json, session_open, until_closed, ws_connect
 
 
@@ -24,12 +30,18 @@ def private_redis(tmp_path):
 
 
 @pytest.fixture
-def private_database(tmp_path, database_url) -> Path:
-    """A copy of the migrated system database that this test may lock."""
-    source = Path(database_url.removeprefix("sqlite:///"))
-    copy = tmp_path / "locked.sqlite3"
-    shutil.copyfile(source, copy)
-    return copy
+def private_database(tmp_path, database_url) -> Iterator[str]:
+    """A database of this test's own (a copy, or a new migrated one) that it may lock."""
+    server = postgres_server_url()
+    if server is None:
+        copy = tmp_path / "locked.sqlite3"
+        shutil.copyfile(Path(database_url.removeprefix("sqlite:///")), copy)
+        yield f"sqlite:///{copy}"
+        return
+    url = database_create(server)
+    database_migrate(base_env(database_url=url, log_file=tmp_path / "migrate.log", redis_url=None))
+    yield url
+    database_drop(url)
 
 
 def worker_start(tmp_path: Path, name: str, *, database: str, redis_url: str | None, **env):
@@ -119,22 +131,10 @@ async def test_a_redis_outage_keeps_sessions_and_logins_working_and_recovers_rev
     assert "channel layer reachable again" in log
 
 
-@contextmanager
-def database_locked(path: Path):
-    """Hold SQLite's exclusive lock from another process's point of view: no reads, no writes."""
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        connection.execute("ROLLBACK")
-        connection.close()
-
-
 async def test_a_locked_database_refuses_new_sessions_with_1013_and_keeps_open_ones(
     private_database, workers
 ):
-    worker = workers("db-locked", database=f"sqlite:///{private_database}", redis_url=None)
+    worker = workers("db-locked", database=private_database, redis_url=None)
     user = user_register(worker)
 
     async with session_open(worker, user["access"]) as (session, _):
@@ -170,9 +170,9 @@ async def test_a_locked_database_refuses_new_sessions_with_1013_and_keeps_open_o
 
 
 def test_rest_answers_503_json_while_the_database_is_locked(private_database, workers):
-    # SQLite's busy timeout from the URL: the request gives up after 2 s, not 20.
+    # A per-query time limit from the URL: the request gives up after 2 s.
     worker = workers(
-        "db-locked-rest", database=f"sqlite:///{private_database}?timeout=2", redis_url=None
+        "db-locked-rest", database=database_with_timeout(private_database, 2), redis_url=None
     )
     user = user_register(worker)
     with (
