@@ -4,9 +4,11 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import factory
@@ -139,3 +141,26 @@ def signature_broken(raw: str) -> str:
     head, body, signature = raw.split(".")
     flipped = "A" if signature[0] != "A" else "B"
     return f"{head}.{body}.{flipped}{signature[1:]}"
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """Live child processes of `pid` (from /proc), with their command lines."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in map(int, children):
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except FileNotFoundError:
+                continue
+            found.append((child, cmdline.decode(errors="replace").strip()))
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite must leave no process behind: every server a test started is stopped."""
+    leftovers = [(pid, cmd) for pid, cmd in _children(os.getpid()) if cmd]
+    if leftovers:
+        lines = "\n".join(f"  pid {pid}: {cmd[:120]}" for pid, cmd in leftovers)
+        session.config.get_terminal_writer().line(f"processes left behind:\n{lines}", red=True)
+        session.exitstatus = 1
