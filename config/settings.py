@@ -222,6 +222,14 @@ if not 0 < WS_MAX_MESSAGE_BYTES <= 1024 * 1024:
 # Install realtime.daphne_compat (1003/1008/1009 close codes, close reasons, early 1009,
 # access-log redaction). Only tests turn it off, to show what stock daphne does.
 WS_DAPHNE_COMPAT = env.bool("WS_DAPHNE_COMPAT", default=True)
+# Rooms: the authorization policy (a dotted path to a function(*, user, channel, action))
+# and the most rooms one connection may join.
+REALTIME_CHANNEL_POLICY = env(
+    "REALTIME_CHANNEL_POLICY", default="realtime.rooms.default_channel_policy"
+)
+WS_MAX_SUBSCRIPTIONS = env.int("WS_MAX_SUBSCRIPTIONS", default=100)
+# Seconds after which a silent worker's (e.g. SIGKILLed) presence entries stop counting.
+WS_PRESENCE_TTL = env.int("WS_PRESENCE_TTL", default=30)
 # Protocol errors tolerated per minute before the session is closed with 1008.
 WS_MAX_PROTOCOL_ERRORS = 20
 # A session dropping more than WS_MESSAGE_BURST frames within this many seconds is closed 4008.

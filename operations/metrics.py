@@ -26,15 +26,28 @@ ENDPOINTS = frozenset({"echo", "session"})
 CONNECTION_OUTCOMES = frozenset(
     {"accepted", "unauthorized", "expired", "rate_limited", "origin_refused", "unavailable"}
 )
-CLIENT_TYPES = frozenset({"echo", "ping", "refresh", "text", "binary"})
 SERVER_TYPES = frozenset(
-    {"welcome", "echo", "pong", "refreshed", "expiring", "error", "text", "binary"}
+    {
+        "welcome",
+        "echo",
+        "pong",
+        "refreshed",
+        "expiring",
+        "error",
+        "subscribed",
+        "unsubscribed",
+        "published",
+        "presence",
+        "message",
+        "text",
+        "binary",
+    }
 )
 CLOSE_CODES = frozenset(str(int(code)) for code in CloseCode)
 ERROR_CODES = frozenset(str(code) for code in ErrorCode)
 LOGIN_OUTCOMES = frozenset({"success", "failure", "throttled"})
 LAYER_OPERATIONS = frozenset({"group_add", "group_discard", "group_send", "send", "receive"})
-FANOUT_EVENTS = frozenset({"session.revoke"})
+FANOUT_EVENTS = frozenset({"session.revoke", "room.message"})
 
 
 def label(value: object, allowed: Iterable[str], other: str = "other") -> str:

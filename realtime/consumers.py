@@ -22,21 +22,28 @@ from accounts.tokens import (
     auser_for_token,
 )
 from operations import metrics
-from realtime.events import user_group
+from realtime.events import room_event, user_group
 from realtime.layer_health import layer_health
 from realtime.limits import TokenBucket, WindowCounter
+from realtime.presence import presence
 from realtime.protocol import (
     ERROR_MESSAGES,
+    NOT_CLIENT_MISTAKES,
     CloseCode,
     Echo,
     ErrorCode,
     MessageId,
     Ping,
+    Presence,
     ProtocolError,
+    Publish,
     Refresh,
+    Subscribe,
+    Unsubscribe,
     frame_decode,
     frame_encode,
 )
+from realtime.rooms import channel_allowed, channel_name_valid, room_group
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
@@ -52,6 +59,13 @@ AUTH_FAILURES: dict[str, tuple[ErrorCode, CloseCode, str]] = {
 def iso_utc(timestamp: float) -> str:
     """An epoch timestamp as ISO 8601 UTC, e.g. `2026-11-23T20:21:09Z`."""
     return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fanout_observe(kind: str, event: dict) -> None:
+    """Record how long a server-side event took to reach this worker."""
+    sent_at = event.get("sent_at")
+    if isinstance(sent_at, int | float):
+        metrics.FANOUT_LATENCY.labels(kind).observe(max(0.0, time.time() - sent_at))
 
 
 def frame_too_big(text: str | None, data: bytes | None) -> bool:
@@ -198,15 +212,31 @@ class SessionConsumer(LimitedConsumer):
                 layer_health.failed("receive", e)
 
     async def groups_join(self) -> None:
-        """Join (or renew) the user's group; a layer failure is recorded, not raised."""
+        """Join (or renew) the user's group and every subscribed room, with their presence
+        (after an outage Redis may have lost all of it); failures are recorded, not raised."""
         try:
             await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+            for channel in list(self.rooms):
+                await self.room_join(channel)
         except Exception as e:
             layer_health.failed("group_add", e)
+
+    async def room_join(self, channel: str) -> None:
+        await self.channel_layer.group_add(room_group(channel), self.channel_name)
+        await presence().add(channel, self.channel_name, (self.user.pk, self.user.username))
+
+    async def room_leave(self, channel: str) -> None:
+        """Leave a room; failures are recorded (Redis forgets the rest with the connection)."""
+        try:
+            await self.channel_layer.group_discard(room_group(channel), self.channel_name)
+            await presence().remove(channel, self.channel_name)
+        except Exception as e:
+            layer_health.failed("group_discard", e)
 
     async def connect(self):
         self.session_id = str(uuid.uuid4())
         self.user = None
+        self.rooms: set[str] = set()
         self.expiry_task: asyncio.Task | None = None
         await self.accept()
         self.protocol_errors = WindowCounter(limit=settings.WS_MAX_PROTOCOL_ERRORS, window=60)
@@ -253,6 +283,8 @@ class SessionConsumer(LimitedConsumer):
         if self.user is None:
             return
         layer_health.unregister(self)
+        for channel in list(self.rooms):
+            await self.room_leave(channel)
         try:
             await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         except Exception as e:
@@ -282,17 +314,19 @@ class SessionConsumer(LimitedConsumer):
                 self.security_event("sustained rate abuse, closing 4008")
                 return await self.close_with(CloseCode.RATE_LIMITED, ErrorCode.RATE_LIMITED)
             return await self.send_error(ErrorCode.RATE_LIMITED)
-        msg_id = None
+        message = None
         try:
             message = frame_decode(text_data, self.schemas)
-            msg_id = message.id
             metrics.WS_RECEIVED.labels(self.endpoint, message.type).inc()
             await self.handlers[message.type](self, message)
         except ProtocolError as e:
-            metrics.WS_RECEIVED.labels(self.endpoint, "other").inc()
+            if message is None:  # the frame never parsed
+                metrics.WS_RECEIVED.labels(self.endpoint, "other").inc()
+            await self.send_error(e.code, e.message, e.msg_id)
+            if e.code in NOT_CLIENT_MISTAKES:
+                return
             # The code only: the message can quote what the client sent.
             self.security_event(f"protocol error {e.code}")
-            await self.send_error(e.code, e.message, e.msg_id)
             if self.protocol_errors.hit():
                 self.security_event("too many protocol errors, closing 1008")
                 await self.close_with(CloseCode.POLICY_VIOLATION)
@@ -302,6 +336,7 @@ class SessionConsumer(LimitedConsumer):
                 self.session_id,
                 extra=self.log_extra(),
             )
+            msg_id = message.id if message is not None else None
             await self.send_error(ErrorCode.INTERNAL_ERROR, msg_id=msg_id)
 
     # -- client message handlers -------------------------------------------------------
@@ -337,15 +372,97 @@ class SessionConsumer(LimitedConsumer):
         self.expiry_schedule(auth.token["exp"])
         await self.send_frame("refreshed", message.id, expires_at=iso_utc(auth.token["exp"]))
 
-    schemas = {"echo": Echo, "ping": Ping, "refresh": Refresh}
-    handlers = {"echo": on_echo, "ping": on_ping, "refresh": on_refresh}
+    def room_checked(self, channel: str, action: str, msg_id: MessageId) -> str:
+        """`channel` when its name is valid and the policy allows `action`, else ProtocolError."""
+        if not channel_name_valid(channel):
+            raise ProtocolError(ErrorCode.INVALID_CHANNEL, msg_id=msg_id)
+        if not channel_allowed(user=self.user, channel=channel, action=action):
+            raise ProtocolError(ErrorCode.FORBIDDEN, msg_id=msg_id)
+        return channel
+
+    async def on_subscribe(self, message: Subscribe) -> None:
+        channel = self.room_checked(message.channel, "subscribe", message.id)
+        if channel not in self.rooms:
+            if len(self.rooms) >= settings.WS_MAX_SUBSCRIPTIONS:
+                raise ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, msg_id=message.id)
+            try:
+                await self.room_join(channel)
+            except Exception as e:
+                layer_health.failed("group_add", e)
+                await self.room_leave(channel)
+                raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
+            self.rooms.add(channel)
+        await self.send_frame("subscribed", message.id, channel=channel)
+
+    async def on_unsubscribe(self, message: Unsubscribe) -> None:
+        if not channel_name_valid(message.channel):
+            raise ProtocolError(ErrorCode.INVALID_CHANNEL, msg_id=message.id)
+        if message.channel in self.rooms:
+            self.rooms.discard(message.channel)
+            await self.room_leave(message.channel)
+        await self.send_frame("unsubscribed", message.id, channel=message.channel)
+
+    async def on_publish(self, message: Publish) -> None:
+        channel = self.room_checked(message.channel, "publish", message.id)
+        sender = {"id": self.user.pk, "username": self.user.username}
+        try:
+            await self.channel_layer.group_send(
+                room_group(channel), room_event(channel=channel, data=message.data, sender=sender)
+            )
+        except Exception as e:
+            layer_health.failed("group_send", e)
+            raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
+        await self.send_frame("published", message.id, channel=channel)
+
+    async def on_presence(self, message: Presence) -> None:
+        channel = self.room_checked(message.channel, "presence", message.id)
+        try:
+            users = await presence().users(channel)
+        except Exception as e:
+            layer_health.failed("receive", e)
+            raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
+        await self.send_frame(
+            "presence",
+            message.id,
+            channel=channel,
+            users=[{"id": user_id, "username": username} for user_id, username in users],
+        )
+
+    schemas = {
+        "echo": Echo,
+        "ping": Ping,
+        "refresh": Refresh,
+        "subscribe": Subscribe,
+        "unsubscribe": Unsubscribe,
+        "publish": Publish,
+        "presence": Presence,
+    }
+    handlers = {
+        "echo": on_echo,
+        "ping": on_ping,
+        "refresh": on_refresh,
+        "subscribe": on_subscribe,
+        "unsubscribe": on_unsubscribe,
+        "publish": on_publish,
+        "presence": on_presence,
+    }
 
     # -- channel-layer events ------------------------------------------------------------
 
+    async def room_message(self, event: dict) -> None:
+        if event["channel"] not in self.rooms:
+            return  # unsubscribed while it was on its way
+        fanout_observe("room.message", event)
+        await self.send_frame(
+            "message",
+            channel=event["channel"],
+            data=event["data"],
+            ts=event["ts"],
+            **{"from": event["from"]},
+        )
+
     async def session_revoke(self, event: dict) -> None:
-        sent_at = event.get("sent_at")
-        if isinstance(sent_at, int | float):
-            metrics.FANOUT_LATENCY.labels("session.revoke").observe(max(0.0, time.time() - sent_at))
+        fanout_observe("session.revoke", event)
         self.security_event("session revoked, closing 4501")
         await self.close_with(CloseCode.SESSION_REVOKED, ErrorCode.SESSION_REVOKED)
 

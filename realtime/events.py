@@ -2,6 +2,8 @@
 
 import logging
 import time
+from datetime import UTC, datetime
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -9,8 +11,41 @@ from django.db import transaction
 
 from operations.metrics import LAYER_FAILURES
 from realtime.protocol import CloseCode
+from realtime.rooms import channel_name_valid, room_group
 
 logger = logging.getLogger("switchboard.realtime")
+
+
+def room_event(*, channel: str, data: Any, sender: dict | None) -> dict:
+    """The channel-layer event that delivers one published message to a room's subscribers."""
+    now = time.time()
+    return {
+        "type": "room.message",
+        "channel": channel,
+        "data": data,
+        "from": sender,
+        "ts": datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "sent_at": now,
+    }
+
+
+def publish(channel: str, data: Any) -> None:
+    """Deliver `data` to every subscriber of room `channel` on every worker, `"from": null`,
+    once the surrounding transaction commits (at once outside one). Server code is not
+    subject to the rooms policy. ValueError for an invalid channel name."""
+    if not channel_name_valid(channel):
+        raise ValueError(f"invalid channel name: {channel[:80]!r}")
+    event = room_event(channel=channel, data=data, sender=None)
+
+    def send() -> None:
+        layer = get_channel_layer()
+        try:
+            async_to_sync(layer.group_send)(room_group(channel), event)
+        except Exception:
+            LAYER_FAILURES.labels("group_send").inc()
+            logger.exception("could not publish to %s", channel)
+
+    transaction.on_commit(send, robust=True)
 
 
 def user_group(user_id: int) -> str:

@@ -22,6 +22,9 @@ class ErrorCode(StrEnum):
     SESSION_REVOKED = "session_revoked"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
+    INVALID_CHANNEL = "invalid_channel"
+    FORBIDDEN = "forbidden"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 
 
 ERROR_MESSAGES: dict[ErrorCode, str] = {
@@ -34,7 +37,14 @@ ERROR_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.SESSION_REVOKED: "Session revoked",
     ErrorCode.UNAVAILABLE: "Temporarily unavailable; try again later",
     ErrorCode.INTERNAL_ERROR: "Internal error; the request was not completed",
+    ErrorCode.INVALID_CHANNEL: "Channel names are 1-80 characters of A-Z a-z 0-9 _ . -",
+    ErrorCode.FORBIDDEN: "Not allowed on this channel",
+    ErrorCode.TOO_MANY_SUBSCRIPTIONS: "Too many subscriptions on this connection",
 }
+
+# Errors that are the server's state, not the client's mistake: they do not count toward
+# the protocol-error limit that closes a session with 1008.
+NOT_CLIENT_MISTAKES = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL_ERROR})
 
 
 class CloseCode(IntEnum):
@@ -92,6 +102,31 @@ class Ping(msgspec.Struct, forbid_unknown_fields=True):
 class Refresh(msgspec.Struct, forbid_unknown_fields=True):
     type: str
     token: str
+    id: MessageId = None
+
+
+class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
+    type: str
+    channel: str
+    id: MessageId = None
+
+
+class Unsubscribe(msgspec.Struct, forbid_unknown_fields=True):
+    type: str
+    channel: str
+    id: MessageId = None
+
+
+class Publish(msgspec.Struct, forbid_unknown_fields=True):
+    type: str
+    channel: str
+    data: Any
+    id: MessageId = None
+
+
+class Presence(msgspec.Struct, forbid_unknown_fields=True):
+    type: str
+    channel: str
     id: MessageId = None
 
 

@@ -156,6 +156,9 @@ def test_every_error_code_has_a_message():
         "session_revoked",
         "unavailable",
         "internal_error",
+        "invalid_channel",
+        "forbidden",
+        "too_many_subscriptions",
     }
     for code in ErrorCode:
         assert ERROR_MESSAGES[code]

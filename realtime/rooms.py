@@ -1,0 +1,46 @@
+"""Rooms: which channel names exist, who may use them, and their channel-layer groups."""
+
+import re
+from collections.abc import Callable
+from functools import cache
+from typing import Literal
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+Action = Literal["subscribe", "publish", "presence"]
+Policy = Callable[..., bool]
+
+
+def channel_name_valid(name: str) -> bool:
+    """1-80 characters of `[A-Za-z0-9_.-]`."""
+    return CHANNEL_NAME.fullmatch(name) is not None
+
+
+def room_group(channel: str) -> str:
+    """The channel-layer group of a room (`room.` + a valid name stays under 100 characters)."""
+    return f"room.{channel}"
+
+
+def default_channel_policy(*, user, channel: str, action: Action) -> bool:
+    """Any authenticated user may use public names; `user.<id>` only that user; `staff.*`
+    only staff. Server code (`realtime.events.publish`) is not subject to this."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    if channel.startswith("user."):
+        return channel == f"user.{user.pk}"
+    if channel.startswith("staff."):
+        return user.is_staff
+    return True
+
+
+@cache
+def channel_policy() -> Policy:
+    """The policy named by REALTIME_CHANNEL_POLICY (a dotted path), loaded once."""
+    return import_string(settings.REALTIME_CHANNEL_POLICY)
+
+
+def channel_allowed(*, user, channel: str, action: Action) -> bool:
+    """Whether `user` may `action` the room `channel`, by the configured policy."""
+    return bool(channel_policy()(user=user, channel=channel, action=action))
