@@ -18,6 +18,7 @@ urlpatterns = [
     path("metrics", operations.metrics),
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
+    path("api/realtime/", include("realtime.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^api/", api_not_found),

@@ -1,0 +1,26 @@
+"""`python manage.py publish CHANNEL JSON`: publish to a room from shell scripts and cron."""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from realtime.events import publish
+from realtime.rooms import channel_name_valid
+
+
+class Command(BaseCommand):
+    help = "Publish JSON data to a room on every worker (subscribers see from: null)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("channel", help="room name: 1-80 characters of A-Z a-z 0-9 _ . -")
+        parser.add_argument("data", help='any JSON value, e.g. \'{"text": "hello"}\'')
+
+    def handle(self, *args, channel: str, data: str, **options):
+        if not channel_name_valid(channel):
+            raise CommandError("channel names are 1-80 characters of A-Z a-z 0-9 _ . -")
+        try:
+            value = json.loads(data)
+        except json.JSONDecodeError as e:
+            raise CommandError(f"data is not valid JSON: {e}") from e
+        publish(channel, value)
+        self.stdout.write(f"published to {channel}")
