@@ -17,8 +17,7 @@ from accounts.tokens import (
     token_user_id,
     user_for_token,
 )
-from realtime.events import user_sessions_close_on_commit
-from realtime.protocol import CloseCode
+from realtime.events import user_sessions_revoke_on_commit
 
 security_log = logging.getLogger("switchboard.security")
 
@@ -43,9 +42,7 @@ def user_revoke_tokens(*, user: User, reason: str) -> None:
         )
         user.refresh_from_db(fields=["token_version", "tokens_revoked_at"])
         user_blacklist_refresh_tokens(user=user)
-        user_sessions_close_on_commit(
-            user_id=user.pk, code=CloseCode.SESSION_REVOKED, reason="session revoked"
-        )
+        user_sessions_revoke_on_commit(user_id=user.pk, revoked_below=user.token_version)
     security_log.warning("tokens revoked: user_id=%s reason=%s", user.pk, reason)
 
 

@@ -10,8 +10,7 @@ from django.dispatch import receiver
 
 from accounts.models import User
 from accounts.services import user_revoke_tokens
-from realtime.events import user_sessions_close_on_commit
-from realtime.protocol import CloseCode
+from realtime.events import REVOKED_ALL, user_sessions_revoke_on_commit
 
 _WATCHED = {"password", "is_active"}
 
@@ -48,6 +47,4 @@ def user_post_save(sender, instance: User, created: bool, **kwargs) -> None:
 
 @receiver(post_delete, sender=User)
 def user_post_delete(sender, instance: User, **kwargs) -> None:
-    user_sessions_close_on_commit(
-        user_id=instance.pk, code=CloseCode.SESSION_REVOKED, reason="session revoked"
-    )
+    user_sessions_revoke_on_commit(user_id=instance.pk, revoked_below=REVOKED_ALL)

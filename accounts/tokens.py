@@ -115,6 +115,16 @@ def user_by_id(user_id: int) -> User | None:
     return get_user_model().objects.filter(pk=user_id).first()
 
 
+@database_sync_to_async
+def users_token_state(user_ids: list[int]) -> dict[int, tuple[int, bool]]:
+    """{user id: (token version, is active)} for the users that still exist."""
+    rows = get_user_model().objects.filter(pk__in=user_ids)
+    return {
+        pk: (version, active)
+        for pk, version, active in rows.values_list("pk", "token_version", "is_active")
+    }
+
+
 async def auser_for_token(raw: str) -> Authenticated:
     """Resolve a raw access token to its user (async: WebSocket); one query.
 

@@ -15,14 +15,16 @@ from django.conf import settings
 
 from accounts.client_ip import scope_client_ip
 from accounts.tokens import (
+    VERSION_CLAIM,
     Authenticated,
     AuthUnavailable,
     TokenExpired,
     TokenRejected,
     auser_for_token,
+    users_token_state,
 )
 from operations import metrics
-from realtime.events import room_event, user_group
+from realtime.events import revocation_floor, room_event, user_group
 from realtime.layer_health import layer_health
 from realtime.limits import TokenBucket, WindowCounter
 from realtime.presence import presence
@@ -134,13 +136,16 @@ class LimitedConsumer(EventLoopConsumer):
             "error", msg_id, code=str(code), message=message or ERROR_MESSAGES[code]
         )
 
-    async def close_with(self, code: CloseCode, error: ErrorCode | None = None) -> None:
-        """Send an error frame (optional), then close with `code` and its reason; once."""
+    async def close_with(
+        self, code: CloseCode, error: ErrorCode | None = None, msg_id: MessageId = None
+    ) -> None:
+        """Send an error frame (optional, with the request's id), then close with `code` and
+        its reason; once."""
         if self.closing:
             return
         self.closing = True
         if error is not None:
-            await self.send_error(error)
+            await self.send_error(error, msg_id=msg_id)
         await self.close(code=int(code), reason=code.reason)
 
     def log_extra(self) -> dict:
@@ -213,7 +218,10 @@ class SessionConsumer(LimitedConsumer):
 
     async def groups_join(self) -> None:
         """Join (or renew) the user's group and every subscribed room, with their presence
-        (after an outage Redis may have lost all of it); failures are recorded, not raised."""
+        (after an outage Redis may have lost all of it); failures are recorded, not raised.
+        While the layer is known to be down this waits for nothing: recovery rejoins."""
+        if not layer_health.available:
+            return
         try:
             await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
             for channel in list(self.rooms):
@@ -227,6 +235,8 @@ class SessionConsumer(LimitedConsumer):
 
     async def room_leave(self, channel: str) -> None:
         """Leave a room; failures are recorded (Redis forgets the rest with the connection)."""
+        if not layer_health.available:
+            return
         try:
             await self.channel_layer.group_discard(room_group(channel), self.channel_name)
             await presence().remove(channel, self.channel_name)
@@ -260,8 +270,15 @@ class SessionConsumer(LimitedConsumer):
             return await self.close_with(close_code, error_code)
         metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
         self.user = auth.user
+        self.token_version = auth.token[VERSION_CLAIM]
         await self.groups_join()
         layer_health.register(self, self.groups_join)
+        # A revocation committed between the user lookup and the group join was sent to a
+        # group this session was not in yet; its floor is in the cache.
+        if layer_health.available:
+            floor = await revocation_floor(self.user.pk)
+            if floor is not None and self.token_version < floor:
+                return await self.revoke("session revoked while connecting")
         await self.send_frame(
             "welcome",
             message="Authenticated!",
@@ -285,10 +302,11 @@ class SessionConsumer(LimitedConsumer):
         layer_health.unregister(self)
         for channel in list(self.rooms):
             await self.room_leave(channel)
-        try:
-            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
-        except Exception as e:
-            layer_health.failed("group_discard", e)
+        if layer_health.available:
+            try:
+                await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+            except Exception as e:
+                layer_health.failed("group_discard", e)
         logger.info(
             "session closed: session_id=%s user_id=%s code=%s",
             self.session_id,
@@ -360,13 +378,18 @@ class SessionConsumer(LimitedConsumer):
             return await self.send_error(ErrorCode.UNAVAILABLE, msg_id=message.id)
         except TokenExpired:
             self.security_event("refresh with an expired token, closing 4001")
-            return await self.close_with(CloseCode.TOKEN_EXPIRED, ErrorCode.TOKEN_EXPIRED)
+            return await self.close_with(
+                CloseCode.TOKEN_EXPIRED, ErrorCode.TOKEN_EXPIRED, message.id
+            )
         except TokenRejected as e:
             self.security_event(f"refresh refused ({e.reason}), closing 4500")
-            return await self.close_with(CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED)
+            return await self.close_with(CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, message.id)
+        if self.closing:  # expired or revoked while the token was being checked
+            return
         if auth.user.pk != self.user.pk:
             self.security_event("refresh with another user's token, closing 4500")
-            return await self.close_with(CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED)
+            return await self.close_with(CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, message.id)
+        self.token_version = auth.token[VERSION_CLAIM]
         # Re-joining renews the group's expiry, so revocation reaches long-lived sessions.
         await self.groups_join()
         self.expiry_schedule(auth.token["exp"])
@@ -463,7 +486,14 @@ class SessionConsumer(LimitedConsumer):
 
     async def session_revoke(self, event: dict) -> None:
         fanout_observe("session.revoke", event)
-        self.security_event("session revoked, closing 4501")
+        revoked_below = event.get("revoked_below")
+        if isinstance(revoked_below, int) and self.token_version >= revoked_below:
+            return  # this session's token was issued after that revocation
+        await self.revoke("session revoked")
+
+    async def revoke(self, why: str) -> None:
+        """Close this session as revoked (4501)."""
+        self.security_event(f"{why}, closing 4501")
         await self.close_with(CloseCode.SESSION_REVOKED, ErrorCode.SESSION_REVOKED)
 
     # -- expiry ---------------------------------------------------------------------------
@@ -475,6 +505,19 @@ class SessionConsumer(LimitedConsumer):
         self.expiry_task = asyncio.create_task(self.expiry_run(exp))
 
     async def expiry_run(self, exp: int) -> None:
+        try:
+            await self.expiry_wait(exp)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception(
+                "expiry timer failed, closing 1011: session_id=%s",
+                self.session_id,
+                extra=self.log_extra(),
+            )
+            await self.close_with(CloseCode.INTERNAL_ERROR)
+
+    async def expiry_wait(self, exp: int) -> None:
         warn_in = exp - settings.WS_EXPIRY_WARNING - time.time()
         if warn_in > 0:
             await asyncio.sleep(warn_in)
@@ -497,6 +540,22 @@ class SessionConsumer(LimitedConsumer):
     def log_extra(self) -> dict:
         user_id = self.user.pk if getattr(self, "user", None) is not None else None
         return {**super().log_extra(), "session_id": self.session_id, "user_id": user_id}
+
+
+async def sessions_revalidate(sessions: list["SessionConsumer"]) -> None:
+    """After a channel-layer outage: close the sessions revoked meanwhile (the events were
+    lost), with one query for all of this worker's sessions."""
+    sessions = [s for s in sessions if s.user is not None and not s.closing]
+    if not sessions:
+        return
+    state = await users_token_state(sorted({s.user.pk for s in sessions}))
+    for session in sessions:
+        version, active = state.get(session.user.pk, (None, False))
+        if not active or version != session.token_version:
+            await session.revoke("session revoked during a channel-layer outage")
+
+
+layer_health.recovery_hooks.append(sessions_revalidate)
 
 
 class NotFoundConsumer(EventLoopConsumer):

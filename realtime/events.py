@@ -7,10 +7,11 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 
 from operations.metrics import LAYER_FAILURES
-from realtime.protocol import CloseCode
 from realtime.rooms import channel_name_valid, room_group
 
 logger = logging.getLogger("switchboard.realtime")
@@ -53,10 +54,27 @@ def user_group(user_id: int) -> str:
     return f"sessions.user.{user_id}"
 
 
-def user_sessions_close(*, user_id: int, code: CloseCode, reason: str) -> None:
-    """Close every open session of a user on every worker (sync; use after commit)."""
+# A deleted user's floor: no token version reaches it.
+REVOKED_ALL = 2**62
+
+
+def _floor_key(user_id: int) -> str:
+    return f"switchboard:revoked-below:{user_id}"
+
+
+def user_sessions_revoke(*, user_id: int, revoked_below: int) -> None:
+    """Close, on every worker, the user's sessions whose token version is below
+    `revoked_below` (sync; use after commit).
+
+    The floor goes to the shared cache first: a session that joins the user's group just
+    after this send reads it there (see `revocation_floor`), so no connect can slip through.
+    """
+    try:
+        cache.set(_floor_key(user_id), revoked_below, timeout=settings.JWT_ACCESS_TTL + 60)
+    except Exception:
+        logger.exception("could not record the revocation of user %s in the cache", user_id)
     layer = get_channel_layer()
-    event = {"type": "session.revoke", "code": int(code), "reason": reason, "sent_at": time.time()}
+    event = {"type": "session.revoke", "revoked_below": revoked_below, "sent_at": time.time()}
     try:
         async_to_sync(layer.group_send)(user_group(user_id), event)
     except Exception:
@@ -64,17 +82,26 @@ def user_sessions_close(*, user_id: int, code: CloseCode, reason: str) -> None:
         raise
 
 
-def user_sessions_close_on_commit(*, user_id: int, code: CloseCode, reason: str) -> None:
-    """Close a user's sessions once the surrounding transaction commits (at once outside one).
+def user_sessions_revoke_on_commit(*, user_id: int, revoked_below: int) -> None:
+    """`user_sessions_revoke` once the surrounding transaction commits (at once outside one).
 
     A failure to reach the channel layer is logged, not raised: the revocation itself is
-    already committed, and every session still ends at its token's expiry.
+    committed, and each worker rechecks its open sessions when the layer is back.
     """
 
     def send() -> None:
         try:
-            user_sessions_close(user_id=user_id, code=code, reason=reason)
+            user_sessions_revoke(user_id=user_id, revoked_below=revoked_below)
         except Exception:
             logger.exception("could not reach the channel layer to close user %s", user_id)
 
     transaction.on_commit(send)
+
+
+async def revocation_floor(user_id: int) -> int | None:
+    """The version below which the user's tokens were revoked lately, if the cache knows."""
+    try:
+        return await cache.aget(_floor_key(user_id))
+    except Exception as e:
+        logger.warning("revocation floor unreadable for user %s: %s", user_id, type(e).__name__)
+        return None

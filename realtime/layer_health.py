@@ -40,6 +40,8 @@ class LayerHealth:
         self._monitor: asyncio.Task | None = None
         self._identity: tuple | None = None
         self.sessions: dict[object, Rejoin] = {}
+        # Called with the open sessions after they rejoined: events sent meanwhile were lost.
+        self.recovery_hooks: list[Callable[[list], Awaitable[None]]] = []
 
     @property
     def up(self) -> asyncio.Event:
@@ -104,6 +106,11 @@ class LayerHealth:
     async def _rejoin_all(self) -> None:
         for rejoin in list(self.sessions.values()):
             await rejoin()
+        for hook in self.recovery_hooks:
+            try:
+                await hook(list(self.sessions))
+            except Exception:
+                logger.exception("recovery hook %s failed", getattr(hook, "__name__", hook))
 
 
 layer_health = LayerHealth()

@@ -20,12 +20,12 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 from accounts.models import User
 from accounts.services import user_revoke_tokens
 from accounts.tokens import TokenRejected, auser_for_token, user_for_token
-from realtime.events import user_group
+from realtime.events import REVOKED_ALL, user_group
 from tests.conftest import PASSWORD, UserFactory, access_for, refresh_for
 
 pytestmark = pytest.mark.django_db
 
-REVOKE_EVENT = {"type": "session.revoke", "code": 4501, "reason": "session revoked"}
+REVOKE_EVENT = {"type": "session.revoke"}
 NEW_PASSWORD = "another long passphrase 77"
 
 
@@ -45,6 +45,14 @@ def session_events(user) -> Callable[[], list[dict]]:
                 return events
             # The send time (for the fan-out latency metric) is checked, then set aside.
             assert abs(event.pop("sent_at") - time.time()) < 5
+            # Sessions whose token version is below this floor close: the new version, or
+            # every version for a deleted user.
+            stored = (
+                await User.objects.filter(pk=user.pk)
+                .values_list("token_version", flat=True)
+                .afirst()
+            )
+            assert event.pop("revoked_below") == (REVOKED_ALL if stored is None else stored)
             events.append(event)
 
     return async_to_sync(drain)

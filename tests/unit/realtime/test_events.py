@@ -7,8 +7,7 @@ from django.db import transaction
 
 from accounts.services import user_revoke_tokens
 from accounts.tokens import TokenRejected, user_for_token
-from realtime.events import user_group, user_sessions_close_on_commit
-from realtime.protocol import CloseCode
+from realtime.events import user_group, user_sessions_revoke_on_commit
 from tests.conftest import access_for
 
 
@@ -51,9 +50,7 @@ def test_an_unreachable_channel_layer_is_logged_and_the_revocation_still_commits
 def test_nothing_is_sent_when_the_transaction_rolls_back(user, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
         with pytest.raises(RuntimeError), transaction.atomic():
-            user_sessions_close_on_commit(
-                user_id=user.pk, code=CloseCode.SESSION_REVOKED, reason="session revoked"
-            )
+            user_sessions_revoke_on_commit(user_id=user.pk, revoked_below=1)
             raise RuntimeError("rolled back")
 
     assert callbacks == []
