@@ -31,3 +31,5 @@ BAD_REQUEST = OpenApiResponse(
     description="Invalid body: per-field errors, or malformed JSON / wrong content type.",
 )
 UNAUTHORIZED = error("Missing, invalid, expired or revoked token (`code` says which).")
+
+UNAVAILABLE = error("The database cannot answer now (`unavailable`); see Retry-After.")

@@ -16,7 +16,7 @@ from accounts import services
 from accounts.authentication import VersionedJWTAuthentication
 from accounts.client_ip import request_client_ip
 from accounts.login_throttle import login_throttle
-from accounts.schema import BAD_REQUEST, UNAUTHORIZED, error
+from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from accounts.serializers import (
     LoginSerializer,
     MeSerializer,
@@ -68,6 +68,7 @@ class RegisterView(PublicAPIView):
         summary="Create an account",
         request=RegisterSerializer,
         responses={
+            503: UNAVAILABLE,
             201: UserSerializer,
             400: BAD_REQUEST,
             403: error("Registration is turned off (`registration_disabled`)."),
@@ -95,6 +96,7 @@ class TokenObtainView(PublicAPIView):
         summary="Log in: a new access and refresh token",
         request=LoginSerializer,
         responses={
+            503: UNAVAILABLE,
             200: TokenPairSerializer,
             400: BAD_REQUEST,
             401: error("Bad credentials (`bad_credentials`)."),
@@ -130,7 +132,7 @@ class TokenRefreshView(PublicAPIView):
     @extend_schema(
         summary="Spend a refresh token for a new pair (the old one is blacklisted)",
         request=RefreshSerializer,
-        responses={200: TokenPairSerializer, 400: BAD_REQUEST, 401: UNAUTHORIZED},
+        responses={503: UNAVAILABLE, 200: TokenPairSerializer, 400: BAD_REQUEST, 401: UNAUTHORIZED},
     )
     def post(self, request: Request) -> Response:
         data = body(RefreshSerializer, request)
@@ -148,6 +150,7 @@ class TokenVerifyView(PublicAPIView):
         summary="Check that an access or refresh token is usable",
         request=VerifySerializer,
         responses={
+            503: UNAVAILABLE,
             200: OpenApiResponse(response={"type": "object"}, description="Usable."),
             400: BAD_REQUEST,
             401: UNAUTHORIZED,
@@ -167,6 +170,7 @@ class LogoutView(APIView):
         summary="Blacklist one refresh token",
         request=RefreshSerializer,
         responses={
+            503: UNAVAILABLE,
             204: OpenApiResponse(description="Logged out."),
             400: BAD_REQUEST,
             401: UNAUTHORIZED,
@@ -189,7 +193,11 @@ class LogoutAllView(APIView):
     @extend_schema(
         summary="Revoke every token of the caller and close their sessions (4501)",
         request=None,
-        responses={204: OpenApiResponse(description="Revoked."), 401: UNAUTHORIZED},
+        responses={
+            503: UNAVAILABLE,
+            204: OpenApiResponse(description="Revoked."),
+            401: UNAUTHORIZED,
+        },
     )
     def post(self, request: Request) -> Response:
         services.user_revoke_tokens(user=request.user, reason="logout-all")
@@ -197,6 +205,8 @@ class LogoutAllView(APIView):
 
 
 class MeView(APIView):
-    @extend_schema(summary="The caller", responses={200: MeSerializer, 401: UNAUTHORIZED})
+    @extend_schema(
+        summary="The caller", responses={503: UNAVAILABLE, 200: MeSerializer, 401: UNAUTHORIZED}
+    )
     def get(self, request: Request) -> Response:
         return Response(MeSerializer(request.user).data)

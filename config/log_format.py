@@ -3,10 +3,12 @@
 import logging
 import socket
 
+HOSTNAME = socket.gethostname()
+
 
 class WorkerFilter(logging.Filter):
     """Stamp every record with the worker that wrote it (host:pid)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.worker = f"{socket.gethostname()}:{record.process}"
+        record.worker = f"{HOSTNAME}:{record.process}"
         return True

@@ -20,10 +20,11 @@ if ENV_FILE and Path(ENV_FILE).exists():
 # ---------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
+# An empty value (as in a copied .env.example) counts as unset.
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 if DEBUG:
-    SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key-never-use-in-production")
+    SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-never-use-in-production"
 else:
-    SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
     if not SECRET_KEY:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG=0 "
@@ -95,6 +96,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Wait for a writer instead of failing at once: daphne runs sync views in threads.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A server that drops packets must not hold the one thread that runs lookups for minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
 # ---------------------------------------------------------------------------
 # CACHE AND CHANNELS
@@ -163,7 +167,7 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "ALGORITHM": "HS256",
-    "SIGNING_KEY": env("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "SIGNING_KEY": env("JWT_SIGNING_KEY", default="") or SECRET_KEY,
     "AUDIENCE": env("JWT_AUDIENCE", default="switchboard"),
     "ISSUER": env("JWT_ISSUER", default="switchboard"),
     "LEEWAY": 0,

@@ -1,12 +1,14 @@
 """Readiness checks: can this worker reach its database and its channel layer right now?"""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection, connections
 
 CHECK_TIMEOUT = 1.0
+# Probes that hang (a locked database) pile up here, not in the loop's default executor.
+_PROBES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
 
 
 def _database_ping() -> None:
@@ -22,9 +24,8 @@ def _database_ping() -> None:
 async def database_check() -> None:
     """Raise unless a query succeeds within CHECK_TIMEOUT (in its own thread, never blocking
     the thread that serves Django's sync views)."""
-    await asyncio.wait_for(
-        sync_to_async(_database_ping, thread_sensitive=False)(), timeout=CHECK_TIMEOUT
-    )
+    loop = asyncio.get_running_loop()
+    await asyncio.wait_for(loop.run_in_executor(_PROBES, _database_ping), timeout=CHECK_TIMEOUT)
 
 
 async def channel_layer_check() -> None:

@@ -4,6 +4,7 @@ import ipaddress
 import secrets
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
@@ -35,23 +36,30 @@ def _is_loopback(ip: str) -> bool:
 
 
 def metrics_access(request: HttpRequest) -> int | None:
-    """None when the caller may read metrics, else the HTTP status to refuse with."""
+    """None when the caller may read metrics, else the HTTP status to refuse with.
+
+    With METRICS_TOKEN: that token, or a staff user's JWT. Without it: loopback clients
+    only when DEBUG is off; with DEBUG on, loopback clients or a staff user's JWT.
+    """
+    loopback = _is_loopback(request_client_ip(request))
+    if not settings.METRICS_TOKEN and not settings.DEBUG:
+        return None if loopback else 403
     header = request.headers.get("Authorization", "")
     scheme, _, credential = header.partition(" ")
-    if header:
-        if scheme.lower() != "bearer" or not credential:
-            return 401
-        expected = settings.METRICS_TOKEN
-        if expected and secrets.compare_digest(credential.encode(), expected.encode()):
-            return None
-        try:
-            user = user_for_token(credential).user
-        except TokenRejected:
-            return 401
-        return None if user.is_staff else 403
-    if not settings.METRICS_TOKEN and (settings.DEBUG or _is_loopback(request_client_ip(request))):
+    if not header:
+        return None if loopback and not settings.METRICS_TOKEN else 401
+    if scheme.lower() != "bearer" or not credential:
+        return 401
+    expected = settings.METRICS_TOKEN
+    if expected and secrets.compare_digest(credential.encode(), expected.encode()):
         return None
-    return 401
+    try:
+        user = user_for_token(credential).user
+    except TokenRejected:
+        return 401
+    except DatabaseError:
+        return 503
+    return None if user.is_staff else 403
 
 
 @require_GET
@@ -59,10 +67,12 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text format (METRICS_TOKEN, a staff JWT, or loopback; see the README)."""
     refused = metrics_access(request)
     if refused is not None:
-        response = JsonResponse(
-            {"detail": "Metrics need a valid bearer token.", "code": "metrics_forbidden"},
-            status=refused,
+        body = (
+            {"detail": "Temporarily unavailable; try again later.", "code": "unavailable"}
+            if refused == 503
+            else {"detail": "Metrics need a valid bearer token.", "code": "metrics_forbidden"}
         )
+        response = JsonResponse(body, status=refused)
         if refused == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response

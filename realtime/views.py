@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.schema import BAD_REQUEST, UNAUTHORIZED, error
+from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from realtime.events import publish
 from realtime.serializers import PublishedSerializer, PublishSerializer
 
@@ -23,6 +23,7 @@ class PublishView(APIView):
         summary="Publish to a room on every worker (staff only); subscribers get `from: null`",
         request=PublishSerializer,
         responses={
+            503: UNAVAILABLE,
             202: PublishedSerializer,
             400: BAD_REQUEST,
             401: UNAUTHORIZED,

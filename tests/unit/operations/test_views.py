@@ -48,11 +48,32 @@ def test_metrics_are_served_to_loopback_clients_without_a_token(client):
     assert b"# TYPE switchboard_ws_connections_open gauge" in response.content
 
 
-def test_metrics_refuse_other_clients_without_a_token(client):
+def test_without_a_metrics_token_other_clients_are_refused_even_staff(client):
+    staff = UserFactory(is_staff=True)
     response = client.get("/metrics", REMOTE_ADDR="203.0.113.9")
-    assert response.status_code == 401
+    assert response.status_code == 403
     assert response.json()["code"] == "metrics_forbidden"
-    assert response["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    response = client.get(
+        "/metrics",
+        REMOTE_ADDR="203.0.113.9",
+        headers={"Authorization": f"Bearer {access_for(staff)}"},
+    )
+    assert response.status_code == 403
+
+
+def test_a_database_failure_while_checking_a_staff_jwt_answers_503(client, settings, monkeypatch):
+    from django.db import OperationalError
+
+    from operations import views
+
+    settings.METRICS_TOKEN = "m3tr1cs-" + "x" * 24
+
+    def broken(raw):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(views, "user_for_token", broken)
+    response = client.get("/metrics", headers={"Authorization": "Bearer some.jwt.here"})
+    assert (response.status_code, response.json()["code"]) == (503, "unavailable")
 
 
 def test_with_a_metrics_token_only_that_token_or_a_staff_jwt_reads_metrics(client, settings):
@@ -97,7 +118,7 @@ def test_the_openapi_schema_documents_every_rest_endpoint():
         "/api/realtime/publish/",
     ]
     login = paths["/api/auth/token/"]["post"]
-    assert sorted(login["responses"]) == ["200", "400", "401", "429"]
+    assert sorted(login["responses"]) == ["200", "400", "401", "429", "503"]
 
 
 def test_the_swagger_ui_loads_its_assets_locally_not_from_a_cdn(settings):

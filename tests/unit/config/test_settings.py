@@ -1,0 +1,37 @@
+"""Settings read from the environment: empty values (a copied .env.example) mean unset."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+PRINT = (
+    "import django; django.setup(); from django.conf import settings as s; "
+    "print(s.SECRET_KEY == 'k' * 50, s.SIMPLE_JWT['SIGNING_KEY'] == s.SECRET_KEY)"
+)
+
+
+def settings_run(**env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "JWT_"))}
+    environment.update(DJANGO_SETTINGS_MODULE="config.settings", DJANGO_ENV_FILE="", **env)
+    return subprocess.run(
+        [sys.executable, "-c", PRINT], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+
+
+def test_an_empty_jwt_signing_key_falls_back_to_the_secret_key():
+    result = settings_run(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="k" * 50, JWT_SIGNING_KEY="")
+    assert result.stdout.split() == ["True", "True"], result.stderr
+
+
+def test_an_empty_secret_key_with_debug_off_fails_with_the_fix_named():
+    result = settings_run(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG=0" in result.stderr
+
+
+def test_an_empty_secret_key_with_debug_on_uses_the_dev_only_key():
+    result = settings_run(DJANGO_DEBUG="1", DJANGO_SECRET_KEY="")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]
