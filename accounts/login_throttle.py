@@ -42,11 +42,22 @@ class LoginThrottle:
             return None
         return max(1, math.ceil(max(waits))) if waits else None
 
-    def failure(self, *, username: str, ip: str) -> None:
-        """Count one failed login against the username and the IP."""
+    def reserve(self, *, username: str, ip: str) -> bool:
+        """Take one attempt from the username's allowance before checking the password: one
+        atomic step, so parallel attempts cannot all pass a check made before any is counted.
+        False when none is left. A good login gives it back (`success`)."""
+        item, ids = self._keys(username=username, ip=ip)[0]
         try:
-            for item, ids in self._keys(username=username, ip=ip):
-                self.limiter.hit(item, *ids)
+            return self.limiter.hit(item, *ids)
+        except Exception:
+            logger.exception("login throttle storage unreachable; failing open")
+            return True
+
+    def failure(self, *, username: str, ip: str) -> None:
+        """Count one failed login against the IP (the username's attempt is already taken)."""
+        try:
+            item, ids = self._keys(username=username, ip=ip)[1]
+            self.limiter.hit(item, *ids)
         except Exception:
             logger.exception("login throttle storage unreachable; failure not counted")
 

@@ -108,6 +108,8 @@ class TokenObtainView(PublicAPIView):
         username, ip = data["username"], request_client_ip(request)
         throttle = login_throttle()
         wait = throttle.retry_after(username=username, ip=ip)
+        if wait is None and not throttle.reserve(username=username, ip=ip):
+            wait = throttle.retry_after(username=username, ip=ip) or 1
         if wait is not None:
             LOGINS.labels("throttled").inc()
             security_log.warning("login throttled: username=%r client=%s", username[:150], ip)

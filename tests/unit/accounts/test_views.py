@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.tokens import RefreshToken
-from tests.conftest import PASSWORD, access_for, refresh_for
+from tests.conftest import PASSWORD, UserFactory, access_for, refresh_for
 
 pytestmark = pytest.mark.django_db
 
@@ -594,3 +594,31 @@ def test_a_throttled_login_is_logged_without_the_password(api, user, caplog):
     messages = [r.getMessage() for r in caplog.records if r.name == "switchboard.security"]
     assert messages == ["login throttled: username='alice' client=127.0.0.1"]
     assert all(PASSWORD not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_login_attempts_cannot_exceed_the_username_limit(settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    # The production hasher: checking a password takes long enough for attempts to overlap.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    UserFactory(username="target")
+
+    def attempt(_):
+        try:
+            client = APIClient()
+            return client.post(
+                "/api/auth/token/", {"username": "target", "password": "wrong"}, format="json"
+            ).status_code
+        finally:
+            connections.close_all()
+
+    # The first attempt creates the key: limits' memory storage makes its per-key lock on
+    # first use, which two threads could race (its Redis storage is one atomic script).
+    statuses = [attempt(0)]
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses += pool.map(attempt, range(19))
+    assert statuses.count(401) == 5
+    assert statuses.count(429) == 15
