@@ -5,13 +5,16 @@ Stock daphne cannot send what the Switchboard protocol documents:
   3000-4999, so 1003/1008/1009 reach the client as 1011; and it drops the close reason;
 - it buffers a message up to its own 1 MiB limit before the application can refuse it,
   and above that limit it drops the TCP connection without a close frame;
-- its access log writes the full HTTP request URI, query string (`?token=`) included.
+- its access log writes the full HTTP request URI, query string (`?token=`) included;
+- on SIGTERM it cancels the application and drops every socket (clients see 1006): here
+  every open WebSocket is first closed with 1001 "server going away".
 
 Each fix is a small override of one daphne method; `tests/system/test_daphne_compat.py`
 shows, against a real daphne, that it is needed and that it works.
 """
 
 import logging
+import sys
 
 from autobahn.util import encode_truncate
 
@@ -22,6 +25,8 @@ security_log = logging.getLogger("switchboard.security")
 
 COVERED_VERSIONS = ("4.1.", "4.2.")
 MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
+SHUTDOWN_GRACE = 2.0  # seconds the close handshakes get before daphne drops what is left
+_open_sockets: set = set()
 
 
 def _server_close(self, code=None, reason=None):
@@ -61,6 +66,46 @@ def _frame_begin_factory(original, max_bytes: int):
     return onMessageFrameBegin
 
 
+def _on_open_factory(original):
+    def onOpen(self):  # noqa: N802  (autobahn's name)
+        _open_sockets.add(self)
+        return original(self)
+
+    return onOpen
+
+
+def _on_close_factory(original):
+    def onClose(self, wasClean, code, reason):  # noqa: N802, N803  (autobahn's names)
+        _open_sockets.discard(self)
+        return original(self, wasClean, code, reason)
+
+    return onClose
+
+
+def _going_away():
+    """Twisted's before-shutdown trigger: close every open WebSocket with 1001, then wait
+    (at most SHUTDOWN_GRACE) for the close handshakes."""
+    from twisted.internet import defer, reactor, task
+
+    sockets = list(_open_sockets)
+    for protocol in sockets:
+        try:
+            protocol.serverClose(code=1001, reason="server going away")
+        except Exception:
+            logger.exception("could not send 1001 to a client")
+    logger.warning("shutting down: closed %d WebSocket(s) with 1001", len(sockets))
+    if not sockets:
+        return defer.succeed(None)
+
+    def settled(elapsed=[0.0]):  # noqa: B006  (a counter across calls)
+        elapsed[0] += 0.1
+        if not _open_sockets or elapsed[0] >= SHUTDOWN_GRACE:
+            return None
+        return task.deferLater(reactor, 0.1, settled)
+
+    return task.deferLater(reactor, 0.1, settled)
+
+
 def _access_log_factory(original):
     def write_entry(self, host, date, request, status=None, length=None, ident=None, user=None):
         request = redact(request)  # the logging filter's rule: JWTs and credential parameters
@@ -93,5 +138,12 @@ def install(*, max_message_bytes: int) -> bool:
         WebSocketProtocol.onMessageFrameBegin, max_message_bytes
     )
     AccessLogGenerator.write_entry = _access_log_factory(AccessLogGenerator.write_entry)
+    WebSocketProtocol.onOpen = _on_open_factory(WebSocketProtocol.onOpen)
+    WebSocketProtocol.onClose = _on_close_factory(WebSocketProtocol.onClose)
+    if "twisted.internet.reactor" in sys.modules:  # running under daphne, reactor installed
+        from twisted.internet import reactor
+
+        # Registered at import, before daphne's own trigger that cancels the applications.
+        reactor.addSystemEventTrigger("before", "shutdown", _going_away)
     WebSocketProtocol._switchboard_compat = True
     return True
