@@ -234,14 +234,20 @@ class SessionConsumer(LimitedConsumer):
         await presence().add(channel, self.channel_name, (self.user.pk, self.user.username))
 
     async def room_leave(self, channel: str) -> None:
-        """Leave a room; failures are recorded (Redis forgets the rest with the connection)."""
+        """Leave a room; while the layer is unreachable the leave waits for its recovery."""
+        layer, name = self.channel_layer, self.channel_name
+
+        async def leave() -> None:
+            await layer.group_discard(room_group(channel), name)
+            await presence().remove(channel, name)
+
         if not layer_health.available:
-            return
+            return layer_health.defer_leave(leave)
         try:
-            await self.channel_layer.group_discard(room_group(channel), self.channel_name)
-            await presence().remove(channel, self.channel_name)
+            await leave()
         except Exception as e:
             layer_health.failed("group_discard", e)
+            layer_health.defer_leave(leave)
 
     async def connect(self):
         self.session_id = str(uuid.uuid4())

@@ -35,7 +35,7 @@ def publish(channel: str, data: Any) -> None:
     once the surrounding transaction commits (at once outside one). Server code is not
     subject to the rooms policy. ValueError for an invalid channel name."""
     if not channel_name_valid(channel):
-        raise ValueError(f"invalid channel name: {channel[:80]!r}")
+        raise ValueError(f"invalid channel name: {str(channel)[:80]!r}")
     event = room_event(channel=channel, data=data, sender=None)
 
     def send() -> None:

@@ -42,6 +42,9 @@ class LayerHealth:
         self.sessions: dict[object, Rejoin] = {}
         # Called with the open sessions after they rejoined: events sent meanwhile were lost.
         self.recovery_hooks: list[Callable[[list], Awaitable[None]]] = []
+        # Leaves that could not reach Redis: replayed first on recovery, or the left rooms
+        # would keep ghost members (Redis may have kept its data through a short outage).
+        self.pending_leaves: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def up(self) -> asyncio.Event:
@@ -82,7 +85,7 @@ class LayerHealth:
 
     async def _monitor_run(self) -> None:
         layer = get_channel_layer()
-        while self.sessions or not self.available:
+        while self.sessions or self.pending_leaves or not self.available:
             try:
                 identity = await layer_identity(layer)
             except Exception:  # still down: try again next tick
@@ -103,7 +106,18 @@ class LayerHealth:
                 return  # the in-memory layer cannot fail or restart: nothing to watch
             await asyncio.sleep(MONITOR_INTERVAL)
 
+    def defer_leave(self, leave: Callable[[], Awaitable[None]]) -> None:
+        """Run `leave` once the layer is reachable again."""
+        self.pending_leaves.append(leave)
+        self.monitor_start()
+
     async def _rejoin_all(self) -> None:
+        leaves, self.pending_leaves = self.pending_leaves, []
+        for leave in leaves:
+            try:
+                await leave()
+            except Exception:
+                logger.exception("a deferred leave failed")
         for rejoin in list(self.sessions.values()):
             await rejoin()
         for hook in self.recovery_hooks:

@@ -34,6 +34,11 @@ def _worker_key(worker: str) -> str:
     return f"{KEY_PREFIX}worker:{worker}"
 
 
+def distinct_users(entries) -> list[User]:
+    """One (id, username) per user id, by id (a rename mid-subscription keeps one entry)."""
+    return sorted(dict(entries).items())
+
+
 class MemoryPresence:
     """Presence in this process only (the in-memory channel layer reaches no other worker)."""
 
@@ -51,7 +56,7 @@ class MemoryPresence:
                 del self.rooms[channel]
 
     async def users(self, channel: str) -> list[User]:
-        return sorted(set(self.rooms.get(channel, {}).values()))
+        return distinct_users(self.rooms.get(channel, {}).values())
 
 
 class RedisPresence:
@@ -107,8 +112,8 @@ class RedisPresence:
         dead = [field for field, worker in worker_of.items() if worker not in alive]
         if dead:
             await client.hdel(_room_key(channel), *dead)
-        return sorted(
-            {tuple(json.loads(value)) for field, value in entries.items() if field not in dead}
+        return distinct_users(
+            tuple(json.loads(value)) for field, value in entries.items() if field not in dead
         )
 
 

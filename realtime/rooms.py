@@ -13,9 +13,9 @@ Action = Literal["subscribe", "publish", "presence"]
 Policy = Callable[..., bool]
 
 
-def channel_name_valid(name: str) -> bool:
-    """1-80 characters of `[A-Za-z0-9_.-]`."""
-    return CHANNEL_NAME.fullmatch(name) is not None
+def channel_name_valid(name: object) -> bool:
+    """A string of 1-80 characters of `[A-Za-z0-9_.-]`."""
+    return isinstance(name, str) and CHANNEL_NAME.fullmatch(name) is not None
 
 
 def room_group(channel: str) -> str:
@@ -28,9 +28,10 @@ def default_channel_policy(*, user, channel: str, action: Action) -> bool:
     only staff. Server code (`realtime.events.publish`) is not subject to this."""
     if user is None or not user.is_authenticated or not user.is_active:
         return False
-    if channel.startswith("user."):
+    prefix = channel.lower()  # `Staff.x` must not pass for a public look-alike of `staff.x`
+    if prefix.startswith("user."):
         return channel == f"user.{user.pk}"
-    if channel.startswith("staff."):
+    if prefix.startswith("staff."):
         return user.is_staff
     return True
 

@@ -1,0 +1,24 @@
+"""System checks for the realtime app, run by `manage.py check` and at startup of commands."""
+
+from django.conf import settings
+from django.core.checks import Error, register
+from django.utils.module_loading import import_string
+
+
+@register()
+def channel_policy_check(app_configs, **kwargs) -> list[Error]:
+    """REALTIME_CHANNEL_POLICY must name an importable function."""
+    try:
+        policy = import_string(settings.REALTIME_CHANNEL_POLICY)
+    except ImportError as e:
+        return [
+            Error(
+                f"REALTIME_CHANNEL_POLICY {settings.REALTIME_CHANNEL_POLICY!r} cannot be "
+                f"imported: {e}",
+                hint="Name a function (*, user, channel, action) -> bool by its dotted path.",
+                id="realtime.E001",
+            )
+        ]
+    if not callable(policy):
+        return [Error("REALTIME_CHANNEL_POLICY is not callable.", id="realtime.E001")]
+    return []
