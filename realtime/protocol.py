@@ -105,28 +105,30 @@ class Refresh(msgspec.Struct, forbid_unknown_fields=True):
     id: MessageId = None
 
 
-class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
+class ChannelRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A request about one room: subscribe, unsubscribe, presence."""
+
     type: str
     channel: str
     id: MessageId = None
 
 
-class Unsubscribe(msgspec.Struct, forbid_unknown_fields=True):
-    type: str
-    channel: str
-    id: MessageId = None
+class Subscribe(ChannelRequest):
+    pass
+
+
+class Unsubscribe(ChannelRequest):
+    pass
+
+
+class Presence(ChannelRequest):
+    pass
 
 
 class Publish(msgspec.Struct, forbid_unknown_fields=True):
     type: str
     channel: str
     data: Any
-    id: MessageId = None
-
-
-class Presence(msgspec.Struct, forbid_unknown_fields=True):
-    type: str
-    channel: str
     id: MessageId = None
 
 

@@ -59,6 +59,17 @@ def fresh_channel_layer():
     channel_layers.backends.clear()
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Each test starts with an empty cache: the test database reuses primary keys after a
+    flush, so a revocation floor left by one test would apply to the next test's user 1."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def user(db) -> User:
     return UserFactory(username="alice", email="alice@example.com")
