@@ -6,6 +6,14 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed
 from accounts.tokens import TokenRejected, user_for_token
 
 
+class TokenUnusable(AuthenticationFailed):
+    """401 for a token that cannot be used; `code` is `unauthorized` or `token_expired`."""
+
+    def __init__(self, error: TokenRejected) -> None:
+        expired = error.code == "token_expired"
+        super().__init__("Token expired" if expired else "Token is invalid", code=error.code)
+
+
 class VersionedJWTAuthentication(JWTAuthentication):
     """`Authorization: Bearer <access>`, checked by `accounts.tokens.user_for_token`."""
 
@@ -19,6 +27,5 @@ class VersionedJWTAuthentication(JWTAuthentication):
         try:
             auth = user_for_token(raw.decode("latin-1"))
         except TokenRejected as e:
-            detail = "Token expired" if e.code == "token_expired" else "Token is invalid"
-            raise AuthenticationFailed(detail, code=e.code) from e
+            raise TokenUnusable(e) from e
         return auth.user, auth.token

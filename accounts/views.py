@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
-from accounts.authentication import VersionedJWTAuthentication
+from accounts.authentication import TokenUnusable, VersionedJWTAuthentication
 from accounts.client_ip import request_client_ip
 from accounts.login_throttle import login_throttle
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
@@ -30,14 +30,6 @@ from accounts.tokens import TokenRejected, token_pair_for_user
 from operations.metrics import LOGINS
 
 security_log = logging.getLogger("switchboard.security")
-
-
-class TokenUnusable(exceptions.AuthenticationFailed):
-    """401 for a token that cannot be used; `code` is `unauthorized` or `token_expired`."""
-
-    def __init__(self, error: TokenRejected) -> None:
-        expired = error.code == "token_expired"
-        super().__init__("Token expired" if expired else "Token is invalid", code=error.code)
 
 
 class LoginThrottled(exceptions.Throttled):

@@ -85,6 +85,14 @@ def start_module_worker(stack_dir, database_url, redis_server) -> Iterator[Worke
         worker.stop()
 
 
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own: stopping it disturbs nobody else."""
+    server = RedisServer(workdir=tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def shared_worker(tmp_path_factory, database_url, redis_server) -> Iterator[DaphneWorker]:
     """One worker (on Redis) shared by a module's tests that need no special settings."""

@@ -17,16 +17,8 @@ from tests.system.databases import (
     database_with_timeout,
     postgres_server_url,
 )
-from tests.system.stack import DaphneWorker, RedisServer, base_env, database_migrate
+from tests.system.stack import DaphneWorker, base_env, database_migrate
 from tests.system.wsclient import frame_json, session_open, until_closed, ws_connect
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    """A redis-server of this test's own: stopping it disturbs nobody else."""
-    server = RedisServer(workdir=tmp_path / "redis").start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

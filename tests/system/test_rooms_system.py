@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.system.conftest import user_register
-from tests.system.stack import DaphneWorker, RedisServer, base_env
+from tests.system.stack import DaphneWorker, base_env
 from tests.system.wsclient import frame_json, session_open, until_closed
 
 # The default 20 messages/s would throttle a publisher sending 1000; presence forgets a
@@ -155,14 +155,6 @@ async def test_a_worker_killed_with_sigkill_drops_out_of_presence_within_the_ttl
 
 
 # -- a Redis restart ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    """A redis-server of this test's own: stopping it disturbs nobody else."""
-    server = RedisServer(workdir=tmp_path / "redis").start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
