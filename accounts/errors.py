@@ -10,6 +10,15 @@ from rest_framework.views import exception_handler, set_rollback
 logger = logging.getLogger("switchboard.api")
 
 
+class ServiceUnavailable(exceptions.APIException):
+    """A backing service (Redis, say) cannot answer now: 503 `unavailable`, as for the
+    database."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Temporarily unavailable; try again later."
+    default_code = "unavailable"
+
+
 def api_exception_handler(exc, context):
     """DRF's handler, plus: 400 for a wrong content type, a `code` on every error, 503 when
     the database fails, and JSON 500s."""
@@ -18,8 +27,9 @@ def api_exception_handler(exc, context):
             f"Content-Type must be application/json, not {exc.args[0]!r}"[:200],
             code="unsupported_media_type",
         )
-    if isinstance(exc, DatabaseError):
-        logger.error("database unavailable in %s: %s", context["view"].__class__.__name__, exc)
+    if isinstance(exc, DatabaseError | ServiceUnavailable):
+        what = "database" if isinstance(exc, DatabaseError) else "a backing service"
+        logger.error("%s unavailable in %s: %s", what, context["view"].__class__.__name__, exc)
         set_rollback()
         return Response(
             {"detail": "Temporarily unavailable; try again later.", "code": "unavailable"},

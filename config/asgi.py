@@ -12,20 +12,26 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from realtime import daphne_compat  # noqa: E402
+from realtime.connect_rate import ConnectRateMiddleware  # noqa: E402
 from realtime.middleware import JWTAuthMiddlewareStack  # noqa: E402
 from realtime.origin import OriginCheckMiddleware  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from realtime.shutdown import worker_retire  # noqa: E402
 from realtime.startup import startup_log  # noqa: E402
 
 if settings.WS_DAPHNE_COMPAT:
-    daphne_compat.install(max_message_bytes=settings.WS_MAX_MESSAGE_BYTES)
+    daphne_compat.install(
+        max_message_bytes=settings.WS_MAX_MESSAGE_BYTES,
+        max_send_backlog=settings.WS_MAX_SEND_BACKLOG,
+        on_shutdown=(worker_retire,),
+    )
 startup_log()
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": OriginCheckMiddleware(
-            JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ConnectRateMiddleware(JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -234,6 +234,18 @@ REALTIME_CHANNEL_POLICY = env(
 WS_MAX_SUBSCRIPTIONS = env.int("WS_MAX_SUBSCRIPTIONS", default=100)
 # Seconds after which a silent worker's (e.g. SIGKILLed) presence entries stop counting.
 WS_PRESENCE_TTL = env.int("WS_PRESENCE_TTL", default=30)
+# Sessions: at most this many online per user (one more is closed 4502); at most this many
+# connection attempts per client IP per minute, across all workers (over it: 4008; 0: off);
+# closed sessions kept this many days in the registry (`manage.py prune_sessions`).
+WS_MAX_SESSIONS_PER_USER = env.int("WS_MAX_SESSIONS_PER_USER", default=20)
+WS_CONNECTS_PER_MINUTE = env.int("WS_CONNECTS_PER_MINUTE", default=120)
+WS_SESSION_RETENTION_DAYS = env.int("WS_SESSION_RETENTION_DAYS", default=30)
+# Bytes a connection may have queued for sending before it is closed as a slow client (4009).
+WS_MAX_SEND_BACKLOG = env.int("WS_MAX_SEND_BACKLOG", default=1024 * 1024)
+if WS_MAX_SEND_BACKLOG < WS_MAX_MESSAGE_BYTES:
+    raise ImproperlyConfigured(
+        "WS_MAX_SEND_BACKLOG must be at least WS_MAX_MESSAGE_BYTES: one message must fit."
+    )
 # Protocol errors tolerated per minute before the session is closed with 1008.
 WS_MAX_PROTOCOL_ERRORS = 20
 # A session dropping more than WS_MESSAGE_BURST frames within this many seconds is closed 4008.

@@ -24,7 +24,15 @@ from realtime.protocol import CloseCode, ErrorCode
 
 ENDPOINTS = frozenset({"echo", "session"})
 CONNECTION_OUTCOMES = frozenset(
-    {"accepted", "unauthorized", "expired", "rate_limited", "origin_refused", "unavailable"}
+    {
+        "accepted",
+        "unauthorized",
+        "expired",
+        "rate_limited",
+        "origin_refused",
+        "unavailable",
+        "too_many_sessions",
+    }
 )
 SERVER_TYPES = frozenset(
     {
@@ -47,13 +55,18 @@ CLOSE_CODES = frozenset(str(int(code)) for code in CloseCode)
 ERROR_CODES = frozenset(str(code) for code in ErrorCode)
 LOGIN_OUTCOMES = frozenset({"success", "failure", "throttled"})
 LAYER_OPERATIONS = frozenset({"group_add", "group_discard", "group_send", "send", "receive"})
-FANOUT_EVENTS = frozenset({"session.revoke", "room.message"})
+FANOUT_EVENTS = frozenset({"session.revoke", "session.disconnect", "room.message"})
 
 
 def label(value: object, allowed: Iterable[str], other: str = "other") -> str:
     """`value` as a label when it is one of `allowed`, else `other`."""
     text = str(value)
     return text if text in allowed else other
+
+
+def endpoint_label(path: str) -> str:
+    """The `endpoint` label of a WebSocket path: `echo`, `session` or `other`."""
+    return label(path.strip("/").removeprefix("ws/"), ENDPOINTS)
 
 
 WS_OPEN = Gauge(

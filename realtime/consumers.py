@@ -45,7 +45,9 @@ from realtime.protocol import (
     frame_decode,
     frame_encode,
 )
+from realtime.registry import TooManySessions, asession_record_close, asession_record_open
 from realtime.rooms import channel_allowed, channel_name_valid, room_group
+from realtime.workers import WORKER_ID, heartbeat
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
@@ -68,6 +70,19 @@ def fanout_observe(kind: str, event: dict) -> None:
     sent_at = event.get("sent_at")
     if isinstance(sent_at, int | float):
         metrics.FANOUT_LATENCY.labels(kind).observe(max(0.0, time.time() - sent_at))
+
+
+async def workers_alive() -> set[str]:
+    """The alive workers, this one included (its heartbeat started); when Redis cannot say,
+    this worker only, so its own sessions still count."""
+    try:
+        await heartbeat().ensure()
+        return await heartbeat().alive_all() | {WORKER_ID}
+    except Exception as e:
+        # During a Redis outage every connect gets here: the layer-health log says it once.
+        level = logging.WARNING if layer_health.available else logging.DEBUG
+        logger.log(level, "alive workers unknown (%s): counting this one's", type(e).__name__)
+        return {WORKER_ID}
 
 
 def frame_too_big(text: str | None, data: bytes | None) -> bool:
@@ -103,6 +118,7 @@ class LimitedConsumer(EventLoopConsumer):
 
     async def websocket_connect(self, message):
         self.closing = False
+        self.close_code: int | None = None  # the code this server closed with, if it did
         self.counted_open = False
         self.bucket = TokenBucket(
             rate=settings.WS_MESSAGES_PER_SECOND, burst=settings.WS_MESSAGE_BURST
@@ -144,6 +160,7 @@ class LimitedConsumer(EventLoopConsumer):
         if self.closing:
             return
         self.closing = True
+        self.close_code = int(code)
         if error is not None:
             await self.send_error(error, msg_id=msg_id)
         await self.close(code=int(code), reason=code.reason)
@@ -252,6 +269,7 @@ class SessionConsumer(LimitedConsumer):
     async def connect(self):
         self.session_id = str(uuid.uuid4())
         self.user = None
+        self.recorded = False
         self.rooms: set[str] = set()
         self.expiry_task: asyncio.Task | None = None
         await self.accept()
@@ -274,9 +292,14 @@ class SessionConsumer(LimitedConsumer):
                 extra=self.log_extra(),
             )
             return await self.close_with(close_code, error_code)
-        metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
         self.user = auth.user
         self.token_version = auth.token[VERSION_CLAIM]
+        refusal = await self.session_record()
+        if refusal is not None:
+            error_code, close_code, outcome = refusal
+            metrics.WS_CONNECTIONS.labels(self.endpoint, outcome).inc()
+            return await self.close_with(close_code, error_code)
+        metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
         await self.groups_join()
         layer_health.register(self, self.groups_join)
         # A revocation committed between the user lookup and the group join was sent to a
@@ -300,11 +323,66 @@ class SessionConsumer(LimitedConsumer):
             extra=self.log_extra(),
         )
 
+    async def session_record(self) -> tuple[ErrorCode, CloseCode, str] | None:
+        """Record this session in the registry; what to refuse with when it may not open."""
+        alive = await workers_alive()
+        headers = dict(self.scope.get("headers", ()))
+        try:
+            await asyncio.wait_for(
+                asession_record_open(
+                    session_id=self.session_id,
+                    user=self.user,
+                    channel_name=self.channel_name,
+                    client_ip=scope_client_ip(self.scope),
+                    user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
+                    worker=WORKER_ID,
+                    alive_workers=alive,
+                    limit=settings.WS_MAX_SESSIONS_PER_USER,
+                ),
+                timeout=settings.AUTH_DB_TIMEOUT,
+            )
+        except TooManySessions:
+            self.security_event(
+                f"more than {settings.WS_MAX_SESSIONS_PER_USER} sessions, closing 4502"
+            )
+            return ErrorCode.TOO_MANY_SESSIONS, CloseCode.TOO_MANY_SESSIONS, "too_many_sessions"
+        except Exception as e:
+            logger.warning(
+                "session not recorded (%s), closing 1013: session_id=%s",
+                type(e).__name__,
+                self.session_id,
+                extra=self.log_extra(),
+            )
+            # A timed-out insert may still commit later: close its row behind it (the
+            # database thread runs these in order).
+            asyncio.ensure_future(self.session_record_close(CloseCode.TRY_AGAIN_LATER))
+            return AUTH_FAILURES["unavailable"]
+        self.recorded = True
+        return None
+
+    async def session_record_close(self, code: int | None) -> None:
+        try:
+            await asyncio.wait_for(
+                asession_record_close(session_id=self.session_id, code=code),
+                timeout=settings.AUTH_DB_TIMEOUT,
+            )
+        except Exception as e:
+            logger.warning(
+                "session close not recorded (%s): session_id=%s code=%s",
+                type(e).__name__,
+                self.session_id,
+                code,
+                extra=self.log_extra(),
+            )
+
     async def disconnect(self, code):
         if self.expiry_task is not None:
             self.expiry_task.cancel()
         if self.user is None:
             return
+        if self.recorded:
+            # The code this server sent when it closed, else the client's (1006: dropped).
+            await self.session_record_close(self.close_code or code)
         layer_health.unregister(self)
         for channel in list(self.rooms):
             await self.room_leave(channel)
@@ -496,6 +574,10 @@ class SessionConsumer(LimitedConsumer):
         if isinstance(revoked_below, int) and self.token_version >= revoked_below:
             return  # this session's token was issued after that revocation
         await self.revoke("session revoked")
+
+    async def session_disconnect(self, event: dict) -> None:
+        fanout_observe("session.disconnect", event)
+        await self.revoke("disconnected by an operator")
 
     async def revoke(self, why: str) -> None:
         """Close this session as revoked (4501)."""

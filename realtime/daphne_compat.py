@@ -7,7 +7,12 @@ Stock daphne cannot send what the Switchboard protocol documents:
   and above that limit it drops the TCP connection without a close frame;
 - its access log writes the full HTTP request URI, query string (`?token=`) included;
 - on SIGTERM it cancels the application and drops every socket (clients see 1006): here
-  every open WebSocket is first closed with 1001 "server going away".
+  every open WebSocket is first closed with 1001 "server going away", then the shutdown
+  hooks run (the session registry marks this worker's sessions closed);
+- a client that stops reading makes Twisted buffer everything sent to it, without bound:
+  here, past `max_send_backlog` queued bytes, the frames not yet started are dropped and
+  the client is closed with 4009 "slow client" (the connection is cut if it has not read
+  that close frame within SLOW_CLIENT_CLOSE_WAIT seconds); other clients are untouched.
 
 Each fix is a small override of one daphne method; `tests/system/test_daphne_compat.py`
 shows, against a real daphne, that it is needed and that it works.
@@ -15,6 +20,7 @@ shows, against a real daphne, that it is needed and that it works.
 
 import logging
 import sys
+from collections.abc import Callable
 
 from autobahn.util import encode_truncate
 
@@ -26,7 +32,10 @@ security_log = logging.getLogger("switchboard.security")
 COVERED_VERSIONS = ("4.1.", "4.2.")
 MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
 SHUTDOWN_GRACE = 2.0  # seconds the close handshakes get before daphne drops what is left
+SLOW_CLIENT_CODE = 4009
+SLOW_CLIENT_CLOSE_WAIT = 10.0  # seconds a shed client gets to read up to its close frame
 _open_sockets: set = set()
+_shutdown_hooks: list[Callable[[], None]] = []
 
 
 def _server_close(self, code=None, reason=None):
@@ -36,11 +45,45 @@ def _server_close(self, code=None, reason=None):
     self.sendCloseFrame(code=code, reasonUtf8=reason_bytes, isReply=False)
 
 
-def _handle_reply_factory(original):
+def send_backlog(transport) -> int:
+    """Bytes a Twisted TCP transport holds that the kernel has not taken yet."""
+    written = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+    return written + getattr(transport, "_tempDataLen", 0)
+
+
+def _shed_slow_client(protocol, backlog: int, limit: int) -> None:
+    """Drop the frames not yet started (whole frames: Twisted joins them into its write
+    buffer only when it writes), then close with 4009."""
+    transport = protocol.transport
+    pending = getattr(transport, "_tempDataBuffer", None)
+    if isinstance(pending, list):
+        pending.clear()
+        transport._tempDataLen = 0
+    protocol.shed_close_code = SLOW_CLIENT_CODE
+    protocol.closeHandshakeTimeout = SLOW_CLIENT_CLOSE_WAIT
+    security_log.warning(
+        "slow client: %d bytes queued for sending (limit %d), closing 4009: path=%s client=%s",
+        backlog,
+        limit,
+        getattr(protocol.request, "path", None),
+        protocol.client_addr[0] if protocol.client_addr else None,
+    )
+    protocol.serverClose(code=SLOW_CLIENT_CODE, reason="slow client")
+
+
+def _handle_reply_factory(original, max_send_backlog: int):
     def handle_reply(self, message):
-        if message.get("type") == "websocket.close" and self.state != self.STATE_CONNECTING:
+        kind = message.get("type")
+        if kind == "websocket.close" and self.state != self.STATE_CONNECTING:
             return self.serverClose(code=message.get("code"), reason=message.get("reason"))
-        return original(self, message)
+        if kind == "websocket.send" and self.state in (self.STATE_CLOSING, self.STATE_CLOSED):
+            return None  # closing (a shed slow client, say): nothing more goes out
+        result = original(self, message)
+        if kind == "websocket.send":
+            backlog = send_backlog(self.transport)
+            if backlog > max_send_backlog:
+                _shed_slow_client(self, backlog, max_send_backlog)
+        return result
 
     return handle_reply
 
@@ -77,14 +120,16 @@ def _on_open_factory(original):
 def _on_close_factory(original):
     def onClose(self, wasClean, code, reason):  # noqa: N802, N803  (autobahn's names)
         _open_sockets.discard(self)
+        # A shed slow client rarely answers the close: the application still learns 4009.
+        code = getattr(self, "shed_close_code", None) or code
         return original(self, wasClean, code, reason)
 
     return onClose
 
 
 def _going_away():
-    """Twisted's before-shutdown trigger: close every open WebSocket with 1001, then wait
-    (at most SHUTDOWN_GRACE) for the close handshakes."""
+    """Twisted's before-shutdown trigger: close every open WebSocket with 1001, wait (at
+    most SHUTDOWN_GRACE) for the close handshakes, then run the shutdown hooks."""
     from twisted.internet import defer, reactor, task
 
     sockets = list(_open_sockets)
@@ -94,8 +139,6 @@ def _going_away():
         except Exception:
             logger.exception("could not send 1001 to a client")
     logger.warning("shutting down: closed %d WebSocket(s) with 1001", len(sockets))
-    if not sockets:
-        return defer.succeed(None)
 
     def settled(elapsed=[0.0]):  # noqa: B006  (a counter across calls)
         elapsed[0] += 0.1
@@ -103,7 +146,22 @@ def _going_away():
             return None
         return task.deferLater(reactor, 0.1, settled)
 
-    return task.deferLater(reactor, 0.1, settled)
+    waited = task.deferLater(reactor, 0.1, settled) if sockets else defer.succeed(None)
+    return waited.addCallback(lambda _: _shutdown_hooks_run())
+
+
+def _hook_run(hook: Callable[[], None]) -> None:
+    try:
+        hook()
+    except Exception:
+        logger.exception("shutdown hook %s failed", getattr(hook, "__name__", hook))
+
+
+def _shutdown_hooks_run():
+    """Run each shutdown hook in Twisted's thread pool (they may block); wait for all."""
+    from twisted.internet import defer, threads
+
+    return defer.DeferredList([threads.deferToThread(_hook_run, hook) for hook in _shutdown_hooks])
 
 
 def _access_log_factory(original):
@@ -114,8 +172,14 @@ def _access_log_factory(original):
     return write_entry
 
 
-def install(*, max_message_bytes: int) -> bool:
-    """Patch daphne once per process; False (and a warning) when daphne is absent or unknown."""
+def install(
+    *,
+    max_message_bytes: int,
+    max_send_backlog: int,
+    on_shutdown: tuple[Callable[[], None], ...] = (),
+) -> bool:
+    """Patch daphne once per process; False (and a warning) when daphne is absent or unknown.
+    `on_shutdown`: blocking functions run on SIGTERM once the sockets are closed."""
     try:
         import daphne
         from daphne.access import AccessLogGenerator
@@ -124,6 +188,7 @@ def install(*, max_message_bytes: int) -> bool:
         return False
     if getattr(WebSocketProtocol, "_switchboard_compat", False):
         return True
+    _shutdown_hooks.extend(on_shutdown)
     if not daphne.__version__.startswith(COVERED_VERSIONS):
         logger.warning(
             "daphne %s is not covered by realtime.daphne_compat (covers %s); close codes "
@@ -133,7 +198,9 @@ def install(*, max_message_bytes: int) -> bool:
         )
         return False
     WebSocketProtocol.serverClose = _server_close
-    WebSocketProtocol.handle_reply = _handle_reply_factory(WebSocketProtocol.handle_reply)
+    WebSocketProtocol.handle_reply = _handle_reply_factory(
+        WebSocketProtocol.handle_reply, max_send_backlog
+    )
     WebSocketProtocol.onMessageFrameBegin = _frame_begin_factory(
         WebSocketProtocol.onMessageFrameBegin, max_message_bytes
     )

@@ -105,3 +105,38 @@ async def revocation_floor(user_id: int) -> int | None:
     except Exception as e:
         logger.warning("revocation floor unreadable for user %s: %s", user_id, type(e).__name__)
         return None
+
+
+def _disconnect_event() -> dict:
+    return {"type": "session.disconnect", "sent_at": time.time()}
+
+
+def _send_on_commit(what: str, send) -> None:
+    """Run `send` (one channel-layer call) after commit; a failure is logged, not raised."""
+
+    def run() -> None:
+        try:
+            send()
+        except Exception:
+            LAYER_FAILURES.labels("send").inc()
+            logger.exception("could not reach the channel layer to %s", what)
+
+    transaction.on_commit(run)
+
+
+def session_disconnect_on_commit(*, channel_name: str) -> None:
+    """Close one session (4501) on whatever worker holds it, once the transaction commits."""
+    layer = get_channel_layer()
+    _send_on_commit(
+        "disconnect a session", lambda: async_to_sync(layer.send)(channel_name, _disconnect_event())
+    )
+
+
+def user_sessions_disconnect_on_commit(*, user_id: int) -> None:
+    """Close every open session of one user (4501) on every worker, once the transaction
+    commits. Unlike a revocation, the user's tokens stay valid: they may reconnect."""
+    layer = get_channel_layer()
+    _send_on_commit(
+        f"disconnect the sessions of user {user_id}",
+        lambda: async_to_sync(layer.group_send)(user_group(user_id), _disconnect_event()),
+    )

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from accounts.client_ip import scope_client_ip
-from operations.metrics import ENDPOINTS, WS_CONNECTIONS, label
+from operations.metrics import WS_CONNECTIONS, endpoint_label
 
 security_log = logging.getLogger("switchboard.security")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -66,9 +66,7 @@ class OriginCheckMiddleware:
                 origin_text = origin.decode("latin-1")
                 host = headers.get(b"host", b"").decode("latin-1")
                 if not origin_allowed(origin_text, host, self.allowed_origins):
-                    endpoint = label(
-                        scope.get("path", "").strip("/").removeprefix("ws/"), ENDPOINTS
-                    )
+                    endpoint = endpoint_label(scope.get("path", ""))
                     WS_CONNECTIONS.labels(endpoint, "origin_refused").inc()
                     security_log.warning(
                         "websocket origin refused: origin=%r path=%s client=%s",

@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     INVALID_CHANNEL = "invalid_channel"
     FORBIDDEN = "forbidden"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    TOO_MANY_SESSIONS = "too_many_sessions"
 
 
 ERROR_MESSAGES: dict[ErrorCode, str] = {
@@ -40,6 +41,7 @@ ERROR_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.INVALID_CHANNEL: "Channel names are 1-80 characters of A-Z a-z 0-9 _ . -",
     ErrorCode.FORBIDDEN: "Not allowed on this channel",
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: "Too many subscriptions on this connection",
+    ErrorCode.TOO_MANY_SESSIONS: "Too many open sessions for this user; close one first",
 }
 
 # Errors that are the server's state, not the client's mistake: they do not count toward
@@ -59,8 +61,10 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013
     TOKEN_EXPIRED = 4001
     RATE_LIMITED = 4008
+    SLOW_CLIENT = 4009
     UNAUTHORIZED = 4500
     SESSION_REVOKED = 4501
+    TOO_MANY_SESSIONS = 4502
 
     @property
     def reason(self) -> str:
@@ -77,8 +81,10 @@ CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.TRY_AGAIN_LATER: "try again later",
     CloseCode.TOKEN_EXPIRED: "token expired",
     CloseCode.RATE_LIMITED: "rate limited",
+    CloseCode.SLOW_CLIENT: "slow client",
     CloseCode.UNAUTHORIZED: "unauthorized",
     CloseCode.SESSION_REVOKED: "session revoked",
+    CloseCode.TOO_MANY_SESSIONS: "too many sessions",
 }
 
 

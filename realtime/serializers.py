@@ -1,7 +1,9 @@
 """Request bodies of the realtime REST API."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from realtime.models import WebSocketSession
 from realtime.rooms import channel_name_valid
 
 
@@ -19,3 +21,24 @@ class PublishSerializer(serializers.Serializer):
 
 class PublishedSerializer(serializers.Serializer):
     channel = serializers.CharField()
+
+
+class SessionUserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    """An online session, as `GET /api/realtime/sessions/` lists it."""
+
+    user = serializers.SerializerMethodField()
+
+    class Meta:
+        model = WebSocketSession
+        fields = ["id", "user", "client_ip", "user_agent", "worker", "connected_at"]
+
+    @extend_schema_field(SessionUserSerializer(allow_null=True))
+    def get_user(self, session: WebSocketSession) -> dict | None:
+        if session.user_id is None:
+            return None
+        return {"id": session.user_id, "username": session.username}

@@ -1,17 +1,22 @@
-"""The realtime REST API: server-side publishing for staff."""
+"""The realtime REST API: server-side publishing for staff, and the live sessions."""
 
 import logging
+import uuid
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.errors import ServiceUnavailable
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from realtime.events import publish
-from realtime.serializers import PublishedSerializer, PublishSerializer
+from realtime.registry import sessions_disconnect, sessions_online
+from realtime.serializers import PublishedSerializer, PublishSerializer, SessionSerializer
+from realtime.workers import alive_workers_sync
 
 logger = logging.getLogger("switchboard.realtime")
 
@@ -37,3 +42,59 @@ class PublishView(APIView):
         publish(channel, serializer.validated_data["data"])
         logger.info("published by staff user %s to %s", request.user.pk, channel)
         return Response({"channel": channel}, status=status.HTTP_202_ACCEPTED)
+
+
+ALL_PARAMETER = OpenApiParameter(
+    "all", bool, description="Staff only: `1` lists every user's online sessions."
+)
+
+
+def alive_workers_or_unavailable() -> set[str]:
+    """The alive workers; a 503 (`unavailable`) when Redis cannot say."""
+    try:
+        return alive_workers_sync()
+    except Exception as e:
+        logger.warning("alive workers unknown (%s): sessions API unavailable", type(e).__name__)
+        raise ServiceUnavailable from e
+
+
+class SessionListView(APIView):
+    @extend_schema(
+        summary="The caller's online WebSocket sessions (staff: `?all=1`, everyone's)",
+        parameters=[ALL_PARAMETER],
+        responses={
+            503: UNAVAILABLE,
+            200: SessionSerializer(many=True),
+            401: UNAUTHORIZED,
+            403: error("`all=1` from a user who is not staff."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        everyone = request.query_params.get("all") in ("1", "true")
+        if everyone and not request.user.is_staff:
+            raise PermissionDenied("Only staff may list every user's sessions.")
+        sessions = sessions_online(alive_workers_or_unavailable()).order_by("connected_at")
+        if not everyone:
+            sessions = sessions.filter(user=request.user)
+        return Response(SessionSerializer(sessions, many=True).data)
+
+
+class SessionDetailView(APIView):
+    @extend_schema(
+        summary="Disconnect one online session (close 4501); staff may disconnect anyone's",
+        responses={
+            503: UNAVAILABLE,
+            204: None,
+            401: UNAUTHORIZED,
+            404: error("No such online session of the caller's (staff: of anyone's)."),
+        },
+    )
+    def delete(self, request: Request, session_id: uuid.UUID) -> Response:
+        sessions = sessions_online(alive_workers_or_unavailable()).filter(pk=session_id)
+        if not request.user.is_staff:
+            sessions = sessions.filter(user=request.user)
+        session = sessions.first()
+        if session is None:
+            raise NotFound("No such online session.")
+        sessions_disconnect(sessions=[session], by=f"user {request.user.pk} over REST")
+        return Response(status=status.HTTP_204_NO_CONTENT)

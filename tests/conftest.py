@@ -70,6 +70,24 @@ def fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def fresh_worker_state():
+    """The heartbeat, presence store and connection-rate memory are built once per process,
+    bound to one event loop and one REDIS_URL: each test gets new ones."""
+    from realtime.connect_rate import connect_rate
+    from realtime.presence import presence
+    from realtime.workers import heartbeat
+
+    def reset() -> None:
+        heartbeat.cache_clear()
+        presence.cache_clear()
+        connect_rate.__init__()
+
+    reset()
+    yield
+    reset()
+
+
 @pytest.fixture
 def user(db) -> User:
     return UserFactory(username="alice", email="alice@example.com")

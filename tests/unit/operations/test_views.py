@@ -116,6 +116,8 @@ def test_the_openapi_schema_documents_every_rest_endpoint():
         "/api/auth/token/refresh/",
         "/api/auth/token/verify/",
         "/api/realtime/publish/",
+        "/api/realtime/sessions/",
+        "/api/realtime/sessions/{session_id}/",
     ]
     login = paths["/api/auth/token/"]["post"]
     assert sorted(login["responses"]) == ["200", "400", "401", "429", "503"]

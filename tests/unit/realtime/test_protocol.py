@@ -159,6 +159,7 @@ def test_every_error_code_has_a_message():
         "invalid_channel",
         "forbidden",
         "too_many_subscriptions",
+        "too_many_sessions",
     }
     for code in ErrorCode:
         assert ERROR_MESSAGES[code]
@@ -175,8 +176,10 @@ def test_close_codes_are_the_documented_ones_with_short_reasons():
         1013: "try again later",
         4001: "token expired",
         4008: "rate limited",
+        4009: "slow client",
         4500: "unauthorized",
         4501: "session revoked",
+        4502: "too many sessions",
     }
     assert all(len(reason.encode()) < 120 for reason in CLOSE_REASONS.values())
 
@@ -185,5 +188,13 @@ def test_close_codes_follow_the_reconnect_rule():
     may_reconnect = {c for c in CloseCode if 4000 <= c < 4500}
     must_not = {c for c in CloseCode if 4500 <= c < 5000}
 
-    assert may_reconnect == {CloseCode.TOKEN_EXPIRED, CloseCode.RATE_LIMITED}
-    assert must_not == {CloseCode.UNAUTHORIZED, CloseCode.SESSION_REVOKED}
+    assert may_reconnect == {
+        CloseCode.TOKEN_EXPIRED,
+        CloseCode.RATE_LIMITED,
+        CloseCode.SLOW_CLIENT,
+    }
+    assert must_not == {
+        CloseCode.UNAUTHORIZED,
+        CloseCode.SESSION_REVOKED,
+        CloseCode.TOO_MANY_SESSIONS,
+    }

@@ -1,0 +1,130 @@
+"""The session registry in the Django admin: who is connected, from where, and a way to cut them.
+
+Read-only: rows are written by the workers. "Online" is computed per request from the
+workers' heartbeats (`realtime.workers`), so a killed worker's sessions show offline.
+"""
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from realtime.models import WebSocketSession
+from realtime.registry import sessions_disconnect
+from realtime.workers import alive_workers_sync
+
+INLINE_RECENT = 20  # sessions shown on a user's admin page
+
+
+def alive_workers_for(request: HttpRequest) -> set[str]:
+    """The alive workers, asked once per admin request."""
+    if not hasattr(request, "_switchboard_alive_workers"):
+        request._switchboard_alive_workers = alive_workers_sync()
+    return request._switchboard_alive_workers
+
+
+def operator(request: HttpRequest) -> str:
+    return f"admin user {request.user.pk}"
+
+
+class OnlineFilter(admin.SimpleListFilter):
+    title = "online"
+    parameter_name = "online"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Online"), ("no", "Offline")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(is_online=True)
+        if self.value() == "no":
+            return queryset.filter(is_online=False)
+        return queryset
+
+
+class ReadOnlySessionMixin:
+    """Rows are the workers' audit trail: nobody adds or edits them by hand."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).with_online(alive_workers_for(request))
+
+    @admin.display(boolean=True, description="online", ordering="is_online")
+    def online(self, session: WebSocketSession) -> bool:
+        return session.is_online
+
+
+@admin.register(WebSocketSession)
+class WebSocketSessionAdmin(ReadOnlySessionMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "user",
+        "online",
+        "client_ip",
+        "worker",
+        "connected_at",
+        "closed_at",
+        "close_code",
+    )
+    list_filter = (OnlineFilter, ("user", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("username", "user__username", "client_ip")
+    list_select_related = ("user",)
+    date_hierarchy = "connected_at"
+    fields = (
+        "id",
+        "user",
+        "username",
+        "online",
+        "client_ip",
+        "user_agent",
+        "worker",
+        "channel_name",
+        "connected_at",
+        "closed_at",
+        "close_code",
+    )
+    readonly_fields = fields
+    actions = ["disconnect_selected"]
+
+    @admin.action(description="Disconnect selected sessions", permissions=["disconnect"])
+    def disconnect_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        online = queryset.filter(is_online=True)
+        count = sessions_disconnect(sessions=online, by=operator(request))
+        skipped = queryset.count() - count
+        self.message_user(
+            request,
+            f"Disconnected {count} session(s) (close 4501)"
+            + (f"; {skipped} selected were not online." if skipped else "."),
+            messages.SUCCESS if count else messages.WARNING,
+        )
+
+    def has_disconnect_permission(self, request: HttpRequest) -> bool:
+        """Cutting sessions is for staff who may change users."""
+        return request.user.has_perm("accounts.change_user")
+
+
+class WebSocketSessionInline(ReadOnlySessionMixin, admin.TabularInline):
+    """A user's most recent sessions, on the user's admin page."""
+
+    model = WebSocketSession
+    fields = ("id", "online", "client_ip", "worker", "connected_at", "closed_at", "close_code")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    show_change_link = True
+    verbose_name_plural = f"WebSocket sessions (the {INLINE_RECENT} most recent)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        recent = WebSocketSession.objects.order_by("-connected_at").values("pk")
+        user_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+        if user_id is None:
+            return queryset.none()
+        return queryset.filter(pk__in=recent.filter(user_id=user_id)[:INLINE_RECENT])

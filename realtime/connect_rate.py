@@ -1,0 +1,125 @@
+"""Per-client-IP WebSocket connection rate, counted across every worker (WS_CONNECTS_PER_MINUTE).
+
+Checked before the JWT middleware, so a flood of handshakes costs no database work. Storage
+is the `limits` library's async storage: Redis when REDIS_URL is set, process memory
+otherwise. When Redis is unreachable the limit fails open and the log says so once.
+"""
+
+import asyncio
+import logging
+import time
+
+from django.conf import settings
+from limits import RateLimitItemPerMinute
+from limits.aio import strategies
+from limits.storage import storage_from_string
+
+from accounts.client_ip import scope_client_ip
+from operations.metrics import WS_CONNECTIONS, endpoint_label
+from realtime.protocol import CloseCode, ErrorCode, frame_encode
+
+logger = logging.getLogger("switchboard.realtime")
+security_log = logging.getLogger("switchboard.security")
+
+REFUSED_MESSAGE = "Too many connections from your address; wait a minute before reconnecting"
+LOG_EVERY = 60.0  # seconds between two log lines about one address
+LOGGED_MAX = 10_000  # addresses remembered for LOG_EVERY (bounded under a distributed flood)
+
+
+class ConnectRate:
+    """The limiter, one per event loop (async Redis connections belong to their loop)."""
+
+    def __init__(self) -> None:
+        self._limiters: dict[asyncio.AbstractEventLoop, strategies.MovingWindowRateLimiter] = {}
+        self._logged: dict[str, float] = {}
+        self.failing = False
+
+    def limiter(self) -> strategies.MovingWindowRateLimiter:
+        loop = asyncio.get_running_loop()
+        if loop not in self._limiters:
+            if settings.REDIS_URL:
+                store = storage_from_string(
+                    "async+" + settings.REDIS_URL,
+                    implementation="redispy",
+                    socket_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                    socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                )
+            else:
+                store = storage_from_string("async+memory://")
+            self._limiters[loop] = strategies.MovingWindowRateLimiter(store)
+        return self._limiters[loop]
+
+    async def allowed(self, ip: str) -> bool:
+        """Count one connection from `ip`; False when it is over the per-minute limit."""
+        per_minute = settings.WS_CONNECTS_PER_MINUTE
+        if per_minute <= 0:
+            return True
+        try:
+            allowed = await self.limiter().hit(
+                RateLimitItemPerMinute(per_minute), "ws-connects", ip
+            )
+        except Exception as e:
+            if not self.failing:
+                logger.warning(
+                    "connection-rate storage unreachable (%s); not limiting connections until "
+                    "it is back",
+                    type(e).__name__,
+                )
+            self.failing = True
+            return True
+        if self.failing:
+            logger.warning("connection-rate storage reachable again")
+            self.failing = False
+        return allowed
+
+    def should_log(self, ip: str) -> bool:
+        """At most one log line per address per LOG_EVERY seconds."""
+        now = time.monotonic()
+        if now - self._logged.get(ip, -LOG_EVERY) < LOG_EVERY:
+            return False
+        if len(self._logged) >= LOGGED_MAX:
+            self._logged.clear()
+        self._logged[ip] = now
+        return True
+
+
+connect_rate = ConnectRate()
+
+
+async def refuse_rate_limited(scope, receive, send) -> None:
+    """Accept, say why (`rate_limited`, on `/ws/session/` whose protocol has error frames),
+    and close with 4008; no consumer runs."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    if endpoint_label(scope.get("path", "")) == "session":
+        text = frame_encode(
+            "error", None, code=str(ErrorCode.RATE_LIMITED), message=REFUSED_MESSAGE
+        )
+        await send({"type": "websocket.send", "text": text})
+    code = CloseCode.RATE_LIMITED
+    await send({"type": "websocket.close", "code": int(code), "reason": code.reason})
+
+
+class ConnectRateMiddleware:
+    """Refuse connections over WS_CONNECTS_PER_MINUTE per client IP (4008)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            ip = scope_client_ip(scope)
+            if not await connect_rate.allowed(ip):
+                WS_CONNECTIONS.labels(endpoint_label(scope.get("path", "")), "rate_limited").inc()
+                if connect_rate.should_log(ip):
+                    security_log.warning(
+                        "websocket connection rate exceeded (%d/minute), closing 4008: "
+                        "path=%s client=%s",
+                        settings.WS_CONNECTS_PER_MINUTE,
+                        scope.get("path"),
+                        ip,
+                    )
+                return await refuse_rate_limited(scope, receive, send)
+        return await self.inner(scope, receive, send)

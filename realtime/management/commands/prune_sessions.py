@@ -1,0 +1,45 @@
+"""`python manage.py prune_sessions`: close dead workers' sessions, delete old ones (cron)."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from realtime.registry import sessions_prune, sessions_reap
+from realtime.workers import alive_workers_sync, dead_workers_knowable_sync
+
+
+class Command(BaseCommand):
+    help = (
+        "Record the sessions of dead workers as closed (1006), then delete the sessions "
+        "closed more than WS_SESSION_RETENTION_DAYS days ago. Run it daily."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=None,
+            help="keep closed sessions this many days (default: WS_SESSION_RETENTION_DAYS)",
+        )
+
+    def handle(self, *args, days: int | None, **options):
+        days = settings.WS_SESSION_RETENTION_DAYS if days is None else days
+        if days < 0:
+            raise CommandError("--days must be 0 or more")
+        try:
+            knowable = dead_workers_knowable_sync()
+            alive = alive_workers_sync() if knowable else None
+        except Exception as e:
+            raise CommandError(f"Redis unreachable ({type(e).__name__}); nothing done") from e
+        if alive is None:
+            self.stdout.write(
+                "dead workers not reaped: no REDIS_URL, or Redis restarted less than "
+                f"{2 * settings.WS_PRESENCE_TTL} s ago"
+            )
+        else:
+            reaped = sessions_reap(alive_workers=alive)
+            self.stdout.write(f"{reaped} session(s) of dead workers recorded closed (1006)")
+        deleted = sessions_prune(closed_before=timezone.now() - timedelta(days=days))
+        self.stdout.write(f"{deleted} session(s) closed more than {days} day(s) ago deleted")

@@ -1,0 +1,134 @@
+"""The session registry's operations: record, close, find online, disconnect, reap and prune.
+
+A session is online when its row is open and its worker's heartbeat is alive
+(`realtime.workers`): a SIGKILLed worker's sessions stop counting within WS_PRESENCE_TTL
+seconds, with no request to that worker. Disconnects travel through `realtime.events`.
+"""
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from realtime import events
+from realtime.models import WebSocketSession
+
+logger = logging.getLogger("switchboard.realtime")
+security_log = logging.getLogger("switchboard.security")
+
+USER_AGENT_MAX = 512
+ABNORMAL_CLOSURE = 1006  # what a session of a dead worker is recorded with
+
+
+class TooManySessions(Exception):
+    """The user already has WS_MAX_SESSIONS_PER_USER sessions online."""
+
+
+def ip_or_none(value: str | None) -> str | None:
+    """`value` when it is an IP address (what the registry stores), else None."""
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None
+
+
+def session_record_open(
+    *,
+    session_id: str,
+    user,
+    channel_name: str,
+    client_ip: str | None,
+    user_agent: str,
+    worker: str,
+    alive_workers: set[str],
+    limit: int,
+) -> None:
+    """Record an accepted session. TooManySessions, with nothing recorded, when the user
+    already has `limit` sessions online."""
+    with transaction.atomic():
+        # One user's connects take turns (PostgreSQL locks the row; SQLite's insert below
+        # takes the database's write lock), so two racing connects cannot both pass.
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        WebSocketSession.objects.create(
+            id=session_id,
+            user=user,
+            username=user.get_username(),
+            client_ip=ip_or_none(client_ip),
+            user_agent=user_agent[:USER_AGENT_MAX],
+            worker=worker,
+            channel_name=channel_name,
+            connected_at=timezone.now(),
+        )
+        online = WebSocketSession.objects.filter(user=user).online(alive_workers | {worker})
+        if online.count() > limit:
+            raise TooManySessions  # rolls the insert back
+
+
+def session_record_close(*, session_id: str, code: int | None) -> None:
+    """Record that a session closed, with the close code sent or received."""
+    WebSocketSession.objects.filter(pk=session_id, closed_at__isnull=True).update(
+        closed_at=timezone.now(), close_code=code
+    )
+
+
+@database_sync_to_async
+def asession_record_open(**fields) -> None:
+    """`session_record_open` from async code."""
+    session_record_open(**fields)
+
+
+@database_sync_to_async
+def asession_record_close(*, session_id: str, code: int | None) -> None:
+    """`session_record_close` from async code."""
+    session_record_close(session_id=session_id, code=code)
+
+
+def worker_sessions_close(*, worker: str, code: int) -> int:
+    """Record every open session of `worker` as closed with `code` (its graceful shutdown)."""
+    return (
+        WebSocketSession.objects.open()
+        .filter(worker=worker)
+        .update(closed_at=timezone.now(), close_code=code)
+    )
+
+
+def sessions_online(alive_workers: set[str]):
+    """Every online session, newest first."""
+    return WebSocketSession.objects.online(alive_workers).select_related("user")
+
+
+def sessions_disconnect(*, sessions: Iterable[WebSocketSession], by: str) -> int:
+    """Close each session with 4501 on whatever worker holds it (after commit); the count."""
+    count = 0
+    for session in sessions:
+        events.session_disconnect_on_commit(channel_name=session.channel_name)
+        count += 1
+    if count:
+        security_log.warning("%d session(s) disconnected by %s", count, by)
+    return count
+
+
+def user_sessions_disconnect(*, user_id: int, by: str) -> None:
+    """Close every session of one user with 4501, on every worker (tokens stay valid)."""
+    events.user_sessions_disconnect_on_commit(user_id=user_id)
+    security_log.warning("all sessions of user %s disconnected by %s", user_id, by)
+
+
+def sessions_reap(*, alive_workers: set[str]) -> int:
+    """Record the open sessions of dead workers as closed (1006, at the time of the reap)."""
+    return (
+        WebSocketSession.objects.open()
+        .exclude(worker__in=sorted(alive_workers))
+        .update(closed_at=timezone.now(), close_code=ABNORMAL_CLOSURE)
+    )
+
+
+def sessions_prune(*, closed_before: datetime) -> int:
+    """Delete the sessions closed before `closed_before`; the number deleted."""
+    deleted, _ = WebSocketSession.objects.filter(closed_at__lt=closed_before).delete()
+    return deleted

@@ -1,0 +1,28 @@
+"""What a worker does last on SIGTERM, once its sockets are closed with 1001."""
+
+import logging
+
+from django.db import close_old_connections, connections
+
+from realtime.protocol import CloseCode
+from realtime.registry import worker_sessions_close
+from realtime.workers import WORKER_ID, worker_retire_sync
+
+logger = logging.getLogger("switchboard.realtime")
+
+
+def worker_retire() -> None:
+    """Record this worker's sessions closed (1001) and drop its heartbeat, so that nothing
+    is left online; each step is tried even when the other fails."""
+    try:
+        close_old_connections()
+        closed = worker_sessions_close(worker=WORKER_ID, code=int(CloseCode.GOING_AWAY))
+        logger.warning("shutting down: %d session(s) recorded closed with 1001", closed)
+    except Exception:
+        logger.exception("shutting down: could not record this worker's sessions closed")
+    finally:
+        connections.close_all()
+    try:
+        worker_retire_sync()
+    except Exception:
+        logger.exception("shutting down: could not drop this worker's heartbeat")

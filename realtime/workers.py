@@ -1,0 +1,160 @@
+"""Which daphne workers are alive, told by heartbeats in Redis rather than by the workers.
+
+Each worker holding sessions keeps `switchboard:worker:<id>` alive (TTL WS_PRESENCE_TTL,
+renewed three times per TTL) and lists its id in the set `switchboard:workers`. A worker
+killed with SIGKILL stops renewing: within WS_PRESENCE_TTL seconds its key expires, and its
+sessions and presence entries stop counting, with no request to that worker. Redis keeps
+the TTL, so the workers' clocks never need to agree. Without REDIS_URL there is one worker:
+this process.
+"""
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from functools import cache
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+logger = logging.getLogger("switchboard.realtime")
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+KEY_PREFIX = "switchboard:"
+WORKERS_KEY = f"{KEY_PREFIX}workers"
+
+
+def worker_key(worker: str) -> str:
+    return f"{KEY_PREFIX}worker:{worker}"
+
+
+def alive_of(workers: list[str], beats: list) -> set[str]:
+    """The workers whose heartbeat key still exists (`beats` is MGET's answer, in order)."""
+    return {worker for worker, beat in zip(workers, beats, strict=True) if beat is not None}
+
+
+def _client_options() -> dict:
+    return {
+        "socket_timeout": settings.REDIS_CONNECT_TIMEOUT,
+        "socket_connect_timeout": settings.REDIS_CONNECT_TIMEOUT,
+    }
+
+
+class WorkerHeartbeat:
+    """This worker's heartbeat, and the alive-worker queries, on one Redis per event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
+        self._task: asyncio.Task | None = None
+        self.beating = False
+
+    def client(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        if loop not in self._clients:
+            self._clients[loop] = aioredis.from_url(self.url, **_client_options())
+        return self._clients[loop]
+
+    async def beat(self) -> None:
+        """Renew this worker's key and make sure the worker set lists it."""
+        async with self.client().pipeline(transaction=True) as pipe:
+            pipe.set(worker_key(WORKER_ID), "1", ex=settings.WS_PRESENCE_TTL)
+            pipe.sadd(WORKERS_KEY, WORKER_ID)
+            await pipe.execute()
+        self.beating = True
+
+    async def ensure(self) -> None:
+        """Start beating (the first beat before returning, so nothing this worker records is
+        ever younger than its heartbeat); raises when Redis cannot be reached."""
+        if self._task is None or self._task.done():
+            await self.beat()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        elif not self.beating:
+            await self.beat()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(settings.WS_PRESENCE_TTL / 3)
+            try:
+                await self.beat()
+            except Exception as e:  # Redis down: the layer-health log already says so
+                self.beating = False
+                logger.debug("worker heartbeat failed: %s", type(e).__name__)
+
+    async def alive(self, workers: list[str]) -> set[str]:
+        """Which of `workers` are alive."""
+        if not workers:
+            return set()
+        return alive_of(workers, await self.client().mget([worker_key(w) for w in workers]))
+
+    async def alive_all(self) -> set[str]:
+        """Every alive worker; dead ones are dropped from the worker set on the way."""
+        client = self.client()
+        workers = sorted(member.decode() for member in await client.smembers(WORKERS_KEY))
+        alive = await self.alive(workers)
+        dead = [worker for worker in workers if worker not in alive]
+        if dead:
+            await client.srem(WORKERS_KEY, *dead)
+        return alive
+
+
+class LocalWorkers:
+    """No Redis: this process is the only worker, alive while it runs."""
+
+    async def ensure(self) -> None:
+        return None
+
+    async def alive(self, workers: list[str]) -> set[str]:
+        return {WORKER_ID} & set(workers)
+
+    async def alive_all(self) -> set[str]:
+        return {WORKER_ID}
+
+
+@cache
+def heartbeat() -> WorkerHeartbeat | LocalWorkers:
+    """This process's heartbeat, chosen by REDIS_URL."""
+    return WorkerHeartbeat(settings.REDIS_URL) if settings.REDIS_URL else LocalWorkers()
+
+
+def alive_workers_sync() -> set[str]:
+    """Every alive worker, for sync code (admin, REST, commands). Without Redis, this
+    process: right for the admin and REST API served by the one worker, not for a command."""
+    if not settings.REDIS_URL:
+        return {WORKER_ID}
+    client = redis.Redis.from_url(settings.REDIS_URL, **_client_options())
+    try:
+        workers = sorted(member.decode() for member in client.smembers(WORKERS_KEY))
+        if not workers:
+            return set()
+        return alive_of(workers, client.mget([worker_key(w) for w in workers]))
+    finally:
+        client.close()
+
+
+def worker_retire_sync() -> None:
+    """Forget this worker at once (graceful shutdown): its sessions stop counting now."""
+    if not settings.REDIS_URL:
+        return
+    client = redis.Redis.from_url(settings.REDIS_URL, **_client_options())
+    try:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.delete(worker_key(WORKER_ID))
+            pipe.srem(WORKERS_KEY, WORKER_ID)
+            pipe.execute()
+    finally:
+        client.close()
+
+
+def dead_workers_knowable_sync() -> bool:
+    """Whether a worker missing from the heartbeats is surely dead: there is Redis, and it
+    has been up for two heartbeat TTLs (after a restart, live workers need one beat)."""
+    if not settings.REDIS_URL:
+        return False
+    client = redis.Redis.from_url(settings.REDIS_URL, **_client_options())
+    try:
+        return int(client.info("server")["uptime_in_seconds"]) >= 2 * settings.WS_PRESENCE_TTL
+    finally:
+        client.close()
