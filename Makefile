@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format lock audit clean redis-server
+.PHONY: run test cluster lint format lock audit clean redis-server nginx
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,13 @@ run: $(VENV)/.runtime
 	@echo ""
 	exec $(BIN)/daphne -b $(HOST) -p $(PORT) config.asgi:application
 
+## cluster: Redis + 2 daphne workers + nginx in front, on http://127.0.0.1:8080/; Ctrl-C stops all
+cluster: $(VENV)/.runtime redis-server nginx
+	$(BIN)/python deploy/cluster.py
+
 ## test: install test dependencies, make sure redis-server exists, run the whole suite
 ## (on SQLite; with TEST_POSTGRES_URL=postgres://user@host:5432/db, on PostgreSQL)
-test: $(VENV)/.dev redis-server
+test: $(VENV)/.dev redis-server nginx
 	$(if $(TEST_POSTGRES_URL),DATABASE_URL=$(TEST_POSTGRES_URL) )$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 redis-server:
@@ -49,6 +53,16 @@ redis-server:
 	fi; \
 	command -v redis-server >/dev/null 2>&1 || { \
 		echo "ERROR: the tests need a redis-server binary on PATH (Debian: apt-get install redis-server)."; \
+		exit 1; }
+
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] && exit 0; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "nginx not found: installing Debian's nginx"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	fi; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		echo "ERROR: make cluster and the tests need nginx (Debian: apt-get install nginx)."; \
 		exit 1; }
 
 lint: $(VENV)/.dev
@@ -69,4 +83,4 @@ audit: $(VENV)/.dev
 	$(BIN)/pip-audit --strict --requirement requirements.txt --requirement requirements-dev.txt
 
 clean:
-	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache
+	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .cluster

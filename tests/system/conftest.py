@@ -10,7 +10,14 @@ import httpx
 import pytest
 
 from tests.system.databases import database_create, database_drop, postgres_server_url
-from tests.system.stack import ROOT, DaphneWorker, RedisServer, base_env, database_migrate
+from tests.system.stack import (
+    ROOT,
+    DaphneWorker,
+    NginxProxy,
+    RedisServer,
+    base_env,
+    database_migrate,
+)
 
 PASSWORD = "correct horse battery staple"
 _names = itertools.count(1)
@@ -51,7 +58,13 @@ def database_url(stack_dir) -> Iterator[str]:
 def _worker_starter(
     stack_dir: Path, database_url: str, redis_server: RedisServer, started: list[DaphneWorker]
 ) -> WorkerStarter:
-    def start(*, redis: bool = True, name: str | None = None, **env: str) -> DaphneWorker:
+    def start(
+        *,
+        redis: bool = True,
+        name: str | None = None,
+        daphne_args: tuple[str, ...] = (),
+        **env: str,
+    ) -> DaphneWorker:
         name = name or f"worker{next(_names)}"
         workdir = stack_dir / name
         environment = base_env(
@@ -60,7 +73,7 @@ def _worker_starter(
             redis_url=redis_server.url if redis else None,
         )
         environment.update(env)
-        worker = DaphneWorker(env=environment, workdir=workdir, name=name)
+        worker = DaphneWorker(env=environment, workdir=workdir, name=name, daphne_args=daphne_args)
         started.append(worker)
         return worker.start()
 
@@ -83,6 +96,21 @@ def start_module_worker(stack_dir, database_url, redis_server) -> Iterator[Worke
     yield _worker_starter(stack_dir, database_url, redis_server, started)
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def start_nginx(tmp_path) -> Iterator[Callable[..., NginxProxy]]:
+    """Start nginx with the shipped site config: `start_nginx(worker_ports)`; stopped after."""
+    started: list[NginxProxy] = []
+
+    def start(worker_ports: list[int]) -> NginxProxy:
+        proxy = NginxProxy(workdir=tmp_path / f"nginx{len(started)}", worker_ports=worker_ports)
+        started.append(proxy)
+        return proxy.start()
+
+    yield start
+    for proxy in started:
+        proxy.stop()
 
 
 @pytest.fixture

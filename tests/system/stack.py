@@ -15,6 +15,8 @@ from pathlib import Path
 
 import redis
 
+from deploy.cluster import nginx_start
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "system-test-secret-key-not-for-production-0123456789abcdef"
 
@@ -106,6 +108,8 @@ def base_env(*, database_url: str, log_file: Path, redis_url: str | None) -> dic
         LOG_FILE=str(log_file),
         REDIS_URL=redis_url or "",
         DJANGO_ENV_FILE="",  # never a developer's .env
+        # Every test connects from 127.0.0.1: the per-IP rate has its own tests.
+        WS_CONNECTS_PER_MINUTE="100000",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -131,6 +135,7 @@ class DaphneWorker:
     name: str = "worker"
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    daphne_args: tuple[str, ...] = ()  # e.g. ("--proxy-headers",)
 
     @property
     def http(self) -> str:
@@ -151,7 +156,7 @@ class DaphneWorker:
     def start(self) -> "DaphneWorker":
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
-        args += ["--access-log", "-", "config.asgi:application"]
+        args += ["--access-log", "-", *self.daphne_args, "config.asgi:application"]
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=err)
         try:
@@ -195,3 +200,38 @@ class DaphneWorker:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class NginxProxy:
+    """Debian's nginx running the shipped site config (deploy/nginx/switchboard.conf) on a
+    free port, in front of `worker_ports`."""
+
+    workdir: Path
+    worker_ports: list[int]
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> "NginxProxy":
+        self.proc = nginx_start(
+            listen_port=self.port, worker_ports=self.worker_ports, workdir=self.workdir
+        )
+        port_wait(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            process_stop(self.proc, sig=signal.SIGQUIT)
+            self.proc = None
+
+    def access_log(self) -> str:
+        path = self.workdir / "access.log"
+        return path.read_text(errors="replace") if path.exists() else ""

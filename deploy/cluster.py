@@ -1,0 +1,175 @@
+"""`make cluster`: Redis, two daphne workers and nginx in front, on loopback; Ctrl-C stops all.
+
+For trying several workers locally, with the same nginx site config as production
+(deploy/nginx/switchboard.conf). Everything it starts it stops, by PID. Ports and the
+database come from the environment: CLUSTER_PORT (nginx, 8080), CLUSTER_WORKER_PORTS
+("8001,8002"), CLUSTER_REDIS_PORT (6380), DATABASE_URL (default: db.sqlite3).
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE_CONF = ROOT / "deploy" / "nginx" / "switchboard.conf"
+TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def nginx_conf(*, site: str, listen_port: int, worker_ports: list[int], workdir: Path) -> str:
+    """A complete nginx.conf that runs `site` (the production site config) in the foreground
+    from `workdir`, listening on 127.0.0.1:`listen_port` in front of `worker_ports`."""
+    servers = "".join(f"    server 127.0.0.1:{port};\n" for port in worker_ports)
+    site, upstreams = re.subn(
+        r"(upstream switchboard \{\n)(?:\s*server [^;]+;\n)+", rf"\g<1>{servers}", site
+    )
+    site, listens = re.subn(r"listen 80;", f"listen 127.0.0.1:{listen_port};", site)
+    site, logs = re.subn(r"access_log \S+", f"access_log {workdir / 'access.log'}", site)
+    if (upstreams, listens, logs) != (1, 1, 1):
+        raise ValueError(f"{SITE_CONF} no longer has one upstream, one listen and one access_log")
+    temp_paths = "".join(f"    {name}_temp_path {workdir / name};\n" for name in TEMP_DIRS)
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers may then read workdir
+    return (
+        f"{user}daemon off;\nworker_processes 1;\npid {workdir / 'nginx.pid'};\n"
+        f"error_log {workdir / 'error.log'} warn;\nevents {{ worker_connections 1024; }}\n"
+        f"http {{\n{temp_paths}{site}}}\n"
+    )
+
+
+def nginx_start(*, listen_port: int, worker_ports: list[int], workdir: Path) -> subprocess.Popen:
+    """nginx (Debian's, from PATH) with the rendered config, in the foreground."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        raise RuntimeError("nginx is not installed (Debian: apt-get install nginx)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in TEMP_DIRS:
+        (workdir / name).mkdir(exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        nginx_conf(
+            site=SITE_CONF.read_text(),
+            listen_port=listen_port,
+            worker_ports=worker_ports,
+            workdir=workdir,
+        )
+    )
+    return subprocess.Popen(
+        [binary, "-e", str(workdir / "error.log"), "-p", str(workdir), "-c", str(conf)],
+        start_new_session=True,
+    )
+
+
+def port_wait(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Stop each in turn, in the given order: SIGTERM (nginx: SIGQUIT, its graceful stop),
+    SIGKILL after 20 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            is_nginx = Path(str(proc.args[0])).name == "nginx"
+            proc.send_signal(signal.SIGQUIT if is_nginx else signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> int:
+    port = int(os.environ.get("CLUSTER_PORT", "8080"))
+    worker_ports = [int(p) for p in os.environ.get("CLUSTER_WORKER_PORTS", "8001,8002").split(",")]
+    redis_port = int(os.environ.get("CLUSTER_REDIS_PORT", "6380"))
+    workdir = ROOT / ".cluster"
+    metrics_dir = workdir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # the workers' shared metrics start empty
+    metrics_dir.mkdir(parents=True)
+    env = dict(os.environ)
+    env.setdefault("DJANGO_DEBUG", "1")
+    env.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
+    env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    python = sys.executable
+    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v", "0"]):
+        subprocess.run([python, "manage.py", *command], cwd=ROOT, env=env, check=True)
+
+    # Started in their own sessions, so Ctrl-C reaches only this script, which stops them in
+    # order: the workers first (their 1001 close frames still pass through nginx), then
+    # nginx, then Redis.
+    redis_procs: list[subprocess.Popen] = []
+    worker_procs: list[subprocess.Popen] = []
+    nginx_procs: list[subprocess.Popen] = []
+    interrupted = False
+
+    def on_signal(signum, frame):
+        nonlocal interrupted
+        interrupted = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        redis = shutil.which("redis-server")
+        if redis is None:
+            raise RuntimeError("redis-server is not installed (Debian: apt-get install redis)")
+        (workdir / "redis").mkdir(exist_ok=True)
+        redis_procs.append(
+            subprocess.Popen(
+                [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
+                + ["--appendonly", "no", "--dir", str(workdir / "redis")],
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        port_wait(redis_port, redis_procs[0])
+        for worker_port in worker_ports:
+            worker_procs.append(
+                subprocess.Popen(
+                    [python, "-m", "daphne", "--proxy-headers", "-b", "127.0.0.1"]
+                    + ["-p", str(worker_port), "config.asgi:application"],
+                    cwd=ROOT,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
+        for worker_port, proc in zip(worker_ports, worker_procs, strict=True):
+            port_wait(worker_port, proc)
+        nginx_procs.append(
+            nginx_start(listen_port=port, worker_ports=worker_ports, workdir=workdir / "nginx")
+        )
+        port_wait(port, nginx_procs[0])
+        print(
+            f"\nSwitchboard cluster: nginx http://127.0.0.1:{port}/ in front of daphne workers "
+            f"on ports {', '.join(map(str, worker_ports))}, Redis on {redis_port}.\n"
+            f"  ws://127.0.0.1:{port}/ws/session/?token=<access>   admin: "
+            f"http://127.0.0.1:{port}/admin/\nCtrl-C stops everything.\n",
+            flush=True,
+        )
+        while not interrupted:
+            for proc in redis_procs + worker_procs + nginx_procs:
+                if proc.poll() is not None:
+                    print(f"{proc.args[0]} exited with {proc.returncode}: stopping the cluster")
+                    return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        stop(worker_procs + nginx_procs + redis_procs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
