@@ -643,7 +643,14 @@ async def sessions_revalidate(sessions: list["SessionConsumer"]) -> None:
             await session.revoke("session revoked during a channel-layer outage")
 
 
+async def heartbeat_renew(sessions: list["SessionConsumer"]) -> None:
+    """After an outage: beat at once (a restarted Redis has forgotten every heartbeat, and
+    this worker's sessions must not look offline until the next regular beat)."""
+    await heartbeat().beat()
+
+
 layer_health.recovery_hooks.append(sessions_revalidate)
+layer_health.recovery_hooks.append(heartbeat_renew)
 
 
 class NotFoundConsumer(EventLoopConsumer):

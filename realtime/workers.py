@@ -69,9 +69,9 @@ class WorkerHeartbeat:
         """Start beating (the first beat before returning, so nothing this worker records is
         ever younger than its heartbeat); raises when Redis cannot be reached."""
         if self._task is None or self._task.done():
-            await self.beat()
+            # The loop first: connects racing in here must not start a second one.
             self._task = asyncio.get_running_loop().create_task(self._run())
-        elif not self.beating:
+        if not self.beating:
             await self.beat()
 
     async def _run(self) -> None:
@@ -102,6 +102,9 @@ class WorkerHeartbeat:
 
 class LocalWorkers:
     """No Redis: this process is the only worker, alive while it runs."""
+
+    async def beat(self) -> None:
+        return None
 
     async def ensure(self) -> None:
         return None
