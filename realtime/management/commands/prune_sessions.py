@@ -29,16 +29,17 @@ class Command(BaseCommand):
         if days < 0:
             raise CommandError("--days must be 0 or more")
         try:
-            knowable = dead_workers_knowable_sync()
-            alive = alive_workers_sync() if knowable else None
+            alive = alive_workers_sync() if dead_workers_knowable_sync() else None
         except Exception as e:
-            raise CommandError(f"Redis unreachable ({type(e).__name__}); nothing done") from e
-        if alive is None:
-            self.stdout.write(
-                "dead workers not reaped: no REDIS_URL, or Redis restarted less than "
-                f"{2 * settings.WS_PRESENCE_TTL} s ago"
-            )
+            alive = None
+            self.stderr.write(f"dead workers not reaped: Redis unreachable ({type(e).__name__})")
         else:
+            if alive is None:
+                self.stdout.write(
+                    "dead workers not reaped: no REDIS_URL, or Redis restarted less than "
+                    f"{2 * settings.WS_PRESENCE_TTL} s ago"
+                )
+        if alive is not None:
             reaped = sessions_reap(alive_workers=alive)
             self.stdout.write(f"{reaped} session(s) of dead workers recorded closed (1006)")
         deleted = sessions_prune(closed_before=timezone.now() - timedelta(days=days))
