@@ -1,7 +1,9 @@
 """Token rules shared by REST and WebSocket: one raw token in, one user out, or a named error."""
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -51,10 +53,11 @@ class RefreshToken(SimpleRefreshToken):
 
 @dataclass(frozen=True)
 class Authenticated:
-    """A user and the access token that proved who they are."""
+    """A user and the claims that proved who they are: an access token's, or those a
+    WebSocket ticket carried over from one (`ver`, `exp`, the user id)."""
 
     user: User
-    token: AccessToken
+    token: AccessToken | Mapping[str, Any]
 
 
 def token_pair_for_user(*, user: User) -> dict[str, str]:
@@ -125,16 +128,19 @@ def users_token_state(user_ids: list[int]) -> dict[int, tuple[int, bool]]:
     }
 
 
-async def auser_for_token(raw: str) -> Authenticated:
-    """Resolve a raw access token to its user (async: WebSocket); one query.
-
-    A database that fails, or takes longer than AUTH_DB_TIMEOUT, raises AuthUnavailable.
-    """
-    token = token_parse(raw)
+async def auser_for_claims(claims) -> Authenticated:
+    """The user of already-verified claims (a token's, or a ticket's), checked like a
+    token's; one query. A database that fails, or takes longer than AUTH_DB_TIMEOUT, raises
+    AuthUnavailable."""
     try:
         user = await asyncio.wait_for(
-            user_by_id(token_user_id(token)), timeout=settings.AUTH_DB_TIMEOUT
+            user_by_id(token_user_id(claims)), timeout=settings.AUTH_DB_TIMEOUT
         )
     except (DatabaseError, TimeoutError) as e:
         raise AuthUnavailable(f"database unavailable ({type(e).__name__})") from e
-    return Authenticated(user=token_user_check(token=token, user=user), token=token)
+    return Authenticated(user=token_user_check(token=claims, user=user), token=claims)
+
+
+async def auser_for_token(raw: str) -> Authenticated:
+    """Resolve a raw access token to its user (async: WebSocket); one query."""
+    return await auser_for_claims(token_parse(raw))

@@ -246,6 +246,12 @@ if WS_MAX_SEND_BACKLOG < WS_MAX_MESSAGE_BYTES:
     raise ImproperlyConfigured(
         "WS_MAX_SEND_BACKLOG must be at least WS_MAX_MESSAGE_BYTES: one message must fit."
     )
+# Seconds a connection without credentials gets to send {"type":"auth","token":…}.
+WS_AUTH_TIMEOUT = env.float("WS_AUTH_TIMEOUT", default=10.0)
+# Bind each WebSocket ticket to the client IP that asked for it.
+WS_TICKET_BIND_IP = env.bool("WS_TICKET_BIND_IP", default=False)
+# Tickets one client IP may ask for per minute (DRF's rate notation).
+WS_TICKETS_PER_MINUTE = env.int("WS_TICKETS_PER_MINUTE", default=60)
 # Protocol errors tolerated per minute before the session is closed with 1008.
 WS_MAX_PROTOCOL_ERRORS = 20
 # A session dropping more than WS_MESSAGE_BURST frames within this many seconds is closed 4008.

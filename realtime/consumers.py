@@ -27,10 +27,12 @@ from operations import metrics
 from realtime.events import revocation_floor, room_event, user_group
 from realtime.layer_health import layer_health
 from realtime.limits import TokenBucket, WindowCounter
+from realtime.middleware import SUBPROTOCOL, CredentialsMissing
 from realtime.presence import presence
 from realtime.protocol import (
     ERROR_MESSAGES,
     NOT_CLIENT_MISTAKES,
+    Auth,
     CloseCode,
     Echo,
     ErrorCode,
@@ -126,6 +128,8 @@ class LimitedConsumer(EventLoopConsumer):
         await super().websocket_connect(message)
 
     async def accept(self, subprotocol=None, headers=None):
+        if subprotocol is None and SUBPROTOCOL in self.scope.get("subprotocols", ()):
+            subprotocol = SUBPROTOCOL  # never the offered `bearer.<token>`
         await super().accept(subprotocol, headers)
         metrics.WS_OPEN.labels(self.endpoint).inc()
         self.counted_open = True
@@ -153,17 +157,21 @@ class LimitedConsumer(EventLoopConsumer):
         )
 
     async def close_with(
-        self, code: CloseCode, error: ErrorCode | None = None, msg_id: MessageId = None
+        self,
+        code: CloseCode,
+        error: ErrorCode | None = None,
+        msg_id: MessageId = None,
+        reason: str | None = None,
     ) -> None:
         """Send an error frame (optional, with the request's id), then close with `code` and
-        its reason; once."""
+        its reason (or `reason`); once."""
         if self.closing:
             return
         self.closing = True
         self.close_code = int(code)
         if error is not None:
             await self.send_error(error, msg_id=msg_id)
-        await self.close(code=int(code), reason=code.reason)
+        await self.close(code=int(code), reason=reason or code.reason)
 
     def log_extra(self) -> dict:
         """Structured context for log records (fields of the JSON log format)."""
@@ -272,26 +280,63 @@ class SessionConsumer(LimitedConsumer):
         self.recorded = False
         self.rooms: set[str] = set()
         self.expiry_task: asyncio.Task | None = None
+        self.auth_timer: asyncio.Task | None = None
         await self.accept()
         self.protocol_errors = WindowCounter(limit=settings.WS_MAX_PROTOCOL_ERRORS, window=60)
         self.rate_abuse = WindowCounter(
             limit=settings.WS_MESSAGE_BURST, window=settings.WS_RATE_ABUSE_WINDOW
         )
         auth: Authenticated | None = self.scope.get("auth")
-        if auth is None:
-            error = self.scope.get("auth_error") or TokenRejected("no authentication")
-            error_code, close_code, outcome = AUTH_FAILURES.get(
-                error.code, AUTH_FAILURES["unauthorized"]
+        if auth is not None:
+            return await self.session_start(auth)
+        error = self.scope.get("auth_error") or CredentialsMissing("no credentials")
+        if isinstance(error, CredentialsMissing):
+            # No credential at all: the first frame may be {"type":"auth","token":…}.
+            self.auth_timer = asyncio.create_task(self.auth_timeout())
+            return
+        await self.auth_refuse(error)
+
+    async def auth_refuse(self, error: TokenRejected, msg_id: MessageId = None) -> None:
+        error_code, close_code, outcome = AUTH_FAILURES.get(
+            error.code, AUTH_FAILURES["unauthorized"]
+        )
+        metrics.WS_CONNECTIONS.labels(self.endpoint, outcome).inc()
+        security_log.warning(
+            "websocket auth failed: reason=%s code=%s %s",
+            error.reason,
+            error.code,
+            self.log_context(),
+            extra=self.log_extra(),
+        )
+        await self.close_with(close_code, error_code, msg_id)
+
+    async def auth_timeout(self) -> None:
+        await asyncio.sleep(settings.WS_AUTH_TIMEOUT)
+        if self.user is None and not self.closing:
+            metrics.WS_CONNECTIONS.labels(self.endpoint, "unauthorized").inc()
+            self.security_event("no auth frame in time, closing 4500")
+            await self.close_with(
+                CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, reason="auth timeout"
             )
-            metrics.WS_CONNECTIONS.labels(self.endpoint, outcome).inc()
-            security_log.warning(
-                "websocket auth failed: reason=%s code=%s %s",
-                error.reason,
-                error.code,
-                self.log_context(),
-                extra=self.log_extra(),
-            )
-            return await self.close_with(close_code, error_code)
+
+    async def on_first_frame(self, text_data: str | None) -> None:
+        """The connection brought no credential: this frame must be `auth`."""
+        if self.auth_timer is not None:
+            self.auth_timer.cancel()
+        try:
+            if text_data is None:
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE)
+            message = frame_decode(text_data, {"auth": Auth})
+        except ProtocolError as e:
+            return await self.auth_refuse(CredentialsMissing("first frame is not auth"), e.msg_id)
+        try:
+            auth = await auser_for_token(message.token)
+        except TokenRejected as e:
+            return await self.auth_refuse(e, message.id)
+        await self.session_start(auth, message.id)
+
+    async def session_start(self, auth: Authenticated, msg_id: MessageId = None) -> None:
+        """Open the session of an authenticated user: record it, join its groups, welcome."""
         self.user = auth.user
         self.token_version = auth.token[VERSION_CLAIM]
         refusal = await self.session_record()
@@ -310,6 +355,7 @@ class SessionConsumer(LimitedConsumer):
                 return await self.revoke("session revoked while connecting")
         await self.send_frame(
             "welcome",
+            msg_id,
             message="Authenticated!",
             session_id=self.session_id,
             user={"id": self.user.pk, "username": self.user.username},
@@ -378,6 +424,8 @@ class SessionConsumer(LimitedConsumer):
     async def disconnect(self, code):
         if self.expiry_task is not None:
             self.expiry_task.cancel()
+        if self.auth_timer is not None:
+            self.auth_timer.cancel()
         if self.user is None:
             return
         if self.recorded:
@@ -402,6 +450,8 @@ class SessionConsumer(LimitedConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if self.closing:
             return
+        if self.user is None:
+            return await self.on_first_frame(text_data)
         if frame_too_big(text_data, bytes_data):
             metrics.WS_RECEIVED.labels(self.endpoint, "other").inc()
             self.security_event("frame too big, closing 1009")

@@ -1,26 +1,96 @@
-"""JWT query-parameter middleware: `?token=` becomes `scope["user"]`, once per connection."""
+"""WebSocket authentication middleware: the client's credential becomes `scope["user"]`, once
+per connection.
+
+A credential comes in exactly one of four places:
+- `Authorization: Bearer <access token>` (non-browser clients);
+- the subprotocol `bearer.<access token>`, offered beside `switchboard.v1` (browsers can set
+  subprotocols, not headers; the server answers `switchboard.v1`, never the token);
+- `?ticket=<ticket>` from `POST /api/realtime/ticket/` (single use, 30 s: browsers);
+- `?token=<access token>` (kept working; the URL can end up in proxy and browser logs).
+None at all is allowed on `/ws/session/`: the first frame may then be `{"type":"auth"}`.
+"""
 
 from urllib.parse import parse_qs
 
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 
-from accounts.tokens import TokenRejected, auser_for_token
+from accounts.client_ip import scope_client_ip
+from accounts.tokens import TokenRejected, auser_for_claims, auser_for_token
+from realtime.tickets import ticket_redeem
+
+SUBPROTOCOL = "switchboard.v1"
+BEARER_SUBPROTOCOL_PREFIX = "bearer."
 
 
-def token_from_query(scope: dict) -> str | None:
-    """The raw `token` query parameter; None when absent. Several, or a broken query, raise."""
+class CredentialsMissing(TokenRejected):
+    """The client sent no credential at all (it may still send an `auth` frame)."""
+
+
+def query_param(scope: dict, name: str) -> str | None:
+    """One query parameter; None when absent. Several, or a broken query, raise."""
     query = scope.get("query_string", b"").decode("latin-1")
     try:
         params = parse_qs(query, max_num_fields=32)
     except ValueError as e:
         raise TokenRejected("malformed query string") from e
-    values = params.get("token")
+    values = params.get(name)
     if not values:
         return None
     if len(values) > 1:
-        raise TokenRejected("more than one token")
+        raise TokenRejected(f"more than one {name}")
     return values[0]
+
+
+def token_from_query(scope: dict) -> str | None:
+    """The raw `token` query parameter; None when absent. Several, or a broken query, raise."""
+    return query_param(scope, "token")
+
+
+def token_from_header(scope: dict) -> str | None:
+    """The token of an `Authorization: Bearer` header; None when absent."""
+    values = [value for name, value in scope.get("headers", ()) if name.lower() == b"authorization"]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise TokenRejected("more than one Authorization header")
+    scheme, _, token = values[0].decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenRejected("unsupported Authorization scheme")
+    return token.strip()
+
+
+def token_from_subprotocols(scope: dict) -> str | None:
+    """The token of a `bearer.<token>` subprotocol; None when absent. It must come with
+    `switchboard.v1`, the subprotocol the server answers."""
+    offered = [p for p in scope.get("subprotocols", ()) if p.startswith(BEARER_SUBPROTOCOL_PREFIX)]
+    if not offered:
+        return None
+    if len(offered) > 1:
+        raise TokenRejected("more than one bearer subprotocol")
+    if SUBPROTOCOL not in scope.get("subprotocols", ()):
+        raise TokenRejected(f"a bearer subprotocol without {SUBPROTOCOL}")
+    return offered[0].removeprefix(BEARER_SUBPROTOCOL_PREFIX)
+
+
+async def authenticate(scope: dict):
+    """The Authenticated user of the one credential in `scope`; TokenRejected (its subclass
+    CredentialsMissing when there is none) otherwise."""
+    found = {
+        "header": token_from_header(scope),
+        "subprotocol": token_from_subprotocols(scope),
+        "ticket": query_param(scope, "ticket"),
+        "query": token_from_query(scope),
+    }
+    given = {place: value for place, value in found.items() if value is not None}
+    if not given:
+        raise CredentialsMissing("no credentials")
+    if len(given) > 1:
+        raise TokenRejected(f"credentials in more than one place ({', '.join(sorted(given))})")
+    place, value = given.popitem()
+    if place == "ticket":
+        return await auser_for_claims(await ticket_redeem(value, client_ip=scope_client_ip(scope)))
+    return await auser_for_token(value)
 
 
 class JWTAuthMiddleware(BaseMiddleware):
@@ -35,10 +105,7 @@ class JWTAuthMiddleware(BaseMiddleware):
         scope = dict(scope)
         scope["user"], scope["auth"], scope["auth_error"] = AnonymousUser(), None, None
         try:
-            raw = token_from_query(scope)
-            if raw is None:
-                raise TokenRejected("missing token")
-            auth = await auser_for_token(raw)
+            auth = await authenticate(scope)
         except TokenRejected as e:
             scope["auth_error"] = e
         else:
@@ -47,5 +114,5 @@ class JWTAuthMiddleware(BaseMiddleware):
 
 
 def JWTAuthMiddlewareStack(inner):  # noqa: N802  (named like channels' AuthMiddlewareStack)
-    """Wrap `inner` with JWT query-parameter authentication."""
+    """Wrap `inner` with JWT authentication (header, subprotocol, ticket or query)."""
     return JWTAuthMiddleware(inner)

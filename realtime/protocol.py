@@ -111,6 +111,14 @@ class Refresh(msgspec.Struct, forbid_unknown_fields=True):
     id: MessageId = None
 
 
+class Auth(msgspec.Struct, forbid_unknown_fields=True):
+    """The first frame of a connection that brought no credential."""
+
+    type: str
+    token: str
+    id: MessageId = None
+
+
 class ChannelRequest(msgspec.Struct, forbid_unknown_fields=True):
     """A request about one room: subscribe, unsubscribe, presence."""
 

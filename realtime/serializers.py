@@ -42,3 +42,8 @@ class SessionSerializer(serializers.ModelSerializer):
         if session.user_id is None:
             return None
         return {"id": session.user_id, "username": session.username}
+
+
+class TicketSerializer(serializers.Serializer):
+    ticket = serializers.CharField(help_text="Pass as `/ws/session/?ticket=…`; works once.")
+    expires_in = serializers.IntegerField(help_text="Seconds the ticket stays valid (30).")

@@ -3,19 +3,29 @@
 import logging
 import uuid
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from accounts.client_ip import request_client_ip
 from accounts.errors import ServiceUnavailable
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
+from accounts.tokens import Authenticated
 from realtime.events import publish
 from realtime.registry import sessions_disconnect, sessions_online
-from realtime.serializers import PublishedSerializer, PublishSerializer, SessionSerializer
+from realtime.serializers import (
+    PublishedSerializer,
+    PublishSerializer,
+    SessionSerializer,
+    TicketSerializer,
+)
+from realtime.tickets import TICKET_TTL, ticket_issue
 from realtime.workers import alive_workers_sync
 
 logger = logging.getLogger("switchboard.realtime")
@@ -98,3 +108,42 @@ class SessionDetailView(APIView):
             raise NotFound("No such online session.")
         sessions_disconnect(sessions=[session], by=f"user {request.user.pk} over REST")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TicketThrottle(SimpleRateThrottle):
+    """WS_TICKETS_PER_MINUTE per client IP, counted in the shared cache (Redis with
+    REDIS_URL), so every worker counts together."""
+
+    scope = "ws-ticket"
+
+    def get_rate(self) -> str:
+        return f"{settings.WS_TICKETS_PER_MINUTE}/min"
+
+    def get_cache_key(self, request: Request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": request_client_ip(request)}
+
+
+class TicketView(APIView):
+    throttle_classes = [TicketThrottle]
+
+    @extend_schema(
+        summary="A single-use, 30-second ticket for `/ws/session/?ticket=…` (keeps the access "
+        "token out of URLs)",
+        request=None,
+        responses={
+            503: UNAVAILABLE,
+            201: TicketSerializer,
+            401: UNAUTHORIZED,
+            429: error("Too many tickets asked for from this address (`throttled`)."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        auth = Authenticated(user=request.user, token=request.auth)
+        try:
+            ticket = ticket_issue(auth=auth, client_ip=request_client_ip(request))
+        except Exception as e:
+            logger.warning("ticket not stored (%s)", type(e).__name__)
+            raise ServiceUnavailable from e
+        return Response(
+            {"ticket": ticket, "expires_in": TICKET_TTL}, status=status.HTTP_201_CREATED
+        )

@@ -118,6 +118,7 @@ def test_the_openapi_schema_documents_every_rest_endpoint():
         "/api/realtime/publish/",
         "/api/realtime/sessions/",
         "/api/realtime/sessions/{session_id}/",
+        "/api/realtime/ticket/",
     ]
     login = paths["/api/auth/token/"]["post"]
     assert sorted(login["responses"]) == ["200", "400", "401", "429", "503"]
