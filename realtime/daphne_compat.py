@@ -41,6 +41,8 @@ _shutdown_hooks: list[Callable[[], None]] = []
 def _server_close(self, code=None, reason=None):
     """Close with any valid code and a reason, bypassing autobahn's application-code filter."""
     code = 1000 if code is None else code
+    if getattr(self, "server_close_code", None) is None:
+        self.server_close_code = code
     reason_bytes = encode_truncate(reason, MAX_REASON_BYTES) if reason else None
     self.sendCloseFrame(code=code, reasonUtf8=reason_bytes, isReply=False)
 
@@ -59,7 +61,6 @@ def _shed_slow_client(protocol, backlog: int, limit: int) -> None:
     if isinstance(pending, list):
         pending.clear()
         transport._tempDataLen = 0
-    protocol.shed_close_code = SLOW_CLIENT_CODE
     protocol.closeHandshakeTimeout = SLOW_CLIENT_CLOSE_WAIT
     security_log.warning(
         "slow client: %d bytes queued for sending (limit %d), closing 4009: path=%s client=%s",
@@ -120,8 +121,9 @@ def _on_open_factory(original):
 def _on_close_factory(original):
     def onClose(self, wasClean, code, reason):  # noqa: N802, N803  (autobahn's names)
         _open_sockets.discard(self)
-        # A shed slow client rarely answers the close: the application still learns 4009.
-        code = getattr(self, "shed_close_code", None) or code
+        # The application learns the code the server closed with, also when the client never
+        # answered it (a shed slow client, a worker going away) and the drop says 1006.
+        code = getattr(self, "server_close_code", None) or code
         return original(self, wasClean, code, reason)
 
     return onClose

@@ -1,0 +1,237 @@
+"""realtime.connect_rate: WS_CONNECTS_PER_MINUTE per client IP, checked before the JWT lookup."""
+
+import logging
+
+import pytest
+from prometheus_client import REGISTRY
+
+from realtime import middleware
+from realtime.connect_rate import REFUSED_MESSAGE, connect_rate
+from realtime.models import WebSocketSession
+from tests.conftest import access_for
+from tests.unit.realtime.sessions import from_ip
+from tests.unit.realtime.ws import receive_close
+
+RATE_LIMITED_FRAME = {
+    "type": "error",
+    "code": "rate_limited",
+    "message": "Too many connections from your address; wait a minute before reconnecting",
+}
+UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def rate_limited_count(endpoint: str) -> float:
+    return sample("switchboard_ws_connections_total", endpoint=endpoint, outcome="rate_limited")
+
+
+@pytest.fixture
+def per_minute(settings):
+    """`per_minute(n)`: at most n connections per client IP per minute."""
+
+    def set_limit(n: int) -> None:
+        settings.WS_CONNECTS_PER_MINUTE = n
+
+    return set_limit
+
+
+@pytest.fixture
+def token_lookups(monkeypatch) -> list[str]:
+    """Every raw token the JWT middleware looked up, in order (the real lookup still runs)."""
+    calls: list[str] = []
+    real = middleware.auser_for_token
+
+    async def spy(raw: str):
+        calls.append(raw)
+        return await real(raw)
+
+    monkeypatch.setattr(middleware, "auser_for_token", spy)
+    return calls
+
+
+async def echo_from(connect, ip: str):
+    return await connect("/ws/echo/", application=from_ip(ip))
+
+
+async def assert_echo_works(socket) -> None:
+    assert socket.accepted
+    await socket.send_to(text_data="hi")
+    assert await socket.receive_from() == "Server received: hi"
+
+
+def test_the_message_is_the_documented_one():
+    assert REFUSED_MESSAGE == RATE_LIMITED_FRAME["message"]
+
+
+async def test_n_connections_from_one_ip_are_allowed_and_the_next_echo_is_closed_4008(
+    connect, per_minute
+):
+    per_minute(3)
+    for _ in range(3):
+        await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+
+    refused = await echo_from(connect, "203.0.113.1")
+
+    assert refused.accepted
+    assert await receive_close(refused) == (4008, "rate limited")
+    assert await refused.receive_nothing(0.05)
+
+
+async def test_a_refused_session_gets_the_rate_limited_frame_then_4008(connect, user, per_minute):
+    per_minute(1)
+    allowed = await connect(f"/ws/session/?token={access_for(user)}")
+    assert (await allowed.receive_json_from())["type"] == "welcome"
+
+    refused = await connect(f"/ws/session/?token={access_for(user)}")
+
+    assert refused.accepted
+    assert await refused.receive_json_from() == RATE_LIMITED_FRAME
+    assert await receive_close(refused) == (4008, "rate limited")
+    assert await refused.receive_nothing(0.05)
+
+
+async def test_session_and_echo_connections_share_one_count_per_ip(connect, user, per_minute):
+    per_minute(2)
+    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+    session = await connect(
+        f"/ws/session/?token={access_for(user)}", application=from_ip("203.0.113.1")
+    )
+    assert (await session.receive_json_from())["type"] == "welcome"
+
+    refused = await echo_from(connect, "203.0.113.1")
+
+    assert await receive_close(refused) == (4008, "rate limited")
+
+
+async def test_other_ips_are_not_affected_by_one_ips_limit(connect, per_minute):
+    per_minute(1)
+    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+    assert await receive_close(await echo_from(connect, "203.0.113.1")) == (4008, "rate limited")
+
+    await assert_echo_works(await echo_from(connect, "203.0.113.2"))
+    await assert_echo_works(await echo_from(connect, "2001:db8::2"))
+
+
+async def test_refused_connections_count_toward_the_limit_too(connect, per_minute):
+    per_minute(1)
+    await echo_from(connect, "203.0.113.1")
+    for _ in range(3):
+        socket = await echo_from(connect, "203.0.113.1")
+        assert await receive_close(socket) == (4008, "rate limited")
+
+
+async def test_zero_disables_the_limit(connect, per_minute):
+    per_minute(0)
+
+    for _ in range(30):
+        await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+
+
+async def test_a_refused_session_never_looks_up_its_token_nor_records_a_session(
+    connect, user, per_minute, token_lookups
+):
+    per_minute(1)
+    first = str(access_for(user))
+    allowed = await connect(f"/ws/session/?token={first}")
+    assert (await allowed.receive_json_from())["type"] == "welcome"
+
+    refused = await connect(f"/ws/session/?token={access_for(user)}")
+    assert await refused.receive_json_from() == RATE_LIMITED_FRAME
+    assert await receive_close(refused) == (4008, "rate limited")
+
+    assert token_lookups == [first]
+    assert await WebSocketSession.objects.acount() == 1
+
+
+async def test_one_log_line_per_ip_however_many_connections_are_refused(
+    connect, per_minute, caplog
+):
+    per_minute(1)
+    caplog.set_level(logging.WARNING, logger="switchboard.security")
+    await echo_from(connect, "203.0.113.1")
+    await echo_from(connect, "203.0.113.2")
+
+    for _ in range(3):
+        await receive_close(await echo_from(connect, "203.0.113.1"))
+    await receive_close(await echo_from(connect, "203.0.113.2"))
+
+    assert [r.getMessage() for r in caplog.records if r.name == "switchboard.security"] == [
+        "websocket connection rate exceeded (1/minute), closing 4008: "
+        "path=/ws/echo/ client=203.0.113.1",
+        "websocket connection rate exceeded (1/minute), closing 4008: "
+        "path=/ws/echo/ client=203.0.113.2",
+    ]
+
+
+async def test_refusals_are_counted_in_the_metric_per_endpoint(connect, user, per_minute):
+    per_minute(1)
+    echo_before, session_before = rate_limited_count("echo"), rate_limited_count("session")
+    await echo_from(connect, "203.0.113.1")
+
+    for _ in range(2):
+        await receive_close(await echo_from(connect, "203.0.113.1"))
+    refused = await connect(
+        f"/ws/session/?token={access_for(user)}", application=from_ip("203.0.113.1")
+    )
+    assert await refused.receive_json_from() == RATE_LIMITED_FRAME
+
+    assert rate_limited_count("echo") - echo_before == 2
+    assert rate_limited_count("session") - session_before == 1
+
+
+async def test_allowed_connections_are_not_counted_as_rate_limited(connect, per_minute):
+    per_minute(5)
+    before = rate_limited_count("echo")
+
+    for _ in range(5):
+        await echo_from(connect, "203.0.113.1")
+
+    assert rate_limited_count("echo") == before
+
+
+async def test_an_unreachable_storage_fails_open_with_one_warning(
+    connect, per_minute, settings, caplog
+):
+    per_minute(1)
+    settings.REDIS_URL = UNREACHABLE_REDIS_URL
+    caplog.set_level(logging.WARNING, logger="switchboard.realtime")
+
+    for _ in range(3):
+        await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+
+    assert connect_rate.failing
+    lines = [r.getMessage() for r in caplog.records if r.name == "switchboard.realtime"]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("connection-rate storage unreachable (")
+    assert lines[0].endswith("); not limiting connections until it is back")
+
+
+async def test_the_limit_applies_again_once_the_storage_is_back(
+    connect, per_minute, monkeypatch, caplog
+):
+    per_minute(1)
+    real = connect_rate.limiter
+
+    class Broken:
+        async def hit(self, *args, **kwargs):
+            raise ConnectionError("storage down")
+
+    caplog.set_level(logging.WARNING, logger="switchboard.realtime")
+    monkeypatch.setattr(connect_rate, "limiter", Broken)
+    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+    monkeypatch.setattr(connect_rate, "limiter", real)
+
+    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+    refused = await echo_from(connect, "203.0.113.1")
+
+    assert await receive_close(refused) == (4008, "rate limited")
+    assert not connect_rate.failing
+    assert [r.getMessage() for r in caplog.records if r.name == "switchboard.realtime"] == [
+        "connection-rate storage unreachable (ConnectionError); not limiting connections "
+        "until it is back",
+        "connection-rate storage reachable again",
+    ]
