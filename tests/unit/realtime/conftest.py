@@ -13,7 +13,8 @@ Connect = Callable[..., Coroutine[Any, Any, WebsocketCommunicator]]
 
 @pytest.fixture
 async def connect(transactional_db) -> AsyncIterator[Connect]:
-    """`await connect(path, headers=[...], application=...)`: a socket after its handshake.
+    """`await connect(path, headers=[...], subprotocols=[...], application=...)`: a socket
+    after its handshake.
 
     Consumers reach the database from worker threads (channels checks its connections on
     every event), so every socket test runs with a transactional database.
@@ -27,9 +28,12 @@ async def connect(transactional_db) -> AsyncIterator[Connect]:
         path: str,
         *,
         headers: list[tuple[bytes, bytes]] | None = None,
+        subprotocols: list[str] | None = None,
         application: Any = None,
     ) -> WebsocketCommunicator:
-        socket = WebsocketCommunicator(application or asgi_application, path, headers=headers)
+        socket = WebsocketCommunicator(
+            application or asgi_application, path, headers=headers, subprotocols=subprotocols
+        )
         opened.append(socket)
         socket.accepted, socket.detail = await socket.connect()
         return socket

@@ -9,7 +9,7 @@ import yaml
 
 from realtime import consumers
 from realtime.consumers import SessionConsumer
-from realtime.protocol import CloseCode, ErrorCode
+from realtime.protocol import Auth, CloseCode, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
@@ -42,6 +42,14 @@ def test_the_client_message_types_are_the_consumers():
     assert (
         set(documented("client")) == set(SessionConsumer.schemas) == set(SessionConsumer.handlers)
     )
+
+
+def test_the_first_frame_auth_message_matches_its_schema():
+    payload = documented("client-first")["auth"]
+    fields = msgspec.structs.fields(Auth)
+    assert set(documented("client-first")) == {"auth"}
+    assert set(payload["properties"]) == {field.name for field in fields}
+    assert set(payload["required"]) == {f.name for f in fields if f.required}
 
 
 @pytest.mark.parametrize("kind", sorted(SessionConsumer.schemas))

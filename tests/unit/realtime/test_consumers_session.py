@@ -20,7 +20,7 @@ from accounts.tokens import token_pair_for_user
 from realtime.events import user_group
 from realtime.protocol import CloseCode, ErrorCode
 from tests.conftest import access_for, refresh_for
-from tests.unit.realtime.ws import assert_closed, assert_error_then_closed
+from tests.unit.realtime.ws import assert_closed, assert_error_then_closed, receive_close
 from tests.unit.token_cases import BAD_TOKENS, BadToken
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -95,11 +95,18 @@ async def test_each_session_gets_its_own_session_id(connect, user):
     assert first["session_id"] != second["session_id"]
 
 
-async def test_a_missing_token_is_unauthorized_and_closed_4500(connect):
+async def test_no_credential_and_no_auth_frame_is_closed_4500_auth_timeout(connect, settings):
+    settings.WS_AUTH_TIMEOUT = 0.3
     socket = await connect("/ws/session/")
 
     assert socket.accepted is True
-    await assert_error_then_closed(socket, ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED)
+    assert await socket.receive_nothing(0.2)  # waiting for an auth frame
+    assert await socket.receive_json_from(1) == {
+        "type": "error",
+        "code": "unauthorized",
+        "message": "Unauthorized",
+    }
+    assert await receive_close(socket) == (4500, "auth timeout")
 
 
 async def test_two_token_parameters_are_unauthorized_even_if_both_are_valid(connect, user):

@@ -6,7 +6,12 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 
 from accounts.tokens import TokenExpired, TokenRejected
-from realtime.middleware import JWTAuthMiddleware, JWTAuthMiddlewareStack, token_from_query
+from realtime.middleware import (
+    CredentialsMissing,
+    JWTAuthMiddleware,
+    JWTAuthMiddlewareStack,
+    token_from_query,
+)
 from tests.conftest import access_for
 from tests.unit.token_cases import BAD_TOKENS
 
@@ -91,9 +96,9 @@ async def test_a_missing_token_leaves_an_anonymous_user_and_the_reason():
     assert inner.scope["auth"] is None
     error = inner.scope["auth_error"]
     assert (type(error), error.code, error.reason) == (
-        TokenRejected,
+        CredentialsMissing,
         "unauthorized",
-        "missing token",
+        "no credentials",
     )
 
 
