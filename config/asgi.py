@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from config.root_path import RootPathPinned  # noqa: E402
 from realtime import daphne_compat  # noqa: E402
 from realtime.connect_rate import ConnectRateMiddleware  # noqa: E402
 from realtime.middleware import JWTAuthMiddlewareStack  # noqa: E402
@@ -27,11 +28,13 @@ if settings.WS_DAPHNE_COMPAT:
     )
 startup_log()
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": OriginCheckMiddleware(
-            ConnectRateMiddleware(JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
-        ),
-    }
+application = RootPathPinned(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": OriginCheckMiddleware(
+                ConnectRateMiddleware(JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            ),
+        }
+    )
 )

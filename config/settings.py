@@ -1,5 +1,6 @@
 """Switchboard settings: one module, every value from the environment (see .env.example)."""
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -256,6 +257,22 @@ WS_TICKETS_PER_MINUTE = env.int("WS_TICKETS_PER_MINUTE", default=60)
 WS_MAX_PROTOCOL_ERRORS = 20
 # A session dropping more than WS_MESSAGE_BURST frames within this many seconds is closed 4008.
 WS_RATE_ABUSE_WINDOW = 10
+
+# ---------------------------------------------------------------------------
+# PROXIES
+# ---------------------------------------------------------------------------
+# CIDRs of the reverse proxies in front of the workers (e.g. 127.0.0.1/32 for nginx on the
+# same host). Only requests from these have X-Forwarded-For read (from the right).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+try:
+    TRUSTED_PROXY_NETWORKS = tuple(
+        ipaddress.ip_network(cidr.strip(), strict=False) for cidr in TRUSTED_PROXIES
+    )
+except ValueError as e:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES must be a comma list of CIDRs: {e}") from e
+# The path prefix the site is served under, if any (daphne's Daphne-Root-Path header is
+# ignored: a client could send it).
+ASGI_ROOT_PATH = env.str("ASGI_ROOT_PATH", default="").rstrip("/")
 
 # ---------------------------------------------------------------------------
 # STATIC FILES
