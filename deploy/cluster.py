@@ -105,6 +105,7 @@ def main() -> int:
     env.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
     env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    env["TRUSTED_PROXIES"] = "127.0.0.1/32"  # nginx: client IPs from its X-Forwarded-For
     python = sys.executable
     for command in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v", "0"]):
         subprocess.run([python, "manage.py", *command], cwd=ROOT, env=env, check=True)
@@ -140,7 +141,7 @@ def main() -> int:
         for worker_port in worker_ports:
             worker_procs.append(
                 subprocess.Popen(
-                    [python, "-m", "daphne", "--proxy-headers", "-b", "127.0.0.1"]
+                    [python, "-m", "daphne", "-b", "127.0.0.1"]
                     + ["-p", str(worker_port), "config.asgi:application"],
                     cwd=ROOT,
                     env=env,

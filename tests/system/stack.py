@@ -135,7 +135,7 @@ class DaphneWorker:
     name: str = "worker"
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
-    daphne_args: tuple[str, ...] = ()  # e.g. ("--proxy-headers",)
+    daphne_args: tuple[str, ...] = ()  # extra daphne options
 
     @property
     def http(self) -> str:

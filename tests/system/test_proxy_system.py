@@ -6,11 +6,13 @@ import json
 import socket
 import time
 
+import pytest
 import redis
+from websockets.exceptions import InvalidStatus
 
-from tests.system.conftest import user_register
+from tests.system.conftest import http_client, user_register
 from tests.system.test_sessions_system import registry_closed, sessions_list
-from tests.system.wsclient import frame_json, session_open, until_closed, ws_connect
+from tests.system.wsclient import frame_json, frame_recv, session_open, until_closed, ws_connect
 
 RATE_REFUSED = {
     "type": "error",
@@ -148,8 +150,8 @@ def socket_from(address: str, port: int) -> socket.socket:
 async def test_behind_nginx_the_registry_records_the_clients_address_not_a_forged_one(
     start_worker, start_nginx
 ):
-    worker1 = start_worker(daphne_args=("--proxy-headers",))
-    worker2 = start_worker(daphne_args=("--proxy-headers",))
+    worker1 = start_worker(TRUSTED_PROXIES="127.0.0.1/32")
+    worker2 = start_worker(TRUSTED_PROXIES="127.0.0.1/32")
     proxy = start_nginx([worker1.port, worker2.port])
     alice = user_register(worker1)
     token_query = f"/ws/session/?token={alice['access']}"
@@ -182,3 +184,58 @@ async def test_behind_nginx_the_registry_records_the_clients_address_not_a_forge
         assert line.startswith("127.0.0.2 - "), line
         assert '"GET /ws/session/?token=[REDACTED] HTTP/1.1" 101 ' in line, line
     assert alice["access"] not in log
+
+
+async def test_a_forwarded_for_header_from_an_untrusted_peer_changes_nothing(start_worker):
+    # The worker trusts 127.0.0.1 only; this client connects from 127.0.0.2 directly.
+    worker = start_worker(TRUSTED_PROXIES="127.0.0.1/32")
+    alice = user_register(worker)
+
+    async with ws_connect(
+        worker,
+        f"/ws/session/?token={alice['access']}",
+        sock=socket_from("127.0.0.2", worker.port),
+        additional_headers={"X-Forwarded-For": "6.6.6.6"},
+    ) as forged:
+        welcome = await frame_json(forged)
+        listed = await sessions_list(worker, alice)
+
+    assert [(s["id"], s["client_ip"]) for s in listed] == [(welcome["session_id"], "127.0.0.2")]
+
+
+async def test_without_trusted_proxies_forwarded_for_is_ignored_and_logged_once(start_worker):
+    worker = start_worker()
+    alice = user_register(worker)
+
+    for _ in range(2):
+        async with ws_connect(
+            worker,
+            f"/ws/session/?token={alice['access']}",
+            sock=socket_from("127.0.0.2", worker.port),
+            additional_headers={"X-Forwarded-For": "6.6.6.6"},
+        ) as forged:
+            welcome = await frame_json(forged)
+            listed = await sessions_list(worker, alice)
+            assert [s["client_ip"] for s in listed if s["id"] == welcome["session_id"]] == [
+                "127.0.0.2"
+            ]
+
+    worker.output_wait("TRUSTED_PROXIES is empty")
+    log = worker.log_text()
+    assert log.count("X-Forwarded-For arrived from 127.0.0.2 but TRUSTED_PROXIES is empty") == 1
+
+
+async def test_a_client_sent_daphne_root_path_does_not_reroute_a_request(start_worker):
+    worker = start_worker()
+
+    with pytest.raises(InvalidStatus) as refused:
+        async with ws_connect(worker, "/x/ws/echo/", additional_headers={"Daphne-Root-Path": "/x"}):
+            pass
+    with http_client(worker) as client:
+        rerouted = client.get("/x/healthz", headers={"Daphne-Root-Path": "/x"})
+
+    assert refused.value.response.status_code == 403  # not the echo consumer: unknown path
+    assert rerouted.status_code == 404
+    async with ws_connect(worker, "/ws/echo/", additional_headers={"Daphne-Root-Path": "/x"}) as ws:
+        await ws.send("still here")
+        assert await frame_recv(ws) == "Server received: still here"
