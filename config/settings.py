@@ -176,6 +176,15 @@ SIMPLE_JWT = {
     "USER_ID_CLAIM": "user_id",
     "UPDATE_LAST_LOGIN": False,
 }
+JWT_MIN_KEY_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+if len(SIMPLE_JWT["SIGNING_KEY"].encode()) < JWT_MIN_KEY_BYTES:
+    raise ImproperlyConfigured(
+        f"JWT_SIGNING_KEY (or DJANGO_SECRET_KEY, which it defaults to) must be at least "
+        f"{JWT_MIN_KEY_BYTES} bytes for HS256: a shorter key can be brute-forced offline."
+    )
+# What daphne's --websocket_timeout is set to (its default: a day); `check --deploy` warns
+# when channels-redis would forget group members before daphne closes the socket.
+DAPHNE_WEBSOCKET_TIMEOUT = env.int("DAPHNE_WEBSOCKET_TIMEOUT", default=86400)
 # The longest raw token either door accepts; anything longer is refused before decoding.
 JWT_MAX_TOKEN_BYTES = 4096
 # A WebSocket handshake waits this long for its one user lookup before answering

@@ -19,6 +19,8 @@ def production_env(tmp_path, redis_server) -> dict[str, str]:
     env.update(
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        JWT_SIGNING_KEY=secrets.token_urlsafe(40),
+        ACCOUNTS_ALLOW_REGISTRATION="0",
         DJANGO_ALLOWED_HOSTS="switchboard.example.com",
         DJANGO_SECURE_SSL_REDIRECT="1",
         DJANGO_SECURE_HSTS_SECONDS="31536000",
@@ -53,3 +55,34 @@ def test_startup_without_a_secret_key_fails_naming_the_fix(production_env, comma
     result = run(command, production_env)
     assert result.returncode != 0
     assert MISSING_SECRET in result.stderr
+
+
+def test_check_deploy_names_each_switchboard_finding_with_its_id(production_env):
+    del production_env["JWT_SIGNING_KEY"]
+    production_env["ACCOUNTS_ALLOW_REGISTRATION"] = "1"
+    production_env["REDIS_URL"] = ""
+
+    result = run(["manage.py", "check", "--deploy"], production_env)
+
+    for expected in ("switchboard.W001", "switchboard.W003", "switchboard.W006"):
+        assert expected in result.stderr, result.stderr
+    assert "HINT: Set JWT_SIGNING_KEY to its own random value of 32 bytes or more." in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["manage.py", "check"], ["-m", "daphne", "-p", "0", "config.asgi:application"]],
+    ids=["manage.py", "daphne"],
+)
+def test_startup_with_a_jwt_key_under_32_bytes_fails_naming_the_fix(production_env, command):
+    production_env["JWT_SIGNING_KEY"] = "x" * 31
+
+    result = run(command, production_env)
+
+    assert result.returncode != 0
+    assert "JWT_SIGNING_KEY (or DJANGO_SECRET_KEY, which it defaults to) must be at least" in (
+        result.stderr
+    )
+    assert "x" * 31 not in result.stderr
