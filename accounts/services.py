@@ -1,7 +1,9 @@
 """Account actions with side effects: revoking a user's tokens and closing their sessions."""
 
 import logging
+import time
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -11,12 +13,14 @@ from accounts.models import User
 from accounts.tokens import (
     RefreshToken,
     TokenRejected,
+    revoked_jti_key,
     token_pair_for_user,
     token_parse,
     token_user_check,
     token_user_id,
     user_for_token,
 )
+from realtime import events
 from realtime.events import user_sessions_revoke_on_commit
 
 security_log = logging.getLogger("switchboard.security")
@@ -44,6 +48,15 @@ def user_revoke_tokens(*, user: User, reason: str) -> None:
         user_blacklist_refresh_tokens(user=user)
         user_sessions_revoke_on_commit(user_id=user.pk, revoked_below=user.token_version)
     security_log.warning("tokens revoked: user_id=%s reason=%s", user.pk, reason)
+
+
+def access_token_revoke(*, token, user_id: int) -> None:
+    """Refuse one access token from now on, on REST and WebSocket (its `jti` stays in the
+    shared cache until the token would have expired), and close the sessions using it."""
+    ttl = max(1, int(token["exp"] - time.time()) + 1)
+    cache.set(revoked_jti_key(token["jti"]), 1, timeout=ttl)
+    events.user_sessions_revoke_token_on_commit(user_id=user_id, jti=token["jti"])
+    security_log.warning("access token revoked (logout): user_id=%s", user_id)
 
 
 def user_register(*, username: str, email: str, password: str) -> User:

@@ -1,6 +1,7 @@
 """Token rules shared by REST and WebSocket: one raw token in, one user out, or a named error."""
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import DatabaseError
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.settings import api_settings
@@ -17,6 +19,31 @@ from rest_framework_simplejwt.tokens import RefreshToken as SimpleRefreshToken
 from accounts.models import User
 
 VERSION_CLAIM = "ver"
+logger = logging.getLogger("switchboard.security")
+
+
+def revoked_jti_key(jti: object) -> str:
+    """The shared-cache key marking one access token (by `jti`) revoked until it expires."""
+    return f"switchboard:revoked-jti:{jti}"
+
+
+def access_token_revoked(claims) -> bool:
+    """Whether this access token was revoked on its own (logout); a cache that fails is
+    logged and read as "not revoked" (the user's version check still applies)."""
+    try:
+        return cache.get(revoked_jti_key(claims.get("jti"))) is not None
+    except Exception as e:
+        logger.warning("revoked-token list unreadable (%s)", type(e).__name__)
+        return False
+
+
+async def aaccess_token_revoked(claims) -> bool:
+    """`access_token_revoked` from async code."""
+    try:
+        return await cache.aget(revoked_jti_key(claims.get("jti"))) is not None
+    except Exception as e:
+        logger.warning("revoked-token list unreadable (%s)", type(e).__name__)
+        return False
 
 
 class TokenRejected(Exception):
@@ -108,6 +135,8 @@ def token_user_check(*, token: Token, user: User | None) -> User:
 def user_for_token(raw: str) -> Authenticated:
     """Resolve a raw access token to its user (sync: REST)."""
     token = token_parse(raw)
+    if access_token_revoked(token):
+        raise TokenRejected("access token revoked")
     user = get_user_model().objects.filter(pk=token_user_id(token)).first()
     return Authenticated(user=token_user_check(token=token, user=user), token=token)
 
@@ -132,6 +161,8 @@ async def auser_for_claims(claims) -> Authenticated:
     """The user of already-verified claims (a token's, or a ticket's), checked like a
     token's; one query. A database that fails, or takes longer than AUTH_DB_TIMEOUT, raises
     AuthUnavailable."""
+    if await aaccess_token_revoked(claims):
+        raise TokenRejected("access token revoked")
     try:
         user = await asyncio.wait_for(
             user_by_id(token_user_id(claims)), timeout=settings.AUTH_DB_TIMEOUT

@@ -161,7 +161,8 @@ class TokenVerifyView(PublicAPIView):
 
 class LogoutView(APIView):
     @extend_schema(
-        summary="Blacklist one refresh token",
+        summary="Blacklist one refresh token and revoke the access token of the call (its "
+        "sessions are closed with 4501)",
         request=RefreshSerializer,
         responses={
             503: UNAVAILABLE,
@@ -180,6 +181,7 @@ class LogoutView(APIView):
         if owner.pk != request.user.pk:
             raise exceptions.PermissionDenied("That refresh token belongs to another user.")
         services.refresh_token_blacklist(refresh)
+        services.access_token_revoke(token=request.auth, user_id=request.user.pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -55,7 +55,9 @@ CLOSE_CODES = frozenset(str(int(code)) for code in CloseCode)
 ERROR_CODES = frozenset(str(code) for code in ErrorCode)
 LOGIN_OUTCOMES = frozenset({"success", "failure", "throttled"})
 LAYER_OPERATIONS = frozenset({"group_add", "group_discard", "group_send", "send", "receive"})
-FANOUT_EVENTS = frozenset({"session.revoke", "session.disconnect", "room.message"})
+FANOUT_EVENTS = frozenset(
+    {"session.revoke", "session.revoke_token", "session.disconnect", "room.message"}
+)
 
 
 def label(value: object, allowed: Iterable[str], other: str = "other") -> str:

@@ -20,6 +20,7 @@ from accounts.tokens import (
     AuthUnavailable,
     TokenExpired,
     TokenRejected,
+    aaccess_token_revoked,
     auser_for_token,
     users_token_state,
 )
@@ -339,6 +340,7 @@ class SessionConsumer(LimitedConsumer):
         """Open the session of an authenticated user: record it, join its groups, welcome."""
         self.user = auth.user
         self.token_version = auth.token[VERSION_CLAIM]
+        self.token_jti = auth.token.get("jti")
         refusal = await self.session_record()
         if refusal is not None:
             error_code, close_code, outcome = refusal
@@ -353,6 +355,8 @@ class SessionConsumer(LimitedConsumer):
             floor = await revocation_floor(self.user.pk)
             if floor is not None and self.token_version < floor:
                 return await self.revoke("session revoked while connecting")
+            if await aaccess_token_revoked(auth.token):
+                return await self.revoke("access token revoked while connecting")
         await self.send_frame(
             "welcome",
             msg_id,
@@ -524,6 +528,7 @@ class SessionConsumer(LimitedConsumer):
             self.security_event("refresh with another user's token, closing 4500")
             return await self.close_with(CloseCode.UNAUTHORIZED, ErrorCode.UNAUTHORIZED, message.id)
         self.token_version = auth.token[VERSION_CLAIM]
+        self.token_jti = auth.token.get("jti")
         # Re-joining renews the group's expiry, so revocation reaches long-lived sessions.
         await self.groups_join()
         self.expiry_schedule(auth.token["exp"])
@@ -624,6 +629,11 @@ class SessionConsumer(LimitedConsumer):
         if isinstance(revoked_below, int) and self.token_version >= revoked_below:
             return  # this session's token was issued after that revocation
         await self.revoke("session revoked")
+
+    async def session_revoke_token(self, event: dict) -> None:
+        fanout_observe("session.revoke_token", event)
+        if event.get("jti") is not None and event.get("jti") == self.token_jti:
+            await self.revoke("access token revoked (logout)")
 
     async def session_disconnect(self, event: dict) -> None:
         fanout_observe("session.disconnect", event)

@@ -132,6 +132,17 @@ def session_disconnect_on_commit(*, channel_name: str) -> None:
     )
 
 
+def user_sessions_revoke_token_on_commit(*, user_id: int, jti: str) -> None:
+    """Close (4501), on every worker, the user's sessions opened or refreshed with the access
+    token `jti`, once the transaction commits."""
+    layer = get_channel_layer()
+    event = {"type": "session.revoke_token", "jti": jti, "sent_at": time.time()}
+    _send_on_commit(
+        f"close the sessions of one token of user {user_id}",
+        lambda: async_to_sync(layer.group_send)(user_group(user_id), event),
+    )
+
+
 def user_sessions_disconnect_on_commit(*, user_id: int) -> None:
     """Close every open session of one user (4501) on every worker, once the transaction
     commits. Unlike a revocation, the user's tokens stay valid: they may reconnect."""

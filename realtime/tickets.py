@@ -89,6 +89,7 @@ def ticket_issue(*, auth: Authenticated, client_ip: str) -> str:
         api_settings.USER_ID_CLAIM: auth.user.pk,
         VERSION_CLAIM: auth.token[VERSION_CLAIM],
         "exp": int(auth.token["exp"]),
+        "jti": auth.token.get("jti"),
         "ip": client_ip if settings.WS_TICKET_BIND_IP else None,
     }
     ticket_store().put(_key(ticket), json.dumps(claims))
