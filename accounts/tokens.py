@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -100,6 +101,7 @@ def token_parse(raw: str, token_class: type[Token] = AccessToken) -> Token:
     """
     if len(raw) > settings.JWT_MAX_TOKEN_BYTES:
         raise TokenRejected("token too long")
+    token_header_check(raw)
     try:
         return token_class(raw)
     except ExpiredTokenError as e:
@@ -108,6 +110,23 @@ def token_parse(raw: str, token_class: type[Token] = AccessToken) -> Token:
         raise TokenRejected(str(e)) from e
     except (OverflowError, TypeError, ValueError) as e:  # absurd claims PyJWT does not catch
         raise TokenRejected("malformed claims") from e
+
+
+# What our tokens' headers hold; anything else (a nested object, an unknown field) is refused
+# before the signature is even checked.
+TOKEN_HEADER_FIELDS = frozenset({"alg", "typ", "kid"})
+
+
+def token_header_check(raw: str) -> None:
+    """Refuse a token whose header is not a flat object of the fields our tokens carry."""
+    try:
+        header = jwt.get_unverified_header(raw)
+    except (jwt.InvalidTokenError, ValueError, TypeError, RecursionError) as e:
+        raise TokenRejected("malformed header") from e
+    if not set(header) <= TOKEN_HEADER_FIELDS or not all(
+        isinstance(value, str) for value in header.values()
+    ):
+        raise TokenRejected("unexpected token header")
 
 
 def token_user_id(token: Token) -> int:

@@ -58,8 +58,16 @@ def _oversized(user: User) -> str:
     return str(access_for(user, padding="x" * settings.JWT_MAX_TOKEN_BYTES))
 
 
+def _nested(depth: int) -> dict:
+    """{"x": {"x": … {}}} `depth` levels deep."""
+    value: dict = {}
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
 BAD_TOKENS = [
-    BadToken("garbage", lambda u: "not-a-jwt", "Token is invalid"),
+    BadToken("garbage", lambda u: "not-a-jwt", "malformed header"),
     BadToken(
         "forged_signature",
         lambda u: forge(valid_claims(u), key="a-guessed-key-that-is-long-enough-for-hs256"),
@@ -93,6 +101,17 @@ BAD_TOKENS = [
         "infinite_exp", lambda u: forge(valid_claims(u, exp=float("inf"))), "Token is invalid"
     ),
     BadToken("absurd_exp", lambda u: forge(valid_claims(u, exp=10**20)), "malformed claims"),
+    BadToken("string_exp", lambda u: forge(valid_claims(u, exp="9999999999")), "malformed claims"),
+    BadToken(
+        "deep_header",
+        lambda u: forge(valid_claims(u), headers={"nest": _nested(20)}),
+        "unexpected token header",
+    ),
+    BadToken(
+        "unknown_header_field",
+        lambda u: forge(valid_claims(u), headers={"jku": "https://evil.example/keys"}),
+        "unexpected token header",
+    ),
     BadToken(
         "future_iat",
         lambda u: forge(valid_claims(u, iat=int(time.time()) + 3600)),
