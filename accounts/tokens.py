@@ -14,9 +14,11 @@ from django.core.cache import cache
 from django.db import DatabaseError
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.settings import api_settings
-from rest_framework_simplejwt.tokens import AccessToken, Token
+from rest_framework_simplejwt.tokens import AccessToken as SimpleAccessToken
 from rest_framework_simplejwt.tokens import RefreshToken as SimpleRefreshToken
+from rest_framework_simplejwt.tokens import Token
 
+from accounts.jwt_keys import token_backend
 from accounts.models import User
 
 VERSION_CLAIM = "ver"
@@ -69,8 +71,21 @@ class AuthUnavailable(TokenRejected):
     code = "unavailable"
 
 
+class AccessToken(SimpleAccessToken):
+    """simplejwt's access token, signed and verified with rotating keys (`accounts.jwt_keys`)."""
+
+    def get_token_backend(self):
+        return token_backend()
+
+
 class RefreshToken(SimpleRefreshToken):
-    """simplejwt's refresh token, stamped with the user's token version (copied into access)."""
+    """simplejwt's refresh token, stamped with the user's token version (copied into access),
+    signed and verified with rotating keys."""
+
+    access_token_class = AccessToken
+
+    def get_token_backend(self):
+        return token_backend()
 
     @classmethod
     def for_user(cls, user: User) -> "RefreshToken":

@@ -162,13 +162,44 @@ if not 0 < JWT_ACCESS_TTL < CHANNEL_GROUP_EXPIRY:
         "renew their channel-layer group membership on each token refresh."
     )
 
+# Keys: HS256 with JWT_SIGNING_KEY (default DJANGO_SECRET_KEY), or RS256/ES256 with PEM key
+# files. After a rotation the old keys still verify until removed from the previous list.
+JWT_ALGORITHM = env.str("JWT_ALGORITHM", default="HS256")
+if JWT_ALGORITHM not in ("HS256", "RS256", "ES256"):
+    raise ImproperlyConfigured("JWT_ALGORITHM must be HS256, RS256 or ES256.")
+
+
+def _key_file(variable: str) -> str:
+    path = env.str(variable, default="")
+    if not path:
+        raise ImproperlyConfigured(
+            f"{variable} must name a PEM file when JWT_ALGORITHM={JWT_ALGORITHM}."
+        )
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise ImproperlyConfigured(f"{variable}: cannot read {path} ({e.strerror}).") from e
+
+
+if JWT_ALGORITHM == "HS256":
+    JWT_SIGNING_KEY = env("JWT_SIGNING_KEY", default="") or SECRET_KEY
+    JWT_VERIFYING_KEY = ""
+    JWT_PREVIOUS_KEYS = tuple(env.list("JWT_PREVIOUS_SIGNING_KEYS", default=[]))
+else:
+    JWT_SIGNING_KEY = _key_file("JWT_PRIVATE_KEY_FILE")
+    JWT_VERIFYING_KEY = _key_file("JWT_PUBLIC_KEY_FILE")
+    JWT_PREVIOUS_KEYS = tuple(
+        Path(path).read_text() for path in env.list("JWT_PREVIOUS_PUBLIC_KEY_FILES", default=[])
+    )
+
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=JWT_ACCESS_TTL),
     "REFRESH_TOKEN_LIFETIME": timedelta(seconds=JWT_REFRESH_TTL),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
-    "ALGORITHM": "HS256",
-    "SIGNING_KEY": env("JWT_SIGNING_KEY", default="") or SECRET_KEY,
+    "ALGORITHM": JWT_ALGORITHM,
+    "SIGNING_KEY": JWT_SIGNING_KEY,
+    "VERIFYING_KEY": JWT_VERIFYING_KEY,
     "AUDIENCE": env("JWT_AUDIENCE", default="switchboard"),
     "ISSUER": env("JWT_ISSUER", default="switchboard"),
     "LEEWAY": 0,
@@ -177,9 +208,12 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": False,
 }
 JWT_MIN_KEY_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
-if len(SIMPLE_JWT["SIGNING_KEY"].encode()) < JWT_MIN_KEY_BYTES:
+if JWT_ALGORITHM == "HS256" and any(
+    len(key.encode()) < JWT_MIN_KEY_BYTES for key in (JWT_SIGNING_KEY, *JWT_PREVIOUS_KEYS)
+):
     raise ImproperlyConfigured(
-        f"JWT_SIGNING_KEY (or DJANGO_SECRET_KEY, which it defaults to) must be at least "
+        f"JWT_SIGNING_KEY (or DJANGO_SECRET_KEY, which it defaults to) and each of "
+        f"JWT_PREVIOUS_SIGNING_KEYS must be at least "
         f"{JWT_MIN_KEY_BYTES} bytes for HS256: a shorter key can be brute-forced offline."
     )
 # What daphne's --websocket_timeout is set to (its default: a day); `check --deploy` warns

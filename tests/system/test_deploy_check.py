@@ -82,7 +82,7 @@ def test_startup_with_a_jwt_key_under_32_bytes_fails_naming_the_fix(production_e
     result = run(command, production_env)
 
     assert result.returncode != 0
-    assert "JWT_SIGNING_KEY (or DJANGO_SECRET_KEY, which it defaults to) must be at least" in (
+    assert "JWT_SIGNING_KEY (or DJANGO_SECRET_KEY, which it defaults to) and each of" in (
         result.stderr
     )
     assert "x" * 31 not in result.stderr
