@@ -164,6 +164,8 @@ def frame_decode(text: str, schemas: dict[str, type[msgspec.Struct]]) -> msgspec
     """Parse one client text frame into its message struct, or raise ProtocolError."""
     try:
         obj = _json_decoder.decode(text)
+    except msgspec.ValidationError as e:  # valid JSON it cannot hold: a number out of range
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "A number is out of range") from e
     except (msgspec.DecodeError, UnicodeEncodeError) as e:  # lone surrogates cannot be UTF-8
         raise ProtocolError(ErrorCode.INVALID_JSON) from e
     except RecursionError as e:
