@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test cluster lint format lock audit clean redis-server nginx
+.PHONY: run test cluster bench lint format lock audit clean redis-server nginx
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ run: $(VENV)/.runtime
 ## cluster: Redis + 2 daphne workers + nginx in front, on http://127.0.0.1:8080/; Ctrl-C stops all
 cluster: $(VENV)/.runtime redis-server nginx
 	$(BIN)/python deploy/cluster.py
+
+## bench: Switchboard (daphne, uvicorn) beside a bare websockets peer, one run (a few minutes);
+## writes docs/BENCHMARKS.md, docs/benchmarks.png and docs/benchmarks.json
+bench: $(VENV)/.dev redis-server
+	$(BIN)/python -m bench.run
 
 ## test: install test dependencies, make sure redis-server exists, run the whole suite
 ## (on SQLite; with TEST_POSTGRES_URL=postgres://user@host:5432/db, on PostgreSQL)

@@ -1,0 +1,285 @@
+"""The load generator: picows clients on uvloop, run as their own process.
+
+`python -m bench.loadgen SCENARIO [options]` prints one JSON object (the figures) as its last
+line. Every loop is bounded in time; only 127.0.0.1 URLs are used.
+
+Scenarios:
+- `pingpong`: N clients each send a 32-byte frame, wait for the answer, repeat (round trips/s,
+  p50/p99 ms). `--session` speaks `/ws/session/` JSON echo after the welcome.
+- `handshakes`: C concurrent loops of connect (+ welcome with `--session`) and close.
+- `idle`: open N sessions, print `{"ready": N}`, hold them `--hold` seconds, close.
+- `fanout`: S subscribers (split over `--url`s), one publisher; closed loop: publish one
+  message, wait until every subscriber has it, publish the next (deliveries/s, p50/p99 of
+  publish-to-delivery). `--session` speaks the rooms protocol; without it, the peer
+  broadcaster.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+import msgspec
+import uvloop
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+PAYLOAD = "x" * 32
+WARMUP = 1.0
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def latency_summary(seconds: list[float]) -> dict:
+    return {
+        "p50_ms": round(percentile(seconds, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(seconds, 0.99) * 1000, 2),
+    }
+
+
+class Clock:
+    """Recording window: after WARMUP, for `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.start = time.perf_counter() + WARMUP
+        self.end = self.start + seconds
+
+    def recording(self, now: float) -> bool:
+        return self.start <= now < self.end
+
+    def running(self, now: float) -> bool:
+        return now < self.end
+
+
+class PingPong(WSListener):
+    def __init__(self, clock: Clock, rtts: list[float], session: bool) -> None:
+        self.clock, self.rtts, self.session = clock, rtts, session
+        self.message = (
+            msgspec.json.encode({"type": "echo", "data": PAYLOAD}) if session else PAYLOAD.encode()
+        )
+        self.welcomed = not session
+        self.sent_at = 0.0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        if self.welcomed:
+            self.send()
+
+    def send(self) -> None:
+        self.sent_at = time.perf_counter()
+        self.transport.send(WSMsgType.TEXT, self.message)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            transport.disconnect()
+            return
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        if not self.welcomed:
+            self.welcomed = True
+            self.send()
+            return
+        now = time.perf_counter()
+        if self.clock.recording(now):
+            self.rtts.append(now - self.sent_at)
+        if self.clock.running(now):
+            self.send()
+        elif not self.done.done():
+            self.done.set_result(None)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def connect_all(factory, urls: list[str], count: int, concurrency: int = 200) -> list:
+    """Open `count` connections round-robin over `urls`, at most `concurrency` at once."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(index: int):
+        async with limit:
+            return await ws_connect(factory, urls[index % len(urls)], max_frame_size=2**20)
+
+    return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+async def pingpong(args) -> dict:
+    clock = Clock(args.seconds)
+    rtts: list[float] = []
+    pairs = await connect_all(lambda: PingPong(clock, rtts, args.session), args.url, args.clients)
+    # Measure from now on: connecting 500 clients can take longer than the warm-up.
+    clock.start = time.perf_counter() + WARMUP
+    clock.end = clock.start + args.seconds
+    await asyncio.wait_for(
+        asyncio.gather(*(listener.done for _, listener in pairs)), WARMUP + args.seconds + 30
+    )
+    for transport, _ in pairs:
+        transport.disconnect()
+    return {"round_trips_per_s": round(len(rtts) / args.seconds), **latency_summary(rtts)}
+
+
+class FirstFrame(WSListener):
+    def __init__(self) -> None:
+        self.first = asyncio.get_running_loop().create_future()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if not self.first.done():
+            self.first.set_result(frame.get_payload_as_bytes())
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.first.done():
+            self.first.set_result(b"")
+
+
+async def handshakes(args) -> dict:
+    clock = Clock(args.seconds)
+    times: list[float] = []
+    failures = 0
+
+    async def loop(index: int) -> None:
+        nonlocal failures
+        url = args.url[index % len(args.url)]
+        while clock.running(time.perf_counter()):
+            started = time.perf_counter()
+            transport, listener = await ws_connect(FirstFrame, url)
+            if args.session:
+                first = await asyncio.wait_for(listener.first, 10)
+                if not first.startswith(b'{"type":"welcome"'):
+                    failures += 1
+            now = time.perf_counter()
+            if clock.recording(now):
+                times.append(now - started)
+            transport.send_close()
+            transport.disconnect()
+
+    await asyncio.wait_for(
+        asyncio.gather(*(loop(i) for i in range(args.clients))), WARMUP + args.seconds + 60
+    )
+    return {
+        "handshakes_per_s": round(len(times) / args.seconds),
+        "failures": failures,
+        **latency_summary(times),
+    }
+
+
+async def idle(args) -> dict:
+    pairs = await connect_all(FirstFrame, args.url, args.clients)
+    if args.session:
+        welcomes = await asyncio.gather(*(listener.first for _, listener in pairs))
+        ready = sum(1 for w in welcomes if w.startswith(b'{"type":"welcome"'))
+    else:
+        ready = len(pairs)
+    print(json.dumps({"ready": ready}), flush=True)
+    await asyncio.sleep(args.hold)
+    for transport, _ in pairs:
+        transport.disconnect()
+    return {"connections": ready}
+
+
+class Deliveries:
+    """Deliveries per message, and an event set when the current one reached everybody."""
+
+    def __init__(self, subscribers: int) -> None:
+        self.subscribers = subscribers
+        self.seen: dict[int, int] = {}
+        self.current = 0
+        self.complete = asyncio.Event()
+
+    def delivered(self, seq: int) -> None:
+        self.seen[seq] = self.seen.get(seq, 0) + 1
+        if seq == self.current and self.seen[seq] >= self.subscribers:
+            self.complete.set()
+
+
+class Subscriber(WSListener):
+    def __init__(self, session: bool, latencies: list[float], deliveries: Deliveries) -> None:
+        self.session, self.latencies, self.deliveries = session, latencies, deliveries
+        self.ready = asyncio.get_running_loop().create_future()
+        self.welcomed = not session
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        if not self.session:
+            self.ready.set_result(None)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        now = time.perf_counter()
+        body = msgspec.json.decode(frame.get_payload_as_bytes())
+        if self.session:
+            kind = body.get("type")
+            if kind == "welcome":
+                transport.send(WSMsgType.TEXT, b'{"type":"subscribe","channel":"bench"}')
+                return
+            if kind == "subscribed":
+                self.ready.set_result(None)
+                return
+            if kind != "message":
+                return
+            body = body["data"]
+        self.latencies.append(now - body["t"])
+        self.deliveries.delivered(body["seq"])
+
+
+async def fanout(args) -> dict:
+    latencies: list[float] = []
+    deliveries = Deliveries(args.clients)
+    subscribers = await connect_all(
+        lambda: Subscriber(args.session, latencies, deliveries), args.url, args.clients
+    )
+    await asyncio.wait_for(asyncio.gather(*(s.ready for _, s in subscribers)), 60)
+    publisher, _ = await ws_connect(FirstFrame, args.url[0])
+    await asyncio.sleep(0.5)
+    latencies.clear()
+    seq, delivered, lost = 0, 0, 0
+    deadline = time.perf_counter() + args.seconds
+    while time.perf_counter() < deadline:
+        seq += 1
+        deliveries.current = seq
+        deliveries.complete.clear()
+        data = {"seq": seq, "t": time.perf_counter()}
+        message = {"type": "publish", "channel": "bench", "data": data} if args.session else data
+        publisher.send(WSMsgType.TEXT, msgspec.json.encode(message))
+        try:
+            await asyncio.wait_for(deliveries.complete.wait(), 2.0)
+        except TimeoutError:
+            pass  # counted as lost below
+        got = deliveries.seen.get(seq, 0)
+        delivered += got
+        lost += args.clients - got
+    for transport, _ in [*subscribers, (publisher, None)]:
+        transport.disconnect()
+    return {
+        "deliveries_per_s": round(delivered / args.seconds),
+        "messages": seq,
+        "lost": lost,
+        **latency_summary(latencies),
+    }
+
+
+SCENARIOS = {"pingpong": pingpong, "handshakes": handshakes, "idle": idle, "fanout": fanout}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--url", action="append", required=True)
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--hold", type=float, default=5.0)
+    parser.add_argument("--session", action="store_true")
+    args = parser.parse_args()
+    if any(not url.startswith("ws://127.0.0.1:") for url in args.url):
+        sys.exit("loopback URLs only")
+    result = uvloop.run(SCENARIOS[args.scenario](args))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

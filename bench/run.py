@@ -1,0 +1,318 @@
+"""`make bench`: Switchboard under daphne and uvicorn beside a bare `websockets` peer, one run.
+
+Starts (on 127.0.0.1, free ports) the peer, a redis-server, daphne and uvicorn workers on a
+fresh SQLite database; drives each with `bench.loadgen` in its own process; records every
+figure, the ratio to the peer, and the servers' memory; writes `docs/BENCHMARKS.md`,
+`docs/benchmarks.png` and `docs/benchmarks.json`. Stops everything it started, by PID.
+`--smoke` runs the same harness with tiny numbers (seconds, not minutes) into `--out`.
+"""
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from bench.report import report_write
+from tests.system.stack import (
+    ROOT,
+    SECRET_KEY,
+    RedisServer,
+    base_env,
+    database_migrate,
+    free_port,
+    port_wait,
+    process_stop,
+)
+
+PASSWORD = "bench-password-not-a-secret-0123"  # noqa: S105  (a throwaway bench user)
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float
+    clients: tuple[int, ...]
+    handshake_concurrency: int
+    idle: int
+    fanout_subscribers: tuple[int, ...]
+    fanout_seconds: float
+
+
+FULL = Plan(5.0, (1, 50, 500), 50, 5000, (1, 100, 1000), 6.0)
+SMOKE = Plan(0.5, (1, 4), 2, 10, (1, 4), 0.5)
+
+
+@dataclass
+class Server:
+    """One server process on a free port."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [arg.replace("{port}", str(self.port)) for arg in self.command]
+        with open(self.workdir / f"{self.name}.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        port_wait(self.port, timeout=60, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            process_stop(self.proc, sig=signal.SIGTERM, timeout=15)
+            self.proc = None
+
+    def ws(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def memory_kib(self) -> dict[str, int]:
+        """Current (VmRSS) and peak (VmHWM) resident memory."""
+        fields = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0])
+        return {"rss_kib": fields["VmRSS"], "peak_kib": fields["VmHWM"]}
+
+
+def loadgen(scenario: str, urls: list[str], *, timeout: float = 300, **options) -> dict:
+    """Run one scenario in its own process; its figures."""
+    args = [sys.executable, "-m", "bench.loadgen", scenario]
+    for url in urls:
+        args += ["--url", url]
+    for name, value in options.items():
+        if value is True:
+            args.append(f"--{name}")
+        elif value is not False:
+            args += [f"--{name}", str(value)]
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"loadgen {scenario} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def idle_memory(server: Server, url: str, count: int, *, session: bool) -> dict:
+    """Open `count` connections and hold them: KB per connection, and RSS once closed."""
+    before = server.memory_kib()["rss_kib"]
+    args = [sys.executable, "-m", "bench.loadgen", "idle", "--url", url]
+    args += ["--clients", str(count), "--hold", "3"] + (["--session"] if session else [])
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(proc.stdout.readline())
+        time.sleep(1)
+        held = server.memory_kib()["rss_kib"]
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(2)
+    after = server.memory_kib()["rss_kib"]
+    return {
+        "connections": ready["ready"],
+        "kb_per_connection": round((held - before) / max(1, ready["ready"]), 1),
+        "rss_before_kib": before,
+        "rss_held_kib": held,
+        "rss_after_kib": after,
+    }
+
+
+def switchboard_env(workdir: Path, database_url: str, redis_url: str) -> dict[str, str]:
+    env = base_env(database_url=database_url, log_file=workdir / "errors.log", redis_url=redis_url)
+    env.update(
+        # Production settings, with the abuse limits lifted for one client process that
+        # opens thousands of connections and sends as fast as it can.
+        WS_MESSAGES_PER_SECOND="1000000000",
+        WS_MESSAGE_BURST="1000000000",
+        WS_CONNECTS_PER_MINUTE="0",
+        WS_MAX_SESSIONS_PER_USER="1000000",
+        JWT_ACCESS_TTL="3600",
+        LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def access_token(server: Server) -> str:
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", trust_env=False) as client:
+        client.post(
+            "/api/auth/register/",
+            json={"username": "bench", "email": "bench@example.com", "password": PASSWORD},
+        )
+        response = client.post("/api/auth/token/", json={"username": "bench", "password": PASSWORD})
+    response.raise_for_status()
+    return response.json()["access"]
+
+
+def servers_for(workdir: Path, env: dict[str, str]) -> dict[str, Server]:
+    python = sys.executable
+    return {
+        "peer": Server("peer", [python, "-m", "bench.peer", "{port}", "echo"], env, workdir),
+        "daphne": Server(
+            "daphne",
+            [python, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "config.asgi:application"],
+            env,
+            workdir,
+        ),
+        "uvicorn": Server(
+            "uvicorn",
+            [python, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
+            + ["--port", "{port}", "--ws", "websockets-sansio", "--loop", "uvloop"]
+            + ["--lifespan", "off", "--log-level", "warning", "--no-access-log"],
+            env,
+            workdir,
+        ),
+    }
+
+
+def run(plan: Plan, workdir: Path) -> dict:
+    results: dict = {"rows": [], "memory": {}, "fanout": []}
+    redis = RedisServer(workdir=workdir / "redis").start()
+    database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    env = switchboard_env(workdir, database_url, redis.url)
+    database_migrate(env)
+    servers = servers_for(workdir, env)
+    try:
+        for server in servers.values():
+            server.start()
+        token = access_token(servers["daphne"])
+        session_path = f"/ws/session/?token={token}"
+        for clients in plan.clients:
+            for scenario, name, path, session in (
+                ("echo", "peer", "/", False),
+                ("echo", "daphne", "/ws/echo/", False),
+                ("echo", "uvicorn", "/ws/echo/", False),
+                ("session echo", "daphne", session_path, True),
+                ("session echo", "uvicorn", session_path, True),
+            ):
+                figures = loadgen(
+                    "pingpong",
+                    [servers[name].ws(path)],
+                    clients=clients,
+                    seconds=plan.seconds,
+                    session=session,
+                )
+                results["rows"].append(
+                    {"scenario": scenario, "clients": clients, "server": name, **figures}
+                )
+        for name, path, session in (
+            ("peer", "/", False),
+            ("daphne", session_path, True),
+            ("uvicorn", session_path, True),
+        ):
+            figures = loadgen(
+                "handshakes",
+                [servers[name].ws(path)],
+                clients=plan.handshake_concurrency,
+                seconds=plan.seconds,
+                session=session,
+            )
+            results["rows"].append(
+                {"scenario": "handshakes", "clients": plan.handshake_concurrency, "server": name}
+                | figures
+            )
+        for name, path, session in (
+            ("peer", "/", False),
+            ("daphne", session_path, True),
+            ("uvicorn", session_path, True),
+        ):
+            results["rows"].append(
+                {"scenario": "idle", "clients": plan.idle, "server": name}
+                | idle_memory(servers[name], servers[name].ws(path), plan.idle, session=session)
+            )
+        for name, server in servers.items():
+            results["memory"][name] = server.memory_kib()
+    finally:
+        for server in servers.values():
+            server.stop()
+    results["fanout"] = fanout(plan, workdir, env, redis, token)
+    redis.stop()
+    return results
+
+
+def fanout(plan: Plan, workdir: Path, env: dict[str, str], redis, token: str) -> list[dict]:
+    """One publisher, subscribers split over two daphne workers (Redis), and the peer
+    broadcaster."""
+    rows = []
+    workers = [
+        Server(f"fanout{i}", servers_for(workdir, env)["daphne"].command, env, workdir)
+        for i in (1, 2)
+    ]
+    broadcaster = Server(
+        "broadcaster", [sys.executable, "-m", "bench.peer", "{port}", "broadcast"], env, workdir
+    )
+    try:
+        for server in (*workers, broadcaster):
+            server.start()
+        for subscribers in plan.fanout_subscribers:
+            urls = [w.ws(f"/ws/session/?token={token}") for w in workers]
+            switchboard = loadgen(
+                "fanout", urls, clients=subscribers, seconds=plan.fanout_seconds, session=True
+            )
+            peer = loadgen(
+                "fanout", [broadcaster.ws("/")], clients=subscribers, seconds=plan.fanout_seconds
+            )
+            rows.append({"subscribers": subscribers, "switchboard": switchboard, "peer": peer})
+        for server in workers:
+            rows.append({"memory": server.name, **server.memory_kib()})
+    finally:
+        for server in (*workers, broadcaster):
+            server.stop()
+    return rows
+
+
+def machine() -> dict:
+    import channels
+    import daphne
+    import django
+    import uvicorn
+    import websockets
+
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": {
+            "django": django.__version__,
+            "channels": channels.__version__,
+            "daphne": daphne.__version__,
+            "uvicorn": uvicorn.__version__,
+            "websockets": websockets.__version__,
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks the harness")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = parser.parse_args()
+    plan = SMOKE if args.smoke else FULL
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
+        results = run(plan, Path(tmp))
+    results["machine"] = machine()
+    results["plan"] = plan.__dict__
+    results["duration_s"] = round(time.monotonic() - started)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(report_write(results, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    assert SECRET_KEY  # the workers run with the test stack's settings (DEBUG off)
+    sys.exit(main())

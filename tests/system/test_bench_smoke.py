@@ -1,0 +1,44 @@
+"""The benchmark harness, run with tiny numbers: every scenario produces figures and files."""
+
+import json
+import subprocess
+import sys
+
+from tests.system.stack import ROOT
+
+
+def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "BENCHMARKS.md",
+        "benchmarks.json",
+        "benchmarks.png",
+    }
+    results = json.loads((tmp_path / "benchmarks.json").read_text())
+    seen = {(row["scenario"], row["server"]) for row in results["rows"]}
+    assert seen == {
+        (scenario, server)
+        for scenario in ("echo", "handshakes", "idle")
+        for server in ("peer", "daphne", "uvicorn")
+    } | {("session echo", "daphne"), ("session echo", "uvicorn")}
+    for row in results["rows"]:
+        figure = row.get("round_trips_per_s") or row.get("handshakes_per_s") or row["connections"]
+        assert figure > 0, row
+        assert row.get("failures", 0) == 0, row
+    fanout = [row for row in results["fanout"] if "subscribers" in row]
+    assert [row["subscribers"] for row in fanout] == [1, 4]
+    for row in fanout:
+        assert row["switchboard"]["lost"] == row["peer"]["lost"] == 0, row
+        assert row["switchboard"]["deliveries_per_s"] > 0, row
+    report = (tmp_path / "BENCHMARKS.md").read_text()
+    for heading in ("## Round trips", "## Handshakes", "## Idle connections", "## Room fan-out"):
+        assert heading in report
+    assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
