@@ -24,7 +24,7 @@ class UserAdmin(DjangoUserAdmin):
     def get_inlines(self, request, obj):
         return [WebSocketSessionInline] if obj is not None else []
 
-    @admin.action(description="Revoke tokens and disconnect all sessions")
+    @admin.action(description="Revoke tokens and disconnect all sessions", permissions=["change"])
     def revoke_tokens(self, request, queryset):
         for user in queryset:
             user_revoke_tokens(user=user, reason=f"admin action by {request.user.pk}")
@@ -32,7 +32,7 @@ class UserAdmin(DjangoUserAdmin):
             request, f"Revoked tokens of {queryset.count()} user(s).", messages.SUCCESS
         )
 
-    @admin.action(description="Disconnect all sessions (tokens stay valid)")
+    @admin.action(description="Disconnect all sessions (tokens stay valid)", permissions=["change"])
     def disconnect_sessions(self, request, queryset):
         for user in queryset:
             user_sessions_disconnect(user_id=user.pk, by=operator(request))

@@ -54,7 +54,15 @@ def access_token_revoke(*, token, user_id: int) -> None:
     """Refuse one access token from now on, on REST and WebSocket (its `jti` stays in the
     shared cache until the token would have expired), and close the sessions using it."""
     ttl = max(1, int(token["exp"] - time.time()) + 1)
-    cache.set(revoked_jti_key(token["jti"]), 1, timeout=ttl)
+    try:
+        cache.set(revoked_jti_key(token["jti"]), 1, timeout=ttl)
+    except Exception as e:  # logout itself must work: the refresh token is blacklisted
+        security_log.error(
+            "access token not recorded as revoked (cache unreachable: %s): user_id=%s; it "
+            "stays usable until it expires",
+            type(e).__name__,
+            user_id,
+        )
     events.user_sessions_revoke_token_on_commit(user_id=user_id, jti=token["jti"])
     security_log.warning("access token revoked (logout): user_id=%s", user_id)
 

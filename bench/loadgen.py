@@ -103,8 +103,20 @@ async def connect_all(factory, urls: list[str], count: int, concurrency: int = 2
     limit = asyncio.Semaphore(concurrency)
 
     async def one(index: int):
+        made = []
+
+        def make() -> WSListener:
+            made.append(factory())
+            return made[-1]
+
         async with limit:
-            return await ws_connect(factory, urls[index % len(urls)], max_frame_size=2**20)
+            transport, _ = await ws_connect(
+                make,
+                urls[index % len(urls)],
+                max_frame_size=2**20,
+                websocket_handshake_timeout=60,
+            )
+        return transport, made[-1]  # picows may hand back None for the listener under load
 
     return await asyncio.gather(*(one(i) for i in range(count)))
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.report import report_write
+from tests.system.databases import database_create, database_drop
 from tests.system.stack import (
     ROOT,
     SECRET_KEY,
@@ -34,6 +35,7 @@ from tests.system.stack import (
     process_stop,
 )
 
+POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "bench-password-not-a-secret-0123"  # noqa: S105  (a throwaway bench user)
 
 
@@ -178,10 +180,9 @@ def servers_for(workdir: Path, env: dict[str, str]) -> dict[str, Server]:
     }
 
 
-def run(plan: Plan, workdir: Path) -> dict:
+def run(plan: Plan, workdir: Path, database_url: str) -> dict:
     results: dict = {"rows": [], "memory": {}, "fanout": []}
     redis = RedisServer(workdir=workdir / "redis").start()
-    database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
     env = switchboard_env(workdir, database_url, redis.url)
     database_migrate(env)
     servers = servers_for(workdir, env)
@@ -274,6 +275,16 @@ def fanout(plan: Plan, workdir: Path, env: dict[str, str], redis, token: str) ->
     return rows
 
 
+def postgres_answers() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def machine() -> dict:
     import channels
     import daphne
@@ -300,11 +311,23 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks the harness")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument(
+        "--postgres",
+        default=POSTGRES,
+        help="PostgreSQL server URL for a fresh database (production's choice); 'none': SQLite",
+    )
     args = parser.parse_args()
     plan = SMOKE if args.smoke else FULL
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
-        results = run(plan, Path(tmp))
+        postgres = args.postgres if args.postgres != "none" and postgres_answers() else None
+        database_url = database_create(postgres) if postgres else f"sqlite:///{tmp}/bench.sqlite3"
+        try:
+            results = run(plan, Path(tmp), database_url)
+        finally:
+            if postgres:
+                database_drop(database_url)
+    results["database"] = "PostgreSQL" if postgres else "SQLite"
     results["machine"] = machine()
     results["plan"] = plan.__dict__
     results["duration_s"] = round(time.monotonic() - started)

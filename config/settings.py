@@ -97,6 +97,10 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Wait for a writer instead of failing at once: daphne runs sync views in threads.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+    # Transactions take the write lock when they begin: a deferred one that read first
+    # cannot wait for another writer (SQLite refuses at once to avoid a deadlock), so two
+    # workers recording sessions at the same moment would get "database is locked".
+    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A server that drops packets must not hold the one thread that runs lookups for minutes.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
@@ -169,8 +173,8 @@ if JWT_ALGORITHM not in ("HS256", "RS256", "ES256"):
     raise ImproperlyConfigured("JWT_ALGORITHM must be HS256, RS256 or ES256.")
 
 
-def _key_file(variable: str) -> str:
-    path = env.str(variable, default="")
+def _key_file(variable: str, path: str | None = None) -> str:
+    path = env.str(variable, default="") if path is None else path
     if not path:
         raise ImproperlyConfigured(
             f"{variable} must name a PEM file when JWT_ALGORITHM={JWT_ALGORITHM}."
@@ -189,7 +193,8 @@ else:
     JWT_SIGNING_KEY = _key_file("JWT_PRIVATE_KEY_FILE")
     JWT_VERIFYING_KEY = _key_file("JWT_PUBLIC_KEY_FILE")
     JWT_PREVIOUS_KEYS = tuple(
-        Path(path).read_text() for path in env.list("JWT_PREVIOUS_PUBLIC_KEY_FILES", default=[])
+        _key_file("JWT_PREVIOUS_PUBLIC_KEY_FILES", path)
+        for path in env.list("JWT_PREVIOUS_PUBLIC_KEY_FILES", default=[])
     )
 
 SIMPLE_JWT = {

@@ -16,9 +16,19 @@ INLINE_RECENT = 20  # sessions shown on a user's admin page
 
 
 def alive_workers_for(request: HttpRequest) -> set[str]:
-    """The alive workers, asked once per admin request."""
+    """The alive workers, asked once per admin request. With Redis down, none: every session
+    shows offline and the page says why, but the admin keeps working (an operator may need
+    to deactivate a user right then)."""
     if not hasattr(request, "_switchboard_alive_workers"):
-        request._switchboard_alive_workers = alive_workers_sync()
+        try:
+            request._switchboard_alive_workers = alive_workers_sync()
+        except Exception as e:
+            request._switchboard_alive_workers = set()
+            messages.warning(
+                request,
+                f"Redis is unreachable ({type(e).__name__}): which sessions are online is "
+                "unknown, and every session shows offline.",
+            )
     return request._switchboard_alive_workers
 
 

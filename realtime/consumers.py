@@ -55,6 +55,8 @@ from realtime.workers import WORKER_ID, heartbeat
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
 
+background_tasks: set[asyncio.Task] = set()
+
 # What a refused handshake answers: (error code, close code, connection-outcome metric label).
 AUTH_FAILURES: dict[str, tuple[ErrorCode, CloseCode, str]] = {
     "token_expired": (ErrorCode.TOKEN_EXPIRED, CloseCode.TOKEN_EXPIRED, "expired"),
@@ -405,7 +407,9 @@ class SessionConsumer(LimitedConsumer):
             )
             # A timed-out insert may still commit later: close its row behind it (the
             # database thread runs these in order).
-            asyncio.ensure_future(self.session_record_close(CloseCode.TRY_AGAIN_LATER))
+            task = asyncio.ensure_future(self.session_record_close(CloseCode.TRY_AGAIN_LATER))
+            background_tasks.add(task)  # a task nobody references may be collected mid-way
+            task.add_done_callback(background_tasks.discard)
             return AUTH_FAILURES["unavailable"]
         self.recorded = True
         return None

@@ -48,15 +48,18 @@ def token_from_query(scope: dict) -> str | None:
 
 
 def token_from_header(scope: dict) -> str | None:
-    """The token of an `Authorization: Bearer` header; None when absent."""
+    """The token of an `Authorization: Bearer` header; None when absent or another scheme
+    (a proxy's Basic credentials are not ours)."""
     values = [value for name, value in scope.get("headers", ()) if name.lower() == b"authorization"]
     if not values:
         return None
     if len(values) > 1:
         raise TokenRejected("more than one Authorization header")
     scheme, _, token = values[0].decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise TokenRejected("unsupported Authorization scheme")
+    if scheme.lower() != "bearer":
+        return None
+    if not token.strip():
+        raise TokenRejected("empty Bearer token")
     return token.strip()
 
 

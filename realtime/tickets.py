@@ -19,7 +19,13 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from rest_framework_simplejwt.settings import api_settings
 
-from accounts.tokens import VERSION_CLAIM, Authenticated, TokenExpired, TokenRejected
+from accounts.tokens import (
+    VERSION_CLAIM,
+    Authenticated,
+    AuthUnavailable,
+    TokenExpired,
+    TokenRejected,
+)
 
 TICKET_TTL = 30  # seconds
 TICKET_BYTES = 32
@@ -101,7 +107,10 @@ async def ticket_redeem(ticket: str, *, client_ip: str) -> dict:
     used, expired, or (bound to an IP) presented from another address."""
     if not ticket or len(ticket) > TICKET_MAX_CHARS:
         raise TokenRejected("malformed ticket")
-    value = await ticket_store().take(_key(ticket))
+    try:
+        value = await ticket_store().take(_key(ticket))
+    except redis.RedisError as e:
+        raise AuthUnavailable(f"ticket store unavailable ({type(e).__name__})") from e
     if value is None:
         raise TokenRejected("ticket unknown, used or expired")
     claims = json.loads(value)

@@ -89,6 +89,15 @@ def fresh_worker_state():
 
 
 @pytest.fixture
+def plain_static_files(settings):
+    """The admin's templates name static files; unit tests run without collectstatic."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
 def user(db) -> User:
     return UserFactory(username="alice", email="alice@example.com")
 

@@ -53,13 +53,21 @@ async def test_an_authorization_bearer_header_authenticates(connect, user):
     assert (await welcome_of(socket))["user"] == {"id": user.pk, "username": "alice"}
 
 
-@pytest.mark.parametrize(
-    "value", [b"Basic YWxpY2U6cHc=", b"Bearer ", b"Bearer not.a.jwt", b"token abc"]
-)
+@pytest.mark.parametrize("value", [b"Bearer ", b"Bearer not.a.jwt", b"bearer  "])
 async def test_a_bad_authorization_header_is_unauthorized(connect, user, value):
     socket = await connect("/ws/session/", headers=[(b"authorization", value)])
 
     await assert_error_then_closed(socket, ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED)
+
+
+@pytest.mark.parametrize("value", [b"Basic YWxpY2U6cHc=", b"Digest abc", b"token abc"])
+async def test_another_authorization_scheme_is_not_ours_and_is_ignored(connect, user, value):
+    # A proxy's Basic credentials reach the upgrade request too: the ticket still counts.
+    socket = await connect(
+        f"/ws/session/?token={access_for(user)}", headers=[(b"authorization", value)]
+    )
+
+    assert (await welcome_of(socket))["user"]["id"] == user.pk
 
 
 async def test_the_bearer_subprotocol_authenticates_and_the_server_answers_switchboard_v1(

@@ -20,13 +20,7 @@ CHANGELIST = "/admin/realtime/websocketsession/"
 USERS = "/admin/accounts/user/"
 
 
-@pytest.fixture(autouse=True)
-def plain_static_files(settings):
-    """The admin's templates name static files; unit tests run without collectstatic."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
+pytestmark = pytest.mark.usefixtures("plain_static_files")
 
 
 def permission(app_label: str, codename: str) -> Permission:

@@ -49,6 +49,20 @@ def listed(session: WebSocketSession) -> dict:
     }
 
 
+def operator_create(*permissions: str) -> object:
+    """A staff user with the permissions the sessions API asks of operators (or `permissions`)."""
+    from django.contrib.auth.models import Permission
+
+    staff = UserFactory(is_staff=True)
+    wanted = permissions or ("realtime.view_websocketsession", "accounts.change_user")
+    for name in wanted:
+        app_label, codename = name.split(".")
+        staff.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return type(staff).objects.get(pk=staff.pk)  # a fresh object: permissions are cached
+
+
 def delete(user, session_id) -> object:
     return api(user).delete(f"{SESSIONS}{session_id}/")
 
@@ -101,7 +115,7 @@ def test_get_leaves_out_closed_sessions_and_those_of_dead_workers(user):
 @pytest.mark.django_db
 @pytest.mark.parametrize("flag", ["1", "true"])
 def test_staff_with_all_get_every_users_online_sessions(user, other_user, flag):
-    staff = UserFactory(is_staff=True)
+    staff = operator_create()
     mine = WebSocketSessionFactory(user=user, connected_at=T0)
     theirs = WebSocketSessionFactory(user=other_user, connected_at=T0 + timedelta(seconds=1))
     orphan = WebSocketSessionFactory(
@@ -118,7 +132,7 @@ def test_staff_with_all_get_every_users_online_sessions(user, other_user, flag):
 
 @pytest.mark.django_db
 def test_staff_without_all_get_only_their_own_sessions(user):
-    staff = UserFactory(is_staff=True)
+    staff = operator_create()
     own = WebSocketSessionFactory(user=staff, connected_at=T0)
     WebSocketSessionFactory(user=user, connected_at=T0)
 
@@ -136,7 +150,11 @@ def test_all_from_a_user_who_is_not_staff_is_403(user, other_user, flag):
 
     assert (response.status_code, response.json()) == (
         403,
-        {"detail": "Only staff may list every user's sessions.", "code": "permission_denied"},
+        {
+            "detail": "Only staff with the permission to view sessions may list every user's "
+            "sessions.",
+            "code": "permission_denied",
+        },
     )
 
 
@@ -184,7 +202,7 @@ async def test_delete_closes_only_the_named_session(connect, user):
 
 
 async def test_staff_may_delete_another_users_session(connect, user):
-    staff = await sync_to_async(UserFactory)(is_staff=True)
+    staff = await sync_to_async(operator_create)()
     socket, welcome = await session_open(connect, user)
 
     response = await sync_to_async(delete)(staff, welcome["session_id"])
@@ -224,7 +242,7 @@ def test_deleting_a_session_that_is_not_online_is_404(
 def test_staff_deleting_a_session_that_is_not_online_is_404(user):
     session = WebSocketSessionFactory(user=user, worker=DEAD_WORKER)
 
-    response = delete(UserFactory(is_staff=True), session.id)
+    response = delete(operator_create(), session.id)
 
     assert (response.status_code, response.json()) == (404, NOT_ONLINE)
 
@@ -269,3 +287,20 @@ def test_delete_answers_503_unavailable_when_the_alive_workers_cannot_be_known(
 
     assert (response.status_code, response.json()) == (503, UNAVAILABLE)
     assert callbacks == []
+
+
+@pytest.mark.django_db
+def test_staff_without_the_view_permission_may_not_list_everyone(user):
+    staff = UserFactory(is_staff=True)
+
+    assert api(staff).get(SESSIONS, {"all": "1"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_staff_who_may_not_change_users_cannot_disconnect_another_users_session(user):
+    session = WebSocketSessionFactory(user=user)
+    viewer = operator_create("realtime.view_websocketsession")
+
+    response = delete(viewer, session.id)
+
+    assert (response.status_code, response.json()) == (404, NOT_ONLINE)

@@ -1,0 +1,40 @@
+"""Paths that meet Redis while it is down: documented answers, never a 500 or a 1011."""
+
+import pytest
+import redis
+from rest_framework.test import APIClient
+
+from realtime.protocol import CloseCode, ErrorCode
+from realtime.tickets import ticket_store
+from tests.conftest import access_for, refresh_for
+from tests.unit.realtime.ws import assert_error_then_closed
+
+
+async def test_a_ticket_store_that_fails_on_redeem_answers_unavailable_1013(
+    connect, user, monkeypatch
+):
+    async def broken(key):
+        raise redis.ConnectionError("down")
+
+    monkeypatch.setattr(ticket_store(), "take", broken)
+
+    socket = await connect("/ws/session/?ticket=" + "t" * 43)
+
+    await assert_error_then_closed(socket, ErrorCode.UNAVAILABLE, CloseCode.TRY_AGAIN_LATER)
+
+
+@pytest.mark.django_db
+def test_logout_works_when_the_cache_cannot_record_the_access_token(user, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise redis.ConnectionError("down")
+
+    monkeypatch.setattr("accounts.services.cache.set", broken)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_for(user)}")
+
+    response = client.post("/api/auth/logout/", {"refresh": str(refresh_for(user))}, format="json")
+
+    assert response.status_code == 204
+    assert "access token not recorded as revoked (cache unreachable: ConnectionError)" in (
+        caplog.text
+    )
