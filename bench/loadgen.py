@@ -98,8 +98,9 @@ class PingPong(WSListener):
             self.done.set_result(None)
 
 
-async def connect_all(factory, urls: list[str], count: int, concurrency: int = 200) -> list:
-    """Open `count` connections round-robin over `urls`, at most `concurrency` at once."""
+async def connect_all(factory, urls: list[str], count: int, concurrency: int = 50) -> list:
+    """Open `count` connections round-robin over `urls`, at most `concurrency` at once;
+    (transport, listener) pairs, without the connections the server refused or timed out."""
     limit = asyncio.Semaphore(concurrency)
 
     async def one(index: int):
@@ -110,15 +111,19 @@ async def connect_all(factory, urls: list[str], count: int, concurrency: int = 2
             return made[-1]
 
         async with limit:
-            transport, _ = await ws_connect(
-                make,
-                urls[index % len(urls)],
-                max_frame_size=2**20,
-                websocket_handshake_timeout=60,
-            )
-        return transport, made[-1]  # picows may hand back None for the listener under load
+            try:
+                transport, _ = await ws_connect(
+                    make,
+                    urls[index % len(urls)],
+                    max_frame_size=2**20,
+                    websocket_handshake_timeout=60,
+                )
+            except Exception:
+                return None
+        return (transport, made[-1]) if made else None
 
-    return await asyncio.gather(*(one(i) for i in range(count)))
+    pairs = await asyncio.gather(*(one(i) for i in range(count)))
+    return [pair for pair in pairs if pair is not None]
 
 
 async def pingpong(args) -> dict:
@@ -191,7 +196,7 @@ async def idle(args) -> dict:
     await asyncio.sleep(args.hold)
     for transport, _ in pairs:
         transport.disconnect()
-    return {"connections": ready}
+    return {"connections": ready, "refused": args.clients - ready}
 
 
 class Deliveries:

@@ -61,15 +61,18 @@ def tables(results: dict) -> str:
             f"{row['p99_ms']} | {row['failures']} |"
         )
     lines += ["", "## Idle connections (Switchboard: authenticated sessions)", ""]
-    lines += ["| server | open | KB per connection | × peer | RSS before → held → after (MiB) |"]
-    lines += ["|---|---|---|---|---|"]
+    lines += [
+        "| server | open | refused | KB per connection | × peer | RSS before → held → after (MiB) |"
+    ]
+    lines += ["|---|---|---|---|---|---|"]
     for row in rows:
         if row["scenario"] != "idle":
             continue
         peer = _peer(rows, "idle", row["clients"])
         mib = [round(row[k] / 1024, 1) for k in ("rss_before_kib", "rss_held_kib", "rss_after_kib")]
         lines.append(
-            f"| {row['server']} | {row['connections']:,} | {row['kb_per_connection']} | "
+            f"| {row['server']} | {row['connections']:,} | {row['refused']:,} | "
+            f"{row['kb_per_connection']} | "
             f"{ratio(row['kb_per_connection'], peer['kb_per_connection'])} | "
             f"{mib[0]} → {mib[1]} → {mib[2]} |"
         )

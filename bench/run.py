@@ -126,6 +126,7 @@ def idle_memory(server: Server, url: str, count: int, *, session: bool) -> dict:
     after = server.memory_kib()["rss_kib"]
     return {
         "connections": ready["ready"],
+        "refused": count - ready["ready"],
         "kb_per_connection": round((held - before) / max(1, ready["ready"]), 1),
         "rss_before_kib": before,
         "rss_held_kib": held,
