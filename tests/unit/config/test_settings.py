@@ -35,3 +35,29 @@ def test_an_empty_secret_key_with_debug_on_uses_the_dev_only_key():
     result = settings_run(DJANGO_DEBUG="1", DJANGO_SECRET_KEY="")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
+
+
+def pool_option(**env: str) -> str:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "JWT_"))}
+    environment.update(
+        DJANGO_SETTINGS_MODULE="config.settings", DJANGO_ENV_FILE="", DJANGO_DEBUG="1", **env
+    )
+    script = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DATABASES['default']['OPTIONS'].get('pool'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_database_pool_turns_on_psycopgs_pool_for_postgresql_only():
+    postgres = "postgres://switchboard@127.0.0.1:5432/switchboard"
+
+    assert pool_option(DATABASE_URL=postgres) == "None"
+    assert pool_option(DATABASE_URL=postgres, DATABASE_POOL="1") == (
+        "{'min_size': 2, 'max_size': 8, 'timeout': 5}"
+    )
+    assert pool_option(DATABASE_URL="sqlite:///x.sqlite3", DATABASE_POOL="1") == "None"
