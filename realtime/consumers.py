@@ -347,7 +347,7 @@ class SessionConsumer(LimitedConsumer):
         if refusal is not None:
             error_code, close_code, outcome = refusal
             metrics.WS_CONNECTIONS.labels(self.endpoint, outcome).inc()
-            return await self.close_with(close_code, error_code)
+            return await self.close_with(close_code, error_code, msg_id)
         metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
         await self.groups_join()
         layer_health.register(self, self.groups_join)

@@ -294,3 +294,19 @@ def sync(function):
     from asgiref.sync import sync_to_async
 
     return sync_to_async(function)
+
+
+async def test_an_auth_frame_refused_over_the_session_limit_keeps_its_id(connect, user, settings):
+    settings.WS_MAX_SESSIONS_PER_USER = 1
+    first = await connect(f"/ws/session/?token={access_for(user)}")
+    await welcome_of(first)
+    socket = await connect("/ws/session/")
+    await socket.send_json_to({"type": "auth", "token": str(access_for(user)), "id": "a2"})
+
+    assert await socket.receive_json_from() == {
+        "type": "error",
+        "code": "too_many_sessions",
+        "message": "Too many open sessions for this user; close one first",
+        "id": "a2",
+    }
+    assert await receive_close(socket) == (4502, "too many sessions")
