@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -63,18 +64,17 @@ def nginx_start(*, listen_port: int, worker_ports: list[int], workdir: Path) -> 
     )
 
 
-def port_wait(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    import socket
-
+def port_wait(port: int, *, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until something accepts on 127.0.0.1:`port`; fail early if `proc` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before listening")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.05)
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
 
 
@@ -137,7 +137,7 @@ def main() -> int:
                 start_new_session=True,
             )
         )
-        port_wait(redis_port, redis_procs[0])
+        port_wait(redis_port, proc=redis_procs[0])
         for worker_port in worker_ports:
             worker_procs.append(
                 subprocess.Popen(
@@ -149,11 +149,11 @@ def main() -> int:
                 )
             )
         for worker_port, proc in zip(worker_ports, worker_procs, strict=True):
-            port_wait(worker_port, proc)
+            port_wait(worker_port, proc=proc)
         nginx_procs.append(
             nginx_start(listen_port=port, worker_ports=worker_ports, workdir=workdir / "nginx")
         )
-        port_wait(port, nginx_procs[0])
+        port_wait(port, proc=nginx_procs[0])
         print(
             f"\nSwitchboard cluster: nginx http://127.0.0.1:{port}/ in front of daphne workers "
             f"on ports {', '.join(map(str, worker_ports))}, Redis on {redis_port}.\n"

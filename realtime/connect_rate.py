@@ -17,6 +17,7 @@ from limits.storage import storage_from_string
 from accounts.client_ip import scope_client_ip
 from operations.metrics import WS_CONNECTIONS, endpoint_label
 from realtime.protocol import CloseCode, ErrorCode, frame_encode
+from realtime.workers import redis_options
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
@@ -41,8 +42,7 @@ class ConnectRate:
                 store = storage_from_string(
                     "async+" + settings.REDIS_URL,
                     implementation="redispy",
-                    socket_timeout=settings.REDIS_CONNECT_TIMEOUT,
-                    socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                    **redis_options(),
                 )
             else:
                 store = storage_from_string("async+memory://")

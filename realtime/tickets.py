@@ -26,6 +26,7 @@ from accounts.tokens import (
     TokenExpired,
     TokenRejected,
 )
+from realtime.workers import redis_options
 
 TICKET_TTL = 30  # seconds
 TICKET_BYTES = 32
@@ -37,13 +38,6 @@ def _key(ticket: str) -> str:
     return "switchboard:ticket:" + hashlib.sha256(ticket.encode()).hexdigest()
 
 
-def _client_options() -> dict:
-    return {
-        "socket_timeout": settings.REDIS_CONNECT_TIMEOUT,
-        "socket_connect_timeout": settings.REDIS_CONNECT_TIMEOUT,
-    }
-
-
 class RedisTickets:
     """Tickets in Redis: SET with a TTL to issue, GETDEL to redeem."""
 
@@ -52,7 +46,7 @@ class RedisTickets:
         self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
 
     def put(self, key: str, value: str) -> None:
-        client = redis.Redis.from_url(self.url, **_client_options())
+        client = redis.Redis.from_url(self.url, **redis_options())
         try:
             client.set(key, value, ex=TICKET_TTL)
         finally:
@@ -61,7 +55,7 @@ class RedisTickets:
     async def take(self, key: str) -> str | None:
         loop = asyncio.get_running_loop()
         if loop not in self._clients:
-            self._clients[loop] = aioredis.from_url(self.url, **_client_options())
+            self._clients[loop] = aioredis.from_url(self.url, **redis_options())
         value = await self._clients[loop].getdel(key)
         return value.decode() if value is not None else None
 

@@ -35,7 +35,8 @@ def alive_of(workers: list[str], beats: list) -> set[str]:
     return {worker for worker, beat in zip(workers, beats, strict=True) if beat is not None}
 
 
-def _client_options() -> dict:
+def redis_options() -> dict:
+    """Connection options for Switchboard's own Redis clients: fail fast when Redis is gone."""
     return {
         "socket_timeout": settings.REDIS_CONNECT_TIMEOUT,
         "socket_connect_timeout": settings.REDIS_CONNECT_TIMEOUT,
@@ -54,7 +55,7 @@ class WorkerHeartbeat:
     def client(self) -> aioredis.Redis:
         loop = asyncio.get_running_loop()
         if loop not in self._clients:
-            self._clients[loop] = aioredis.from_url(self.url, **_client_options())
+            self._clients[loop] = aioredis.from_url(self.url, **redis_options())
         return self._clients[loop]
 
     async def beat(self) -> None:
@@ -127,7 +128,7 @@ def alive_workers_sync() -> set[str]:
     process: right for the admin and REST API served by the one worker, not for a command."""
     if not settings.REDIS_URL:
         return {WORKER_ID}
-    client = redis.Redis.from_url(settings.REDIS_URL, **_client_options())
+    client = redis.Redis.from_url(settings.REDIS_URL, **redis_options())
     try:
         workers = sorted(member.decode() for member in client.smembers(WORKERS_KEY))
         if not workers:
@@ -141,7 +142,7 @@ def worker_retire_sync() -> None:
     """Forget this worker at once (graceful shutdown): its sessions stop counting now."""
     if not settings.REDIS_URL:
         return
-    client = redis.Redis.from_url(settings.REDIS_URL, **_client_options())
+    client = redis.Redis.from_url(settings.REDIS_URL, **redis_options())
     try:
         with client.pipeline(transaction=True) as pipe:
             pipe.delete(worker_key(WORKER_ID))
@@ -156,7 +157,7 @@ def dead_workers_knowable_sync() -> bool:
     has been up for two heartbeat TTLs (after a restart, live workers need one beat)."""
     if not settings.REDIS_URL:
         return False
-    client = redis.Redis.from_url(settings.REDIS_URL, **_client_options())
+    client = redis.Redis.from_url(settings.REDIS_URL, **redis_options())
     try:
         return int(client.info("server")["uptime_in_seconds"]) >= 2 * settings.WS_PRESENCE_TTL
     finally:

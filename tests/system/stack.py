@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from deploy.cluster import nginx_start
+from deploy.cluster import nginx_start, port_wait
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "system-test-secret-key-not-for-production-0123456789abcdef"
@@ -26,20 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def port_wait(port: int, *, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
-    """Wait until something accepts on 127.0.0.1:`port`; fail early if `proc` exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
 
 
 def process_stop(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 10) -> None:

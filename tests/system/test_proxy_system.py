@@ -186,17 +186,22 @@ async def test_behind_nginx_the_registry_records_the_clients_address_not_a_forge
     assert alice["access"] not in log
 
 
+def forged_from_127_0_0_2(worker, user: dict):
+    """A session opened from 127.0.0.2 that claims `X-Forwarded-For: 6.6.6.6`."""
+    return ws_connect(
+        worker,
+        f"/ws/session/?token={user['access']}",
+        sock=socket_from("127.0.0.2", worker.port),
+        additional_headers={"X-Forwarded-For": "6.6.6.6"},
+    )
+
+
 async def test_a_forwarded_for_header_from_an_untrusted_peer_changes_nothing(start_worker):
     # The worker trusts 127.0.0.1 only; this client connects from 127.0.0.2 directly.
     worker = start_worker(TRUSTED_PROXIES="127.0.0.1/32")
     alice = user_register(worker)
 
-    async with ws_connect(
-        worker,
-        f"/ws/session/?token={alice['access']}",
-        sock=socket_from("127.0.0.2", worker.port),
-        additional_headers={"X-Forwarded-For": "6.6.6.6"},
-    ) as forged:
+    async with forged_from_127_0_0_2(worker, alice) as forged:
         welcome = await frame_json(forged)
         listed = await sessions_list(worker, alice)
 
@@ -208,12 +213,7 @@ async def test_without_trusted_proxies_forwarded_for_is_ignored_and_logged_once(
     alice = user_register(worker)
 
     for _ in range(2):
-        async with ws_connect(
-            worker,
-            f"/ws/session/?token={alice['access']}",
-            sock=socket_from("127.0.0.2", worker.port),
-            additional_headers={"X-Forwarded-For": "6.6.6.6"},
-        ) as forged:
+        async with forged_from_127_0_0_2(worker, alice) as forged:
             welcome = await frame_json(forged)
             listed = await sessions_list(worker, alice)
             assert [s["client_ip"] for s in listed if s["id"] == welcome["session_id"]] == [
