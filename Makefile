@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test cluster bench lint format lock audit clean redis-server nginx
+.PHONY: run test cluster bench profile lint format lock audit clean redis-server nginx
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ cluster: $(VENV)/.runtime redis-server nginx
 ## writes docs/BENCHMARKS.md, docs/benchmarks.png and docs/benchmarks.json
 bench: $(VENV)/.dev redis-server
 	$(BIN)/python -m bench.run
+
+## profile: one daphne worker under each load with py-spy sampling it; writes flame graphs
+## and the hottest functions to docs/perf/ (py-spy needs ptrace: run as root or the same user)
+profile: $(VENV)/.dev redis-server
+	$(BIN)/python -m bench.profile
 
 ## test: install test dependencies, make sure redis-server exists, run the whole suite
 ## (on SQLite; with TEST_POSTGRES_URL=postgres://user@host:5432/db, on PostgreSQL)

@@ -18,6 +18,7 @@ from rest_framework_simplejwt.tokens import AccessToken as SimpleAccessToken
 from rest_framework_simplejwt.tokens import RefreshToken as SimpleRefreshToken
 from rest_framework_simplejwt.tokens import Token
 
+from accounts.async_cache import cache_get
 from accounts.jwt_keys import token_backend
 from accounts.models import User
 
@@ -43,7 +44,7 @@ def access_token_revoked(claims) -> bool:
 async def aaccess_token_revoked(claims) -> bool:
     """`access_token_revoked` from async code."""
     try:
-        return await cache.aget(revoked_jti_key(claims.get("jti"))) is not None
+        return await cache_get(revoked_jti_key(claims.get("jti"))) is not None
     except Exception as e:
         logger.warning("revoked-token list unreadable (%s)", type(e).__name__)
         return False

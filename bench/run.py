@@ -108,14 +108,14 @@ def loadgen(scenario: str, urls: list[str], *, timeout: float = 300, **options) 
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def idle_memory(server: Server, url: str, count: int, *, session: bool) -> dict:
-    """Open `count` connections and hold them: KB per connection, and RSS once closed."""
+def idle_round(server: Server, url: str, count: int, *, session: bool) -> dict:
+    """Open `count` connections, hold them, close them: RSS before, held and after."""
     before = server.memory_kib()["rss_kib"]
     args = [sys.executable, "-m", "bench.loadgen", "idle", "--url", url]
     args += ["--clients", str(count), "--hold", "3"] + (["--session"] if session else [])
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
-        ready = json.loads(proc.stdout.readline())
+        ready = json.loads(proc.stdout.readline())["ready"]
         time.sleep(1)
         held = server.memory_kib()["rss_kib"]
         proc.wait(timeout=120)
@@ -123,14 +123,27 @@ def idle_memory(server: Server, url: str, count: int, *, session: bool) -> dict:
         if proc.poll() is None:
             proc.kill()
     time.sleep(2)
-    after = server.memory_kib()["rss_kib"]
+    return {"ready": ready, "before": before, "held": held, "after": server.memory_kib()["rss_kib"]}
+
+
+def idle_memory(server: Server, url: str, count: int, *, session: bool) -> dict:
+    """KB per idle connection (first round), and a second identical round: Python keeps
+    freed memory for reuse rather than returning it, so "after" stays up; what shows a leak
+    is the second round growing RSS again."""
+    first = idle_round(server, url, count, session=session)
+    second = idle_round(server, url, count, session=session)
     return {
-        "connections": ready["ready"],
-        "refused": count - ready["ready"],
-        "kb_per_connection": round((held - before) / max(1, ready["ready"]), 1),
-        "rss_before_kib": before,
-        "rss_held_kib": held,
-        "rss_after_kib": after,
+        "connections": first["ready"],
+        "refused": count - first["ready"],
+        "kb_per_connection": round((first["held"] - first["before"]) / max(1, first["ready"]), 1),
+        "rss_before_kib": first["before"],
+        "rss_held_kib": first["held"],
+        "rss_after_kib": first["after"],
+        "second_round_held_kib": second["held"],
+        "second_round_after_kib": second["after"],
+        "second_round_kb_per_connection": round(
+            (second["held"] - first["after"]) / max(1, second["ready"]), 1
+        ),
     }
 
 

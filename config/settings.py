@@ -105,8 +105,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A server that drops packets must not hold the one thread that runs lookups for minutes.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     # psycopg's connection pool (Django 5.1+): without it every database_sync_to_async call
-    # opens a new connection. Opt-in until the benchmarks issue settles the sizes.
-    if env.bool("DATABASE_POOL", default=False):
+    # opens a new connection, and a handshake's three calls spent most of their time there
+    # (docs/perf/README.md). A worker runs its queries on one thread, so 2 connections serve
+    # it; 8 leave room for admin and REST views under load.
+    if env.bool("DATABASE_POOL", default=True):
         DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 2, "max_size": 8, "timeout": 5}
 
 # ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from accounts.async_cache import cache_get
 from operations.metrics import LAYER_FAILURES
 from realtime.rooms import channel_name_valid, room_group
 
@@ -101,7 +102,7 @@ def user_sessions_revoke_on_commit(*, user_id: int, revoked_below: int) -> None:
 async def revocation_floor(user_id: int) -> int | None:
     """The version below which the user's tokens were revoked lately, if the cache knows."""
     try:
-        return await cache.aget(_floor_key(user_id))
+        return await cache_get(_floor_key(user_id))
     except Exception as e:
         logger.warning("revocation floor unreadable for user %s: %s", user_id, type(e).__name__)
         return None

@@ -33,12 +33,21 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
         figure = row.get("round_trips_per_s") or row.get("handshakes_per_s") or row["connections"]
         assert figure > 0, row
         assert row.get("failures", 0) == row.get("refused", 0) == 0, row
+        if row["scenario"] == "idle":
+            assert row["second_round_held_kib"] > 0, row
+            assert row["second_round_after_kib"] > 0, row
     fanout = [row for row in results["fanout"] if "subscribers" in row]
     assert [row["subscribers"] for row in fanout] == [1, 4]
     for row in fanout:
         assert row["switchboard"]["lost"] == row["peer"]["lost"] == 0, row
         assert row["switchboard"]["deliveries_per_s"] > 0, row
     report = (tmp_path / "BENCHMARKS.md").read_text()
-    for heading in ("## Round trips", "## Handshakes", "## Idle connections", "## Room fan-out"):
+    for heading in (
+        "## Targets",
+        "## Round trips",
+        "## Handshakes",
+        "## Idle connections",
+        "## Room fan-out",
+    ):
         assert heading in report
     assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")

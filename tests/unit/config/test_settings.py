@@ -53,11 +53,9 @@ def pool_option(**env: str) -> str:
     return result.stdout.strip()
 
 
-def test_database_pool_turns_on_psycopgs_pool_for_postgresql_only():
+def test_postgresql_uses_psycopgs_pool_unless_database_pool_is_off():
     postgres = "postgres://switchboard@127.0.0.1:5432/switchboard"
 
-    assert pool_option(DATABASE_URL=postgres) == "None"
-    assert pool_option(DATABASE_URL=postgres, DATABASE_POOL="1") == (
-        "{'min_size': 2, 'max_size': 8, 'timeout': 5}"
-    )
+    assert pool_option(DATABASE_URL=postgres) == "{'min_size': 2, 'max_size': 8, 'timeout': 5}"
+    assert pool_option(DATABASE_URL=postgres, DATABASE_POOL="0") == "None"
     assert pool_option(DATABASE_URL="sqlite:///x.sqlite3", DATABASE_POOL="1") == "None"

@@ -1,0 +1,38 @@
+"""Reads of Django's default cache from async code that never wait for the sync thread.
+
+Django's `cache.aget` on the Redis backend is `sync_to_async(cache.get)`: it queues behind
+every database call of the worker's one sync thread, so each WebSocket handshake's two cache
+reads (revoked token, revocation floor) waited for other handshakes' queries. Here the same
+key is read with redis-py's asyncio client on the event loop; values are decoded with
+Django's own serializer, so whatever `cache.set` wrote reads back the same. Any other cache
+backend (local memory without REDIS_URL) is in-process: read directly.
+"""
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache, RedisSerializer
+
+_clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
+_serializer = RedisSerializer()
+
+
+def _client() -> aioredis.Redis:
+    loop = asyncio.get_running_loop()
+    if loop not in _clients:
+        config = settings.CACHES["default"]
+        # The sync client's own options (its timeouts), so both fail alike.
+        _clients[loop] = aioredis.from_url(config["LOCATION"], **config.get("OPTIONS", {}))
+    return _clients[loop]
+
+
+async def cache_get(key: str) -> Any:
+    """`cache.get(key)`, without a thread hop; raises what the cache raises."""
+    cache = caches["default"]
+    if not isinstance(cache, RedisCache):
+        return cache.get(key)
+    value = await _client().get(cache.make_and_validate_key(key))
+    return None if value is None else _serializer.loads(value)
