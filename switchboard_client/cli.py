@@ -1,0 +1,306 @@
+"""`python -m switchboard_client`: log in, then a prompt like wscat (lines sent, frames printed).
+
+Exit codes: 0 at the end of input or `/quit`; 1 when the client cannot connect or log in for
+a reason that may pass (unreachable, HTTP error, gave up reconnecting); 2 when the server
+refuses or ends the session for good (bad credentials, 4500-4999); 64 for a usage error.
+"""
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+import threading
+from typing import Any
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from switchboard_client.client import SwitchboardClient
+from switchboard_client.errors import (
+    CloseAction,
+    RequestError,
+    SwitchboardClosed,
+    SwitchboardError,
+    close_action,
+)
+from switchboard_client.rest import ws_url
+from switchboard_client.subscription import Subscription
+
+EXIT_OK, EXIT_FAILED, EXIT_CLOSED, EXIT_USAGE = 0, 1, 2, 64
+PASSWORD_ENV = "SWITCHBOARD_PASSWORD"  # noqa: S105  (the variable's name, not a password)
+HELP = """commands: /ping  /sub ROOM  /unsub ROOM  /pub ROOM DATA  /presence ROOM  /quit
+a JSON object or array is sent as it is; any other line is echoed ({"type":"echo"})"""
+
+
+class UsageError(Exception):
+    """A bad command line: reported with exit code 64."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own exit code 2 is our "closed"
+        raise UsageError(message)
+
+
+def parser_build() -> argparse.ArgumentParser:
+    """The command line's options."""
+    # No abbreviations: `--password x` must not pass for `--password-stdin`.
+    parser = _Parser(
+        prog="python -m switchboard_client",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the site's base URL")
+    parser.add_argument("--username", help="log in as this user (not needed with --echo)")
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help=f"read the password from the first line of stdin (else ${PASSWORD_ENV}, else a "
+        "prompt)",
+    )
+    parser.add_argument("--echo", action="store_true", help="the anonymous /ws/echo/ instead")
+    parser.add_argument("--json", action="store_true", help="print frames raw, one per line")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply")
+    return parser
+
+
+def password_get(args: argparse.Namespace) -> str:
+    """The password: stdin's first line, $SWITCHBOARD_PASSWORD, or a prompt on a terminal."""
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise UsageError("--password-stdin: stdin is empty")
+        return line.rstrip("\r\n")
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    if sys.stdin.isatty():
+        return getpass.getpass(f"password for {args.username}: ")
+    raise UsageError(f"no password: use --password-stdin or ${PASSWORD_ENV}")
+
+
+def lines_start() -> asyncio.Queue[str | None]:
+    """Stdin's lines in a queue, None at the end. A daemon thread reads them: it never keeps
+    the process alive, and it works for terminals, pipes and files alike."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    return queue
+
+
+def out(text: str) -> None:
+    print(text, flush=True)
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def frame_format(frame: dict[str, Any]) -> str:
+    """One frame as a line for people (`--json` prints the frame itself)."""
+    kind = frame.get("type")
+    if kind == "message":
+        sender = (frame.get("from") or {}).get("username", "(server)")
+        return f"[{frame.get('channel')}] {sender}: {_compact(frame.get('data'))}"
+    if kind == "error":
+        return f"error {frame.get('code')}: {frame.get('message')}"
+    if kind == "welcome":
+        user = (frame.get("user") or {}).get("username")
+        return (
+            f"welcome {user} (session {frame.get('session_id')}, expires {frame.get('expires_at')})"
+        )
+    rest = {key: value for key, value in frame.items() if key not in ("type", "id")}
+    return f"{kind} {_compact(rest)}" if rest else str(kind)
+
+
+class FramePrinter:
+    """`on_frame` for the client: print every frame, except the pong of the closing ping."""
+
+    def __init__(self, *, raw: bool) -> None:
+        self.raw = raw
+        self.draining = False
+
+    def __call__(self, frame: dict[str, Any]) -> None:
+        if self.draining and frame.get("type") == "pong":
+            return
+        out(_compact(frame) if self.raw else frame_format(frame))
+
+
+async def command_run(
+    client: SwitchboardClient, line: str, rooms: dict[str, Subscription], *, raw: bool
+) -> bool:
+    """Carry out one input line; False for /quit. Replies are printed by the FramePrinter."""
+    text = line.strip()
+    if not text:
+        return True
+    if text[0] in "{[":
+        try:
+            json.loads(text)
+        except ValueError:
+            pass
+        else:
+            await client.send_raw(text)
+            return True
+    if not text.startswith("/"):
+        await client.echo(line)
+        return True
+    command, _, argument = text.partition(" ")
+    argument = argument.strip()
+    if command == "/quit":
+        return False
+    if command == "/ping":
+        rtt = await client.ping()
+        (note if raw else out)(f"rtt {rtt * 1000:.1f} ms")
+    elif command == "/sub" and argument:
+        rooms[argument] = await client.subscribe(argument)
+    elif command == "/unsub" and argument in rooms:
+        await rooms.pop(argument).aclose()
+    elif command == "/pub" and " " in argument:
+        channel, _, data = argument.partition(" ")
+        try:
+            value = json.loads(data)
+        except ValueError:
+            value = data
+        await client.publish(channel, value)
+    elif command == "/presence" and argument:
+        await client.presence(argument)
+    else:
+        note(HELP)
+    return True
+
+
+async def session_run(args: argparse.Namespace, password: str) -> int:
+    """The `/ws/session/` prompt."""
+    printer = FramePrinter(raw=args.json)
+    client = SwitchboardClient(
+        args.url,
+        username=args.username,
+        password=password,
+        request_timeout=args.timeout,
+        on_frame=printer,
+    )
+    try:
+        await client.connect()
+    except SwitchboardClosed as e:
+        note(f"refused: {e.code} {e.reason}")
+        return EXIT_CLOSED
+    except SwitchboardError as e:
+        note(f"cannot connect: {e}")
+        return EXIT_FAILED
+    lines = lines_start()
+    stopped = asyncio.create_task(client.wait_closed())
+    rooms: dict[str, Subscription] = {}
+    try:
+        while True:
+            next_line = asyncio.create_task(lines.get())
+            await asyncio.wait({next_line, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if stopped.done():
+                next_line.cancel()
+                break
+            line = next_line.result()
+            try:
+                if line is None or not await command_run(client, line, rooms, raw=args.json):
+                    # The server answers a connection's frames in order: once this pong
+                    # is back, every reply to what was sent has been printed.
+                    printer.draining = True
+                    await _quietly(client.ping())
+                    return EXIT_OK
+            except RequestError:
+                pass  # the error frame is already printed
+            except TimeoutError:
+                note(f"no reply within {args.timeout} s")
+            except SwitchboardError as e:
+                note(str(e))
+    finally:
+        await client.aclose()
+    error = client.error
+    note(f"stopped: {error}")
+    return EXIT_CLOSED if isinstance(error, SwitchboardClosed) else EXIT_FAILED
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except (SwitchboardError, TimeoutError) as e:
+        note(f"no final reply: {type(e).__name__}")
+
+
+async def echo_run(args: argparse.Namespace) -> int:
+    """The `/ws/echo/` prompt: lines sent as text, replies printed as they come."""
+    url = ws_url(base_url=args.url, path="/ws/echo/")
+    try:
+        ws = await connect(url, open_timeout=args.timeout)
+    except (OSError, TimeoutError, InvalidHandshake) as e:
+        note(f"cannot connect: {type(e).__name__}: {e}")
+        return EXIT_FAILED
+    received = 0
+    all_back = asyncio.Event()
+    sent = 0
+
+    async def read() -> None:
+        nonlocal received
+        try:
+            async for message in ws:
+                out(message if isinstance(message, str) else message.hex())
+                received += 1
+                if received >= sent:
+                    all_back.set()
+        except ConnectionClosed:
+            pass
+
+    reader = asyncio.create_task(read())
+    lines = lines_start()
+    async with ws:
+        while True:
+            next_line = asyncio.create_task(lines.get())
+            await asyncio.wait({next_line, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                next_line.cancel()
+                code = ws.close_code
+                note(f"closed {code} {ws.close_reason or ''}".rstrip())
+                return EXIT_CLOSED if close_action(code) is CloseAction.STOP else EXIT_FAILED
+            line = next_line.result()
+            if line is None or line.strip() == "/quit":
+                if received < sent:
+                    all_back.clear()
+                    try:
+                        async with asyncio.timeout(args.timeout):
+                            await all_back.wait()
+                    except TimeoutError:
+                        note(f"{sent - received} replies missing")
+                reader.cancel()
+                return EXIT_OK
+            sent += 1
+            await ws.send(line)
+
+
+async def run(args: argparse.Namespace) -> int:
+    if args.echo:
+        return await echo_run(args)
+    return await session_run(args, password_get(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv`, run, and return the exit code."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    try:
+        args = parser_build().parse_args(argv)
+        if not args.echo and not args.username:
+            raise UsageError("--username is required (or --echo)")
+        return asyncio.run(run(args))
+    except UsageError as e:
+        note(f"usage error: {e}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK

@@ -1,0 +1,129 @@
+"""Typed exceptions of the client, and which close codes lead to a reconnect and which stop it.
+
+The server's rule: 4000-4499 "reconnect after doing what the code says", 4500-4999 "do not
+reconnect with the same credentials". This module turns that rule into a `CloseAction`
+(`close_action`) and a fatal close into its exception (`close_error`).
+"""
+
+from enum import Enum
+
+
+class SwitchboardError(Exception):
+    """Base of every exception this client raises on purpose."""
+
+
+class SwitchboardClosed(SwitchboardError):
+    """The server closed the session and the client will not reconnect: `code`, `reason`."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(f"closed {code}: {reason}" if reason else f"closed {code}")
+        self.code = code
+        self.reason = reason
+
+
+class TokenExpired(SwitchboardClosed):
+    """4001, and no new access token could be had (refresh token dead, no password)."""
+
+
+class Unauthorized(SwitchboardClosed):
+    """4500: credentials refused (also a REST login refused with 401: `reason` is its code)."""
+
+
+class SessionRevoked(SwitchboardClosed):
+    """4501: the user's tokens were revoked, or an operator disconnected this session."""
+
+
+class TooManySessions(SwitchboardClosed):
+    """4502: the user already has the most sessions the server allows."""
+
+
+class ConnectionLost(SwitchboardError):
+    """The connection dropped (`code` None when no close frame came, e.g. unreachable).
+
+    Raised in a request that was sent but not answered when the connection dropped (it may
+    or may not have been carried out; the client never resends), and by the first connect.
+    """
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(f"connection lost ({code}): {reason}" if reason else f"lost ({code})")
+        self.code = code
+        self.reason = reason
+
+
+class HandshakeRefused(SwitchboardError):
+    """The WebSocket handshake was answered with an HTTP error `status` (403: origin or path)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"WebSocket handshake refused with HTTP {status}")
+        self.status = status
+
+
+class RequestError(SwitchboardError):
+    """The server answered a request with `{"type":"error","code":…,"message":…}`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class RateLimited(RequestError):
+    """`rate_limited`: the server dropped the request unread (too many frames per second)."""
+
+
+class RestError(SwitchboardError):
+    """A REST call failed other than with 401: `status`, and the body's `code` and `detail`."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class ClientClosed(SwitchboardError):
+    """The client was closed (`aclose()`, or leaving `async with`) before the call finished."""
+
+
+class CloseAction(Enum):
+    """What the client does after the server closes the connection."""
+
+    RECONNECT = "reconnect"  # with backoff
+    REFRESH = "refresh"  # renew the access token, then reconnect with backoff
+    STOP = "stop"  # raise close_error(code, reason)
+
+
+# 1001 going away, 1006 dropped (no close frame), 1011 internal error, 1013 try again later.
+RECONNECT_CODES = frozenset({1001, 1006, 1011, 1013})
+TOKEN_EXPIRED = 4001
+
+_FATAL_TYPES: dict[int, type[SwitchboardClosed]] = {
+    4500: Unauthorized,
+    4501: SessionRevoked,
+    4502: TooManySessions,
+}
+
+
+def close_action(code: int | None) -> CloseAction:
+    """The policy: 4001 refresh first; 1001/1006/1011/1013 and 4000-4499 reconnect; anything
+    else (4500-4999, 1000, 1003, 1008, 1009, unknown codes) stops."""
+    if code is None:
+        return CloseAction.RECONNECT  # the connection dropped without a close frame (1006)
+    if code == TOKEN_EXPIRED:
+        return CloseAction.REFRESH
+    if code in RECONNECT_CODES or 4000 <= code <= 4499:
+        return CloseAction.RECONNECT
+    return CloseAction.STOP
+
+
+def close_error(code: int | None, reason: str = "") -> SwitchboardClosed:
+    """The exception for a close the client does not recover from (typed by code)."""
+    if code == TOKEN_EXPIRED:
+        return TokenExpired(code, reason)
+    return _FATAL_TYPES.get(code, SwitchboardClosed)(code, reason)
+
+
+def request_error(*, code: str, message: str) -> RequestError:
+    """The exception for an error reply (`RateLimited` for `rate_limited`)."""
+    kind = RateLimited if code == "rate_limited" else RequestError
+    return kind(code, message)

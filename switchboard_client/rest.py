@@ -1,0 +1,67 @@
+"""The REST half of the client: log in and refresh tokens over httpx, and build the WebSocket
+URL from the site's base URL."""
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from switchboard_client.errors import ConnectionLost, RestError, Unauthorized
+
+
+@dataclass
+class Tokens:
+    """An access and refresh token pair. Left out of `repr`, so a logged object leaks none."""
+
+    access: str = field(repr=False)
+    refresh: str = field(repr=False)
+
+
+def ws_url(*, base_url: str, path: str) -> str:
+    """`http(s)://host[:port][/prefix]` + `path` as a `ws(s)://` URL (never a query string:
+    credentials go in a header)."""
+    parts = urlsplit(base_url)
+    schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"base_url must be http(s)://host[:port][/prefix], got {base_url!r}")
+    prefix = parts.path.rstrip("/")
+    return urlunsplit((schemes[parts.scheme], parts.netloc, prefix + path, "", ""))
+
+
+def _failure(response: httpx.Response) -> Exception:
+    """The exception for a REST error response: Unauthorized for 401, else RestError."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = str(body.get("code", "error"))
+    detail = str(body.get("detail", response.reason_phrase))
+    if response.status_code == 401:
+        return Unauthorized(4500, code)
+    return RestError(response.status_code, code, detail)
+
+
+async def _post(http: httpx.AsyncClient, path: str, body: dict) -> dict:
+    try:
+        response = await http.post(path, json=body)
+    except httpx.HTTPError as e:  # connection refused, timeout: the same as a dropped socket
+        raise ConnectionLost(None, f"POST {path} failed: {type(e).__name__}") from e
+    if response.status_code != 200:
+        raise _failure(response)
+    return response.json()
+
+
+async def tokens_login(*, http: httpx.AsyncClient, username: str, password: str) -> Tokens:
+    """`POST /api/auth/token/`: a new pair; Unauthorized (reason `bad_credentials`) on 401,
+    RestError on others (429 `login_throttled`)."""
+    body = await _post(http, "api/auth/token/", {"username": username, "password": password})
+    return Tokens(access=body["access"], refresh=body["refresh"])
+
+
+async def tokens_refresh(*, http: httpx.AsyncClient, refresh: str) -> Tokens:
+    """`POST /api/auth/token/refresh/`: a new pair (the used refresh token is now dead, so the
+    caller must keep the new one); Unauthorized when the refresh token is refused."""
+    body = await _post(http, "api/auth/token/refresh/", {"refresh": refresh})
+    return Tokens(access=body["access"], refresh=body["refresh"])

@@ -1,0 +1,324 @@
+"""The Python client (switchboard_client) against real daphne workers and a real Redis: requests,
+rooms, a worker restart, in-band token refresh, the typed fatal closes, and the command line."""
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from switchboard_client import (
+    Backoff,
+    RateLimited,
+    RequestError,
+    SessionRevoked,
+    SwitchboardClient,
+    TokenExpired,
+    Tokens,
+    TooManySessions,
+    Unauthorized,
+)
+from tests.system.conftest import PASSWORD, token_refresh, user_register
+from tests.system.stack import ROOT, DaphneWorker
+
+TIMEOUT = 20  # every test's whole body, at most
+
+
+@pytest.fixture(scope="module")
+def strict_worker(start_module_worker) -> DaphneWorker:
+    """Access tokens live 3 s (expiry warning 1 s before); one session per user."""
+    return start_module_worker(
+        JWT_ACCESS_TTL="3", WS_EXPIRY_WARNING="1", WS_MAX_SESSIONS_PER_USER="1"
+    )
+
+
+def client_for(worker: DaphneWorker, user: dict, **kwargs) -> SwitchboardClient:
+    """A client logging in as `user`, reconnecting fast (tests wait for it)."""
+    kwargs.setdefault("password", PASSWORD)
+    kwargs.setdefault("backoff", Backoff(base=0.05, cap=0.5))
+    return SwitchboardClient(
+        worker.http, username=user["username"], request_timeout=5, trust_env=False, **kwargs
+    )
+
+
+def who(user: dict) -> dict:
+    return {"id": user["id"], "username": user["username"]}
+
+
+def without_ts(frame: dict) -> dict:
+    assert frame["ts"].endswith("Z"), frame
+    return {key: value for key, value in frame.items() if key != "ts"}
+
+
+async def until(condition: Callable[[], bool], *, within: float) -> None:
+    """Wait until `condition()` holds; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+# -- requests and rooms -------------------------------------------------------------------
+
+
+async def test_two_clients_echo_ping_and_exchange_a_room_message(shared_worker):
+    alice, bob = user_register(shared_worker), user_register(shared_worker)
+    async with (
+        asyncio.timeout(TIMEOUT),
+        client_for(shared_worker, alice) as a,
+        client_for(shared_worker, bob) as b,
+    ):
+        assert a.user == who(alice)
+        assert a.connected
+        assert await a.echo({"hello": ["world", 1, None]}) == {"hello": ["world", 1, None]}
+        rtt = await a.ping()
+        assert 0 < rtt < 5
+
+        room = await a.subscribe("client-room")
+        await b.publish("client-room", {"n": 1})
+        message = await anext(room)
+        assert without_ts(message) == {
+            "type": "message",
+            "channel": "client-room",
+            "data": {"n": 1},
+            "from": who(bob),
+        }
+        assert await b.presence("client-room") == [who(alice)]
+        await room.aclose()
+        assert await b.presence("client-room") == []
+
+
+async def test_an_error_reply_raises_request_error_in_the_call_that_asked(shared_worker):
+    user = user_register(shared_worker)
+    async with asyncio.timeout(TIMEOUT), client_for(shared_worker, user) as client:
+        with pytest.raises(RequestError) as refused:
+            await client.subscribe("staff.only")
+        assert (refused.value.code, refused.value.message) == (
+            "forbidden",
+            "Not allowed on this channel",
+        )
+        with pytest.raises(RequestError) as invalid:
+            await client.publish("no spaces", 1)
+        assert invalid.value.code == "invalid_channel"
+        assert await client.ping() > 0  # the session carries on
+
+
+async def test_rate_limited_requests_raise_rate_limited_and_the_rest_are_answered(shared_worker):
+    # 60 pings at once against the default bucket (burst 40, 20/s): the dropped frames'
+    # errors carry no id, yet each lands in the call whose frame was dropped.
+    user = user_register(shared_worker)
+    async with asyncio.timeout(TIMEOUT), client_for(shared_worker, user) as client:
+        results = await asyncio.gather(*(client.ping() for _ in range(60)), return_exceptions=True)
+    limited = [r for r in results if isinstance(r, RateLimited)]
+    answered = [r for r in results if isinstance(r, float)]
+    assert len(limited) + len(answered) == 60, [r for r in results if isinstance(r, Exception)]
+    assert 40 <= len(answered) < 60
+    assert {(e.code, e.message) for e in limited} == {
+        ("rate_limited", "Too many messages; this one was dropped")
+    }
+
+
+# -- reconnect and refresh ----------------------------------------------------------------
+
+
+async def test_the_client_reconnects_after_a_worker_restart_and_resubscribes(start_worker, caplog):
+    caplog.set_level(logging.INFO, logger="switchboard_client")
+    worker = start_worker()
+    alice, bob = user_register(worker), user_register(worker)
+    async with asyncio.timeout(60), client_for(worker, alice) as client:
+        room = await client.subscribe("restart-room")
+        first_session = client.session_id
+
+        await asyncio.to_thread(worker.stop)  # SIGTERM: daphne closes every socket with 1001
+        # A stopping daphne still accepts handshakes while it drains (2 s): the client may
+        # have reconnected to it and lost that session too. Whatever opens now is the new one.
+        sessions_before_start = client.connections
+        await asyncio.to_thread(worker.start)  # the same port
+        await until(
+            lambda: client.connected and client.connections > sessions_before_start, within=15
+        )
+
+        assert client.session_id != first_session
+        assert "connection closed 1001 server going away" in caplog.messages
+        async with client_for(worker, bob) as publisher:
+            await publisher.publish("restart-room", "after the restart")
+        message = await anext(room)
+        assert (message["data"], message["from"]) == ("after the restart", who(bob))
+
+
+async def test_the_session_outlives_its_first_token_by_refreshing_in_band(strict_worker, caplog):
+    caplog.set_level(logging.INFO, logger="switchboard_client")
+    user = user_register(strict_worker)
+    async with asyncio.timeout(TIMEOUT), client_for(strict_worker, user) as client:
+        first_expiry, session = client.expires_at, client.session_id
+        assert first_expiry - time.time() <= 3
+        await asyncio.sleep(first_expiry - time.time() + 2.5)  # past it, and a next token's
+
+        assert await client.ping() > 0
+        assert (client.session_id, client.connections) == (session, 1)  # never reconnected
+        assert client.expires_at > first_expiry + 1
+        assert any(m.startswith("token refreshed in band") for m in caplog.messages)
+    # No token in anything the client logged.
+    assert not any("eyJ" in m for m in caplog.messages)
+
+
+async def test_without_a_password_a_dead_refresh_token_ends_in_token_expired_4001(strict_worker):
+    user = user_register(strict_worker)
+    token_refresh(strict_worker, user["refresh"])  # rotated: the client's copy is now dead
+    tokens = Tokens(access=user["access"], refresh=user["refresh"])
+    client = SwitchboardClient(strict_worker.http, tokens=tokens, trust_env=False)
+    async with asyncio.timeout(TIMEOUT), client:
+        with pytest.raises(TokenExpired) as expired:
+            await client.wait_closed()
+    assert (expired.value.code, expired.value.reason) == (4001, "refresh token refused")
+    assert client.connections == 1
+
+
+# -- fatal closes ---------------------------------------------------------------------------
+
+
+async def test_logout_all_stops_the_client_with_session_revoked_4501(shared_worker):
+    user = user_register(shared_worker)
+    async with asyncio.timeout(TIMEOUT), client_for(shared_worker, user) as client:
+        room = await client.subscribe("revoked-room")
+        async with httpx.AsyncClient(base_url=shared_worker.http, trust_env=False) as http:
+            response = await http.post(
+                "/api/auth/logout-all/", headers={"Authorization": f"Bearer {user['access']}"}
+            )
+        assert response.status_code == 204
+
+        with pytest.raises(SessionRevoked) as revoked:
+            await client.wait_closed()
+        assert (revoked.value.code, revoked.value.reason) == (4501, "session revoked")
+        with pytest.raises(SessionRevoked):
+            await anext(room)
+        with pytest.raises(SessionRevoked):
+            await client.ping()
+        assert client.connections == 1  # it did not try again
+
+
+async def test_bad_credentials_raise_unauthorized(shared_worker):
+    user = user_register(shared_worker)
+    with pytest.raises(Unauthorized) as refused:
+        async with client_for(shared_worker, user, password="not the password"):
+            pass
+    assert (refused.value.code, refused.value.reason) == (4500, "bad_credentials")
+
+
+async def test_a_refused_access_token_raises_unauthorized_from_close_4500(shared_worker):
+    tokens = Tokens(access="not.a.jwt", refresh="not.a.jwt")
+    with pytest.raises(Unauthorized) as refused:
+        async with SwitchboardClient(shared_worker.http, tokens=tokens, trust_env=False):
+            pass
+    assert (refused.value.code, refused.value.reason) == (4500, "unauthorized")
+
+
+async def test_a_session_over_the_per_user_limit_raises_too_many_sessions_4502(strict_worker):
+    user = user_register(strict_worker)
+    async with asyncio.timeout(TIMEOUT), client_for(strict_worker, user) as first:
+        with pytest.raises(TooManySessions) as refused:
+            async with client_for(strict_worker, user):
+                pass
+        assert (refused.value.code, refused.value.reason) == (4502, "too many sessions")
+        assert await first.ping() > 0
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def cli_run(args: list[str], stdin: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m switchboard_client` fed `stdin`, without proxies from the environment."""
+    environment = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    environment.pop("SWITCHBOARD_PASSWORD", None)
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "switchboard_client", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+        timeout=30,
+    )
+
+
+def test_the_cli_sends_lines_and_prints_every_reply_as_json(shared_worker):
+    user = user_register(shared_worker)
+    lines = [
+        PASSWORD,
+        '{"type":"echo","data":"raw","id":"j1"}',
+        "hello there",
+        "/ping",
+        "/sub cli-room",
+        '/pub cli-room {"n": 1}',
+        "/sub staff.nope",
+    ]
+    args = ["--url", shared_worker.http, "--username", user["username"], "--password-stdin"]
+    done = cli_run([*args, "--json"], "\n".join(lines) + "\n")
+
+    assert done.returncode == 0, done.stderr
+    frames = [json.loads(line) for line in done.stdout.splitlines()]
+    welcome = frames.pop(0)
+    assert (welcome["type"], welcome["user"]) == ("welcome", who(user))
+    message = next(f for f in frames if f["type"] == "message")
+    frames.remove(message)  # it may come just before or after `published`
+    assert without_ts(message) == {
+        "type": "message",
+        "channel": "cli-room",
+        "data": {"n": 1},
+        "from": who(user),
+    }
+    assert frames == [
+        {"type": "echo", "data": "raw", "id": "j1"},
+        {"type": "echo", "data": "hello there", "id": 1},
+        {"type": "pong", "id": 2},
+        {"type": "subscribed", "channel": "cli-room", "id": 3},
+        {"type": "published", "channel": "cli-room", "id": 4},
+        {"type": "error", "code": "forbidden", "message": "Not allowed on this channel", "id": 5},
+    ]
+    assert "rtt " in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
+    assert user["access"][:20] not in done.stdout + done.stderr
+
+
+def test_the_cli_prints_frames_for_people_and_takes_the_password_from_the_environment(
+    shared_worker,
+):
+    user = user_register(shared_worker)
+    done = cli_run(
+        ["--url", shared_worker.http, "--username", user["username"]],
+        'plain text\n{"type":"presence","channel":"empty-room"}\n/quit\nnever sent\n',
+        env={"SWITCHBOARD_PASSWORD": PASSWORD},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"welcome {user['username']} (session ")
+    assert lines[1:] == [
+        'echo {"data":"plain text"}',
+        'presence {"channel":"empty-room","users":[]}',
+    ]
+
+
+def test_the_cli_exits_2_on_bad_credentials_and_64_without_a_password(shared_worker):
+    user = user_register(shared_worker)
+    args = ["--url", shared_worker.http, "--username", user["username"]]
+    refused = cli_run([*args, "--password-stdin"], "wrong password\n/ping\n")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert "refused: 4500 bad_credentials" in refused.stderr
+    assert "wrong password" not in refused.stderr
+
+    no_password = cli_run(args, "")
+    assert no_password.returncode == 64
+    assert "no password: use --password-stdin or $SWITCHBOARD_PASSWORD" in no_password.stderr
+
+
+def test_the_cli_echo_mode_talks_to_the_anonymous_echo_endpoint(shared_worker):
+    done = cli_run(["--url", shared_worker.http, "--echo"], "hello\nsecond line\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["Server received: hello", "Server received: second line"]
