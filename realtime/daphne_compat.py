@@ -6,9 +6,10 @@ Stock daphne cannot send what the Switchboard protocol documents:
 - it buffers a message up to its own 1 MiB limit before the application can refuse it,
   and above that limit it drops the TCP connection without a close frame;
 - its access log writes the full HTTP request URI, query string (`?token=`) included;
-- on SIGTERM it cancels the application and drops every socket (clients see 1006): here
-  every open WebSocket is first closed with 1001 "server going away", then the shutdown
-  hooks run (the session registry marks this worker's sessions closed);
+- on SIGTERM it cancels the application and drops every socket (clients see 1006), and it
+  accepts new connections until it exits: here it stops listening first, then every open
+  WebSocket is closed with 1001 "server going away", then the shutdown hooks run (the
+  session registry marks this worker's sessions closed);
 - a client that stops reading makes Twisted buffer everything sent to it, without bound:
   here, past `max_send_backlog` queued bytes, the frames not yet started are dropped and
   the client is closed with 4009 "slow client" (the connection is cut if it has not read
@@ -35,6 +36,7 @@ SHUTDOWN_GRACE = 2.0  # seconds the close handshakes get before daphne drops wha
 SLOW_CLIENT_CODE = 4009
 SLOW_CLIENT_CLOSE_WAIT = 10.0  # seconds a shed client gets to read up to its close frame
 _open_sockets: set = set()
+_listening_ports: list = []  # daphne's listening ports, closed first on SIGTERM
 _shutdown_hooks: list[Callable[[], None]] = []
 
 
@@ -129,11 +131,24 @@ def _on_close_factory(original):
     return onClose
 
 
+def _listen_success_factory(original):
+    def listen_success(self, port):
+        _listening_ports.append(port)
+        return original(self, port)
+
+    return listen_success
+
+
 def _going_away():
-    """Twisted's before-shutdown trigger: close every open WebSocket with 1001, wait (at
-    most SHUTDOWN_GRACE) for the close handshakes, then run the shutdown hooks."""
+    """Twisted's before-shutdown trigger: stop accepting connections, close every open
+    WebSocket with 1001, wait (at most SHUTDOWN_GRACE) for the close handshakes, then run the
+    shutdown hooks."""
     from twisted.internet import defer, reactor, task
 
+    # A client told 1001 reconnects at once: refused here, it reaches a worker that stays
+    # (behind a balancer) instead of a session on this one that the exit would cut with 1006.
+    for port in _listening_ports:
+        port.stopListening()
     sockets = list(_open_sockets)
     for protocol in sockets:
         try:
@@ -185,6 +200,7 @@ def install(
     try:
         import daphne
         from daphne.access import AccessLogGenerator
+        from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
     except ImportError:
         return False
@@ -209,6 +225,7 @@ def install(
     AccessLogGenerator.write_entry = _access_log_factory(AccessLogGenerator.write_entry)
     WebSocketProtocol.onOpen = _on_open_factory(WebSocketProtocol.onOpen)
     WebSocketProtocol.onClose = _on_close_factory(WebSocketProtocol.onClose)
+    Server.listen_success = _listen_success_factory(Server.listen_success)
     if "twisted.internet.reactor" in sys.modules:  # running under daphne, reactor installed
         from twisted.internet import reactor
 
