@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test cluster bench profile lint format lock audit clean redis-server nginx
+.PHONY: run test cluster bench profile lint format lock audit clean redis-server nginx chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ run: $(VENV)/.runtime
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo ""
 	@echo "Switchboard is starting on http://$(HOST):$(PORT)/"
+	@echo "  Console:    http://$(HOST):$(PORT)/  (register, log in, sessions, rooms, live frame log)"
 	@echo "  REST API:   http://$(HOST):$(PORT)/api/auth/  (register/, token/, token/refresh/, me/ ...)"
 	@echo "  Admin:      http://$(HOST):$(PORT)/admin/"
 	@echo "  WebSockets: ws://$(HOST):$(PORT)/ws/echo/  and  ws://$(HOST):$(PORT)/ws/session/?token=<access>"
@@ -50,9 +51,9 @@ bench: $(VENV)/.dev redis-server
 profile: $(VENV)/.dev redis-server
 	$(BIN)/python -m bench.profile
 
-## test: install test dependencies, make sure redis-server exists, run the whole suite
+## test: install test dependencies, make sure redis-server, nginx and chromium exist, run the whole suite
 ## (on SQLite; with TEST_POSTGRES_URL=postgres://user@host:5432/db, on PostgreSQL)
-test: $(VENV)/.dev redis-server nginx
+test: $(VENV)/.dev redis-server nginx chromium
 	$(if $(TEST_POSTGRES_URL),DATABASE_URL=$(TEST_POSTGRES_URL) )$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 redis-server:
@@ -74,6 +75,16 @@ nginx:
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
 		echo "ERROR: make cluster and the tests need nginx (Debian: apt-get install nginx)."; \
 		exit 1; }
+
+# The browser tests (tests/system/test_console_browser.py) drive Debian's Chromium; where it
+# cannot be installed they skip with a loud reason, and fail when CI is set.
+chromium:
+	@[ -x /usr/bin/chromium ] && exit 0; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "chromium not found: installing Debian's chromium (for the browser tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi; \
+	[ -x /usr/bin/chromium ] || echo "WARNING: /usr/bin/chromium is missing and cannot be installed here (apt-get as root): the browser tests will be SKIPPED (and FAIL under CI)."
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "accounts",
     "realtime",
     "operations",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -339,7 +340,7 @@ STORAGES = {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "config.static_storage.ManifestStaticFilesStorage"
         )
     },
 }

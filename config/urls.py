@@ -1,4 +1,5 @@
-"""HTTP routes: operator endpoints, the admin and the JSON API (JSON errors, 404 included)."""
+"""HTTP routes: the browser console, operator endpoints, the admin and the JSON API (JSON
+errors, 404 included)."""
 
 from django.contrib import admin
 from django.http import JsonResponse
@@ -6,6 +7,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from console.views import console_page
 from operations import views as operations
 
 
@@ -15,6 +17,7 @@ def api_not_found(request, *args, **kwargs):
 
 
 urlpatterns = [
+    path("", console_page, name="console"),
     path("healthz", operations.healthz),
     path("readyz", operations.readyz),
     path("metrics", operations.metrics),
