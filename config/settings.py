@@ -125,21 +125,35 @@ REDIS_CONNECT_TIMEOUT = 2
 # token refresh, which JWT_ACCESS_TTL forces far more often (checked at startup).
 CHANNEL_GROUP_EXPIRY = 86400
 
+# Room fan-out (realtime/room_fanout.py): each worker reads room messages on one channel of
+# its own, which holds at most this many undelivered messages; past it Redis refuses them,
+# counted in switchboard_room_fanout_dropped_total and logged. (Redis only: the in-memory
+# layer keeps channels' default of 100 and drops silently; it serves one process anyway.)
+WS_ROOM_FANOUT_CAPACITY = env.int("WS_ROOM_FANOUT_CAPACITY", default=1000)
+
 if REDIS_URL:
+    CHANNEL_LAYER_CONFIG = {
+        "hosts": [
+            {
+                "address": REDIS_URL,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+            }
+        ],
+        "group_expiry": CHANNEL_GROUP_EXPIRY,
+        # A sender checks the receiver's capacity: every layer names the worker channels'.
+        "channel_capacity": {"rooms.*": WS_ROOM_FANOUT_CAPACITY},
+    }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
-                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
-                    }
-                ],
-                "group_expiry": CHANNEL_GROUP_EXPIRY,
-            },
-        }
+            "CONFIG": CHANNEL_LAYER_CONFIG,
+        },
+        # The same Redis and keys; only the workers' room channels are read through it.
+        "rooms": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {**CHANNEL_LAYER_CONFIG, "capacity": WS_ROOM_FANOUT_CAPACITY},
+        },
     }
     CACHES = {
         "default": {
@@ -382,6 +396,7 @@ LOGGING = {
     "filters": {
         "redact_secrets": {"()": "config.log_redaction.RedactSecretsFilter"},
         "worker": {"()": "config.log_format.WorkerFilter"},
+        "room_overload": {"()": "realtime.fanout_overload.RoomOverloadFilter"},
     },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(worker)s] %(message)s"},
@@ -416,5 +431,7 @@ LOGGING = {
         "switchboard.security": {"level": "INFO"},
         "django": {"level": "INFO"},
         "daphne": {"level": "INFO"},
+        # Its over-capacity record: a room message dropped (realtime/fanout_overload.py).
+        "channels_redis.core": {"level": "INFO", "filters": ["room_overload"]},
     },
 }

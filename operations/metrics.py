@@ -102,6 +102,12 @@ FANOUT_LATENCY = Histogram(
 LAYER_FAILURES = Counter(
     "switchboard_channel_layer_failures", "Channel-layer operations that failed.", ["operation"]
 )
+ROOM_FANOUT_DROPPED = Counter(
+    "switchboard_room_fanout_dropped",
+    "Room messages not delivered: refused by a full worker channel (once per worker), or "
+    "not sent to one subscriber.",
+    ["reason"],
+)
 
 
 def multiprocess_dir() -> str | None:

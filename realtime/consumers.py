@@ -4,6 +4,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime
 
 from channels.consumer import get_handler_name
@@ -49,6 +50,7 @@ from realtime.protocol import (
     frame_encode,
 )
 from realtime.registry import TooManySessions, asession_record_close, asession_record_open
+from realtime.room_fanout import room_fanout
 from realtime.rooms import channel_allowed, channel_name_valid, room_group
 from realtime.workers import WORKER_ID, heartbeat
 
@@ -56,6 +58,15 @@ logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
 
 background_tasks: set[asyncio.Task] = set()
+
+# Room messages a session holds back while it handles one event (see `dispatch`); past it
+# they are dropped for that session, counted and logged by the fan-out.
+ROOM_PENDING_LIMIT = 1000
+
+
+class RoomBacklogFull(Exception):
+    """A session busy for too long to take more room messages."""
+
 
 # What a refused handshake answers: (error code, close code, connection-outcome metric label).
 AUTH_FAILURES: dict[str, tuple[ErrorCode, CloseCode, str]] = {
@@ -230,10 +241,26 @@ class SessionConsumer(LimitedConsumer):
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
+        self.dispatching = False
+        self.room_pending: deque[tuple[str, str]] = deque()
         try:
             await await_many_dispatch([receive, self.layer_receive], self.dispatch)
         except StopConsumer:
             pass
+
+    async def dispatch(self, message):
+        # Room frames arrive from the worker's fan-out task, not through this loop: the ones
+        # that come while this session handles an event of its own wait until it is done,
+        # as if queued behind it (a publisher's `published` precedes its own message).
+        self.dispatching = True
+        try:
+            await super().dispatch(message)
+        finally:
+            while self.room_pending:
+                channel, text = self.room_pending.popleft()
+                if channel in self.rooms and not self.closing:
+                    await self.send(text_data=text)
+            self.dispatching = False
 
     async def layer_receive(self) -> dict:
         """The next channel-layer event for this session; waits out layer outages."""
@@ -245,28 +272,33 @@ class SessionConsumer(LimitedConsumer):
                 layer_health.failed("receive", e)
 
     async def groups_join(self) -> None:
-        """Join (or renew) the user's group and every subscribed room, with their presence
-        (after an outage Redis may have lost all of it); failures are recorded, not raised.
+        """Join (or renew) the user's group and this session's presence in every subscribed
+        room (after an outage Redis may have lost all of it; the worker's room fan-out
+        rejoins the room groups itself); failures are recorded, not raised.
         While the layer is known to be down this waits for nothing: recovery rejoins."""
         if not layer_health.available:
             return
         try:
             await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
             for channel in list(self.rooms):
-                await self.room_join(channel)
+                await self.presence_add(channel)
         except Exception as e:
             layer_health.failed("group_add", e)
 
-    async def room_join(self, channel: str) -> None:
-        await self.channel_layer.group_add(room_group(channel), self.channel_name)
+    async def presence_add(self, channel: str) -> None:
         await presence().add(channel, self.channel_name, (self.user.pk, self.user.username))
+
+    async def room_join(self, channel: str) -> None:
+        """Receive the room's messages (through this worker's fan-out) and be present in it."""
+        await room_fanout().subscribe(channel, self, self.room_send)
+        await self.presence_add(channel)
 
     async def room_leave(self, channel: str) -> None:
         """Leave a room; while the layer is unreachable the leave waits for its recovery."""
-        layer, name = self.channel_layer, self.channel_name
+        await room_fanout().unsubscribe(channel, self)
+        name = self.channel_name
 
         async def leave() -> None:
-            await layer.group_discard(room_group(channel), name)
             await presence().remove(channel, name)
 
         if not layer_health.available:
@@ -442,6 +474,7 @@ class SessionConsumer(LimitedConsumer):
         layer_health.unregister(self)
         for channel in list(self.rooms):
             await self.room_leave(channel)
+        self.rooms.clear()
         if layer_health.available:
             try:
                 await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
@@ -615,17 +648,16 @@ class SessionConsumer(LimitedConsumer):
 
     # -- channel-layer events ------------------------------------------------------------
 
-    async def room_message(self, event: dict) -> None:
-        if event["channel"] not in self.rooms:
-            return  # unsubscribed while it was on its way
-        fanout_observe("room.message", event)
-        await self.send_frame(
-            "message",
-            channel=event["channel"],
-            data=event["data"],
-            ts=event["ts"],
-            **{"from": event["from"]},
-        )
+    async def room_send(self, channel: str, text: str) -> None:
+        """Send a `message` frame of room `channel`, encoded once for the worker
+        (`realtime.room_fanout`); held back while this session handles an event."""
+        if self.closing:
+            return
+        if not self.dispatching:
+            return await self.send(text_data=text)
+        if len(self.room_pending) >= ROOM_PENDING_LIMIT:
+            raise RoomBacklogFull(f"{ROOM_PENDING_LIMIT} room messages held back")
+        self.room_pending.append((channel, text))
 
     async def session_revoke(self, event: dict) -> None:
         fanout_observe("session.revoke", event)

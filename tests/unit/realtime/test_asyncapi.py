@@ -7,7 +7,7 @@ import msgspec
 import pytest
 import yaml
 
-from realtime import consumers
+from realtime import consumers, room_fanout
 from realtime.consumers import SessionConsumer
 from realtime.protocol import Auth, CloseCode, ErrorCode
 
@@ -26,13 +26,15 @@ def documented(direction: str) -> dict[str, dict]:
 
 
 def server_frame_types() -> set[str]:
-    """Every literal frame type the consumers send (`send_frame("kind", …)`)."""
-    tree = ast.parse(Path(consumers.__file__).read_text())
+    """Every literal frame type the server sends: the consumers' `send_frame("kind", …)`, and
+    the room fan-out's `frame_encode("kind", …)` (one encoding for all local subscribers)."""
+    senders = {consumers: "send_frame", room_fanout: "frame_encode"}
     return {
         node.args[0].value
-        for node in ast.walk(tree)
+        for module, call in senders.items()
+        for node in ast.walk(ast.parse(Path(module.__file__).read_text()))
         if isinstance(node, ast.Call)
-        and getattr(node.func, "attr", None) == "send_frame"
+        and getattr(node.func, "attr", getattr(node.func, "id", None)) == call
         and node.args
         and isinstance(node.args[0], ast.Constant)
     }
