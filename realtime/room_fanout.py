@@ -23,6 +23,7 @@ from channels.layers import DEFAULT_CHANNEL_LAYER, get_channel_layer
 from django.conf import settings
 
 from operations import metrics
+from realtime.fanout_members import fanout_members
 from realtime.layer_health import layer_health
 from realtime.protocol import frame_encode
 from realtime.rooms import room_group
@@ -66,11 +67,13 @@ class RoomFanout:
         """Name the worker channel and start reading it and renewing its groups (once)."""
         if self.channel_name is None:
             self.channel_name = await self.layer.new_channel(CHANNEL_PREFIX)
+            await self._members_record()
         if not self._tasks:
             loop = asyncio.get_running_loop()
             self._tasks = [
                 loop.create_task(self._receive_run()),
                 loop.create_task(self._renew_run()),
+                loop.create_task(self._reap_run()),
             ]
 
     def stop(self) -> None:
@@ -100,6 +103,7 @@ class RoomFanout:
             if channel not in self.joined:
                 await self.layer.group_add(room_group(channel), self.channel_name)
                 self.joined.add(channel)
+                await self._members_update(fanout_members().room_added, channel)
             self.rooms.setdefault(channel, {})[subscriber] = deliver
 
     async def unsubscribe(self, channel: str, subscriber: object) -> None:
@@ -119,6 +123,7 @@ class RoomFanout:
             async with self._room_lock(channel):
                 if channel not in self.joined:  # nobody subscribed again meanwhile
                     await self.layer.group_discard(room_group(channel), self.channel_name)
+                    await self._members_update(fanout_members().room_removed, channel)
 
         if not layer_health.available:
             return layer_health.defer_leave(discard)
@@ -140,6 +145,37 @@ class RoomFanout:
                         await self.layer.group_add(room_group(channel), self.channel_name)
         except Exception as e:
             layer_health.failed("group_add", e)
+            return
+        await self._members_record()
+
+    async def _members_record(self) -> None:
+        await self._members_update(fanout_members().worker_record, self.channel_name, self.joined)
+
+    async def _members_update(self, update, *args) -> None:
+        """One membership-record write; a failure is logged: the next reap pass repairs it."""
+        try:
+            await update(*args)
+        except Exception as e:
+            logger.debug("room fan-out membership record failed: %s", type(e).__name__)
+
+    async def reap_once(self) -> None:
+        """Take dead workers' channels out of their rooms; put this worker's channel back
+        into its rooms if its own record is gone (it was reaped, or Redis lost it)."""
+        if not layer_health.available or self.channel_name is None:
+            return
+        members = fanout_members()
+        try:
+            if not await members.recorded():
+                logger.warning("room fan-out: this worker's record was gone; rejoining rooms")
+                await self.groups_renew()
+            await members.dead_reap(self.layer)
+        except Exception as e:
+            logger.debug("room fan-out reaping failed: %s", type(e).__name__)
+
+    async def _reap_run(self) -> None:
+        while True:
+            await asyncio.sleep(settings.WS_PRESENCE_TTL)
+            await self.reap_once()
 
     async def _renew_run(self) -> None:
         while True:

@@ -75,11 +75,13 @@ def fresh_worker_state():
     """The heartbeat, presence store and connection-rate memory are built once per process,
     bound to one event loop and one REDIS_URL: each test gets new ones."""
     from realtime.connect_rate import connect_rate
+    from realtime.fanout_members import fanout_members
     from realtime.presence import presence
     from realtime.workers import heartbeat
 
     def reset() -> None:
         heartbeat.cache_clear()
+        fanout_members.cache_clear()
         presence.cache_clear()
         connect_rate.__init__()
 

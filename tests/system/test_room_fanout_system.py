@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import time
 from contextlib import AsyncExitStack
 
@@ -200,6 +201,61 @@ async def test_messages_a_full_worker_channel_refuses_are_counted_and_logged(
             for line in overloads
         ), overloads
         assert "room fan-out overload" not in worker1.log_text()
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+async def test_a_sigkilled_workers_channel_leaves_its_rooms_and_drops_nothing_after(
+    tmp_path, database_url, private_redis
+):
+    started: list[DaphneWorker] = []
+    try:
+        worker1, doomed = workers_on(
+            tmp_path, database_url, private_redis, started, WS_ROOM_FANOUT_CAPACITY="3"
+        )
+        room, count = "fanout-dead-worker", 8
+        subscriber_user, publisher_user = user_register(worker1), user_register(worker1)
+        doomed_user = user_register(doomed)
+        async with (
+            session_open(worker1, subscriber_user["access"]) as (subscriber, _),
+            session_open(worker1, publisher_user["access"]) as (publisher, _),
+            session_open(doomed, doomed_user["access"]) as (doomed_ws, _),
+        ):
+            await subscribe(subscriber, room)
+            await subscribe(doomed_ws, room)
+            assert len(group_members(private_redis, room)) == 2
+
+            doomed_id = f"{socket.gethostname()}:{doomed.proc.pid}:"  # realtime.workers.WORKER_ID
+            doomed.stop(signal.SIGKILL)  # no chance to leave its rooms
+            # Its heartbeat lapses within WS_PRESENCE_TTL (3 s); worker 1 reaps every 3 s.
+            worker1.output_wait("taken out of 1 room(s)", timeout=15)
+            members = group_members(private_redis, room)
+            assert len(members) == 1, members
+
+            # Worker 1 reaped in turn by someone (as if it had stalled past its heartbeat):
+            # its own reap pass finds its record gone and puts its channel back.
+            client = redis.Redis(port=private_redis.port, socket_timeout=2)
+            try:
+                client.delete("switchboard:fanout-channels")
+                client.delete(f"asgi:group:room.{room}")
+            finally:
+                client.close()
+            worker1.output_wait("this worker's record was gone; rejoining rooms", timeout=15)
+            assert group_members(private_redis, room) == members
+
+            for n in range(count):  # more than the dead worker's channel could have held
+                message = {"type": "publish", "channel": room, "data": n, "id": n}
+                assert await request(publisher, message) == {
+                    "type": "published",
+                    "channel": room,
+                    "id": n,
+                }
+            assert [(await frame_json(subscriber))["data"] for _ in range(count)] == list(
+                range(count)
+            )
+        assert "room fan-out overload" not in worker1.log_text()
+        assert f"room fan-out: dead worker {doomed_id}" in worker1.log_text()
     finally:
         for worker in started:
             worker.stop()
