@@ -21,6 +21,7 @@ from rest_framework_simplejwt.tokens import Token
 from accounts.async_cache import cache_get
 from accounts.jwt_keys import token_backend
 from accounts.models import User
+from realtime.db_batch import loop_batcher
 
 VERSION_CLAIM = "ver"
 logger = logging.getLogger("switchboard.security")
@@ -177,9 +178,19 @@ def user_for_token(raw: str) -> Authenticated:
 
 
 @database_sync_to_async
-def user_by_id(user_id: int) -> User | None:
-    """One user by primary key (closing a connection a database outage broke)."""
-    return get_user_model().objects.filter(pk=user_id).first()
+def users_by_id(user_ids: list[int]) -> dict[int, User]:
+    """The users that exist among `user_ids`, by primary key, in one query (closing a
+    connection a database outage broke)."""
+    return get_user_model().objects.in_bulk(user_ids)
+
+
+_user_batchers: dict = {}
+
+
+async def user_by_id(user_id: int) -> User | None:
+    """One user by primary key; the lookups of handshakes arriving meanwhile share one
+    query (`realtime.db_batch`)."""
+    return await loop_batcher(_user_batchers, users_by_id).call(user_id)
 
 
 @database_sync_to_async

@@ -49,7 +49,8 @@ from realtime.protocol import (
     frame_decode,
     frame_encode,
 )
-from realtime.registry import TooManySessions, asession_record_close, asession_record_open
+from realtime.registry import TooManySessions, asession_record_open
+from realtime.registry_closes import session_record_close_batched
 from realtime.room_fanout import room_fanout
 from realtime.rooms import channel_allowed, channel_name_valid, room_group
 from realtime.workers import WORKER_ID, heartbeat
@@ -449,7 +450,7 @@ class SessionConsumer(LimitedConsumer):
     async def session_record_close(self, code: int | None) -> None:
         try:
             await asyncio.wait_for(
-                asession_record_close(session_id=self.session_id, code=code),
+                session_record_close_batched(session_id=self.session_id, code=code),
                 timeout=settings.AUTH_DB_TIMEOUT,
             )
         except Exception as e:

@@ -86,11 +86,22 @@ def session_record_open(
 
 def session_record_close(*, session_id: str, code: int | None) -> None:
     """Record that a session closed, with the close code sent or received."""
+    sessions_record_close([(session_id, code)])
+
+
+def sessions_record_close(closes: Iterable[tuple[str, int | None]]) -> None:
+    """Record that sessions closed, each with its code: one UPDATE per distinct code, one
+    transaction for all."""
+    by_code: dict[int | None, list[str]] = {}
+    for session_id, code in closes:
+        by_code.setdefault(code, []).append(session_id)
+    now = timezone.now()
     with transaction.atomic():
         commit_without_flush()
-        WebSocketSession.objects.filter(pk=session_id, closed_at__isnull=True).update(
-            closed_at=timezone.now(), close_code=code
-        )
+        for code, session_ids in by_code.items():
+            WebSocketSession.objects.filter(pk__in=session_ids, closed_at__isnull=True).update(
+                closed_at=now, close_code=code
+            )
 
 
 @database_sync_to_async
@@ -100,9 +111,9 @@ def asession_record_open(**fields) -> None:
 
 
 @database_sync_to_async
-def asession_record_close(*, session_id: str, code: int | None) -> None:
-    """`session_record_close` from async code."""
-    session_record_close(session_id=session_id, code=code)
+def asessions_record_close(closes: list[tuple[str, int | None]]) -> None:
+    """`sessions_record_close` from async code."""
+    sessions_record_close(closes)
 
 
 def worker_sessions_close(*, worker: str, code: int) -> int:
