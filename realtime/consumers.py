@@ -49,8 +49,8 @@ from realtime.protocol import (
     frame_decode,
     frame_encode,
 )
-from realtime.registry import TooManySessions, asession_record_open
-from realtime.registry_closes import session_record_close_batched
+from realtime.registry import SessionOpen, TooManySessions
+from realtime.registry_batched import session_record_close_batched, session_record_open_batched
 from realtime.room_fanout import room_fanout
 from realtime.rooms import channel_allowed, channel_name_valid, room_group
 from realtime.workers import WORKER_ID, heartbeat
@@ -412,20 +412,22 @@ class SessionConsumer(LimitedConsumer):
         """Record this session in the registry; what to refuse with when it may not open."""
         alive = await workers_alive()
         headers = dict(self.scope.get("headers", ()))
-        try:
-            await asyncio.wait_for(
-                asession_record_open(
+        opening = asyncio.ensure_future(
+            session_record_open_batched(
+                SessionOpen(
                     session_id=self.session_id,
-                    user=self.user,
+                    user_id=self.user.pk,
+                    username=self.user.get_username(),
                     channel_name=self.channel_name,
                     client_ip=scope_client_ip(self.scope),
                     user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
                     worker=WORKER_ID,
-                    alive_workers=alive,
-                    limit=settings.WS_MAX_SESSIONS_PER_USER,
-                ),
-                timeout=settings.AUTH_DB_TIMEOUT,
+                    alive_workers=frozenset(alive),
+                )
             )
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(opening), timeout=settings.AUTH_DB_TIMEOUT)
         except TooManySessions:
             self.security_event(
                 f"more than {settings.WS_MAX_SESSIONS_PER_USER} sessions, closing 4502"
@@ -438,14 +440,19 @@ class SessionConsumer(LimitedConsumer):
                 self.session_id,
                 extra=self.log_extra(),
             )
-            # A timed-out insert may still commit later: close its row behind it (the
-            # database thread runs these in order).
-            task = asyncio.ensure_future(self.session_record_close(CloseCode.TRY_AGAIN_LATER))
+            # A timed-out insert may still commit later: once it has, close its row.
+            task = asyncio.ensure_future(self.session_record_close_after(opening))
             background_tasks.add(task)  # a task nobody references may be collected mid-way
             task.add_done_callback(background_tasks.discard)
             return AUTH_FAILURES["unavailable"]
         self.recorded = True
         return None
+
+    async def session_record_close_after(self, opening: asyncio.Future) -> None:
+        """Record this session closed with 1013 once its (timed-out) open is settled."""
+        # Whatever the open came to (recorded, refused, failed), the close goes after it.
+        await asyncio.wait([opening])
+        await self.session_record_close(CloseCode.TRY_AGAIN_LATER)
 
     async def session_record_close(self, code: int | None) -> None:
         try:

@@ -8,11 +8,14 @@ seconds, with no request to that worker. Disconnects travel through `realtime.ev
 import ipaddress
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from realtime import events
@@ -51,6 +54,66 @@ def commit_without_flush() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
+@dataclass(frozen=True)
+class SessionOpen:
+    """One accepted session to record, and the workers alive when it was accepted."""
+
+    session_id: str
+    user_id: int
+    username: str
+    channel_name: str
+    client_ip: str | None
+    user_agent: str
+    worker: str
+    alive_workers: frozenset[str]
+
+
+def sessions_record_open(opens: list[SessionOpen], *, limit: int) -> dict[str, bool]:
+    """Record accepted sessions in one transaction: {session id: recorded}. A session that
+    would take its user past `limit` sessions online is not recorded (False); of one user's
+    sessions here, the later ones are refused first."""
+    user_ids = sorted({o.user_id for o in opens})
+    alive = set().union(*(o.alive_workers | {o.worker} for o in opens))
+    now = timezone.now()
+    with transaction.atomic():
+        commit_without_flush()
+        # One user's connects take turns (PostgreSQL locks the rows, in one order so that two
+        # workers' batches cannot deadlock; SQLite's transaction holds the write lock), so
+        # two racing connects cannot both pass.
+        users = get_user_model().objects.select_for_update().filter(pk__in=user_ids)
+        list(users.order_by("pk").values_list("pk"))
+        WebSocketSession.objects.bulk_create(
+            WebSocketSession(
+                id=o.session_id,
+                user_id=o.user_id,
+                username=o.username,
+                client_ip=ip_or_none(o.client_ip),
+                user_agent=o.user_agent[:USER_AGENT_MAX],
+                worker=o.worker,
+                channel_name=o.channel_name,
+                connected_at=now,
+            )
+            for o in opens
+        )
+        online = dict(
+            WebSocketSession.objects.filter(user_id__in=user_ids)
+            .online(alive)
+            .order_by()
+            .values("user_id")
+            .annotate(n=Count("pk"))
+            .values_list("user_id", "n")
+        )
+        refused: list[str] = []
+        for user_id in user_ids:
+            mine = [o.session_id for o in opens if o.user_id == user_id]
+            excess = min(len(mine), online.get(user_id, 0) - limit)
+            if excess > 0:
+                refused += mine[-excess:]
+        if refused:
+            WebSocketSession.objects.filter(pk__in=refused).delete()
+    return {o.session_id: o.session_id not in refused for o in opens}
+
+
 def session_record_open(
     *,
     session_id: str,
@@ -62,26 +125,20 @@ def session_record_open(
     alive_workers: set[str],
     limit: int,
 ) -> None:
-    """Record an accepted session. TooManySessions, with nothing recorded, when the user
+    """Record one accepted session. TooManySessions, with nothing recorded, when the user
     already has `limit` sessions online."""
-    with transaction.atomic():
-        commit_without_flush()
-        # One user's connects take turns (PostgreSQL locks the row; SQLite's insert below
-        # takes the database's write lock), so two racing connects cannot both pass.
-        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-        WebSocketSession.objects.create(
-            id=session_id,
-            user=user,
-            username=user.get_username(),
-            client_ip=ip_or_none(client_ip),
-            user_agent=user_agent[:USER_AGENT_MAX],
-            worker=worker,
-            channel_name=channel_name,
-            connected_at=timezone.now(),
-        )
-        online = WebSocketSession.objects.filter(user=user).online(alive_workers | {worker})
-        if online.count() > limit:
-            raise TooManySessions  # rolls the insert back
+    one = SessionOpen(
+        session_id=session_id,
+        user_id=user.pk,
+        username=user.get_username(),
+        channel_name=channel_name,
+        client_ip=client_ip,
+        user_agent=user_agent,
+        worker=worker,
+        alive_workers=frozenset(alive_workers),
+    )
+    if not sessions_record_open([one], limit=limit)[session_id]:
+        raise TooManySessions
 
 
 def session_record_close(*, session_id: str, code: int | None) -> None:
@@ -105,9 +162,9 @@ def sessions_record_close(closes: Iterable[tuple[str, int | None]]) -> None:
 
 
 @database_sync_to_async
-def asession_record_open(**fields) -> None:
-    """`session_record_open` from async code."""
-    session_record_open(**fields)
+def asessions_record_open(opens: list[SessionOpen]) -> dict[str, bool]:
+    """`sessions_record_open` from async code, with the configured limit."""
+    return sessions_record_open(opens, limit=settings.WS_MAX_SESSIONS_PER_USER)
 
 
 @database_sync_to_async

@@ -13,7 +13,7 @@ from channels.layers import get_channel_layer
 from django.db import OperationalError
 from django.utils import timezone
 
-from realtime import consumers
+from realtime import registry
 from realtime.models import WebSocketSession
 from realtime.protocol import CloseCode, ErrorCode
 from realtime.registry import (
@@ -522,10 +522,10 @@ async def test_the_refusal_over_the_limit_is_a_security_log_line(connect, user, 
 async def test_a_failing_registry_write_closes_with_unavailable_and_1013(
     connect, user, monkeypatch, caplog
 ):
-    async def broken(**fields):
+    async def broken(opens):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(consumers, "asession_record_open", broken)
+    monkeypatch.setattr(registry, "asessions_record_open", broken)
     caplog.set_level(logging.WARNING, logger="switchboard.realtime")
 
     socket = await connect(f"/ws/session/?token={access_for(user)}")

@@ -1,7 +1,8 @@
-"""realtime.registry_closes: a close alone is written at once; closes that arrive while a
+"""realtime.registry_batched: a close alone is written at once; closes that arrive while a
 write runs share the next one; each caller returns once its own row is written."""
 
 import asyncio
+import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -9,8 +10,12 @@ from django.db import OperationalError
 
 from realtime import registry
 from realtime.models import WebSocketSession
-from realtime.registry_closes import session_record_close_batched
+from realtime.registry import SessionOpen
+from realtime.registry_batched import session_record_close_batched, session_record_open_batched
+from realtime.workers import WORKER_ID
+from tests.conftest import UserFactory, access_for
 from tests.unit.realtime.sessions import WebSocketSessionFactory
+from tests.unit.realtime.ws import receive_close
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -111,3 +116,83 @@ async def test_a_failed_write_raises_to_its_callers_and_the_next_batch_is_writte
     await session_record_close_batched(session_id=ids[1], code=1006)
 
     assert await close_codes(ids) == {ids[1]: 1006}
+
+
+def opening(user, **changes) -> SessionOpen:
+    """An open of `user`'s on this worker, with a new session id."""
+    session_id = str(uuid.uuid4())
+    fields = {
+        "session_id": session_id,
+        "user_id": user.pk,
+        "username": user.username,
+        "channel_name": f"specific.inmemory!{session_id[:8]}",
+        "client_ip": "198.51.100.7",
+        "user_agent": "agent/1",
+        "worker": WORKER_ID,
+        "alive_workers": frozenset({WORKER_ID}),
+    }
+    return SessionOpen(**{**fields, **changes})
+
+
+async def test_opens_issued_together_are_one_transaction_and_the_later_ones_over_the_limit_fail(
+    settings, monkeypatch
+):
+    settings.WS_MAX_SESSIONS_PER_USER = 2
+    alice, bob = await sync_to_async(lambda: (UserFactory(), UserFactory()))()
+    await sync_to_async(WebSocketSessionFactory)(user=bob, worker=WORKER_ID)  # bob: 1 online
+    batches: list[int] = []
+    real = registry.asessions_record_open
+
+    async def spy(opens):
+        batches.append(len(opens))
+        return await real(opens)
+
+    monkeypatch.setattr(registry, "asessions_record_open", spy)
+    opens = [opening(alice), opening(bob), opening(alice), opening(bob), opening(alice)]
+
+    outcomes = await asyncio.gather(
+        *(session_record_open_batched(o) for o in opens), return_exceptions=True
+    )
+
+    assert [type(outcome).__name__ for outcome in outcomes] == [
+        "NoneType",
+        "NoneType",
+        "NoneType",
+        "TooManySessions",
+        "TooManySessions",
+    ]
+    assert batches == [5]
+    recorded = {o.session_id for o, outcome in zip(opens, outcomes, strict=True) if not outcome}
+    stored = WebSocketSession.objects.filter(pk__in=[o.session_id for o in opens])
+    assert {str(pk) async for pk in stored.values_list("pk", flat=True)} == recorded
+
+
+async def test_a_timed_out_open_is_closed_with_1013_only_after_it_commits(
+    connect, settings, monkeypatch
+):
+    """The handshake gives up (1013) while its open is still on its way: the close must not
+    overtake it, or the row would stay open for good."""
+    settings.AUTH_DB_TIMEOUT = 0.2
+    alice = await sync_to_async(UserFactory)()
+    release = asyncio.Event()
+    real = registry.asessions_record_open
+
+    async def slow(opens):
+        await release.wait()
+        return await real(opens)
+
+    monkeypatch.setattr(registry, "asessions_record_open", slow)
+
+    socket = await connect(f"/ws/session/?token={access_for(alice)}")
+    assert (await socket.receive_json_from())["code"] == "unavailable"
+    assert await receive_close(socket) == (1013, "try again later")
+    await socket.disconnect(code=1013)
+    assert await WebSocketSession.objects.acount() == 0  # the open has not run yet
+
+    release.set()
+    for _ in range(100):  # the open commits, then its close follows
+        rows = [r async for r in WebSocketSession.objects.values_list("close_code", flat=True)]
+        if rows == [1013]:
+            break
+        await asyncio.sleep(0.02)
+    assert rows == [1013]
