@@ -146,3 +146,18 @@ def metrics_exposition() -> tuple[bytes, str]:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=path)
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+_children: dict[tuple[int, tuple[str, ...]], object] = {}
+
+
+def labelled(metric, *values: str):
+    """`metric.labels(*values)`, looked up once per process: prometheus-client checks the
+    values and takes a lock on every `labels()` call (1.4 µs against 0.3 µs for the `inc()`,
+    measured here), and the message path counts every frame in and out. Label values come
+    from fixed sets, so this holds a bounded number of children."""
+    key = (id(metric), values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child

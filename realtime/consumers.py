@@ -159,7 +159,9 @@ class LimitedConsumer(EventLoopConsumer):
 
     async def send_frame(self, kind: str, msg_id: MessageId = None, **fields) -> None:
         """Send one JSON frame of type `kind`."""
-        metrics.WS_SENT.labels(self.endpoint, metrics.label(kind, metrics.SERVER_TYPES)).inc()
+        metrics.labelled(
+            metrics.WS_SENT, self.endpoint, metrics.label(kind, metrics.SERVER_TYPES)
+        ).inc()
         await self.send(text_data=frame_encode(kind, msg_id, **fields))
 
     async def send_error(
@@ -210,7 +212,7 @@ class EchoConsumer(LimitedConsumer):
         if self.closing:
             return
         kind = "binary" if bytes_data is not None else "text"
-        metrics.WS_RECEIVED.labels(self.endpoint, kind).inc()
+        metrics.labelled(metrics.WS_RECEIVED, self.endpoint, kind).inc()
         if frame_too_big(text_data, bytes_data):
             security_log.warning(
                 "websocket frame too big, closing 1009: %s",
@@ -223,7 +225,7 @@ class EchoConsumer(LimitedConsumer):
                 "websocket rate limit, closing 4008: %s", self.log_context(), extra=self.log_extra()
             )
             return await self.close_with(CloseCode.RATE_LIMITED)
-        metrics.WS_SENT.labels(self.endpoint, kind).inc()
+        metrics.labelled(metrics.WS_SENT, self.endpoint, kind).inc()
         if bytes_data is not None:
             await self.send(bytes_data=bytes_data)
         else:
@@ -502,15 +504,15 @@ class SessionConsumer(LimitedConsumer):
         if self.user is None:
             return await self.on_first_frame(text_data)
         if frame_too_big(text_data, bytes_data):
-            metrics.WS_RECEIVED.labels(self.endpoint, "other").inc()
+            metrics.labelled(metrics.WS_RECEIVED, self.endpoint, "other").inc()
             self.security_event("frame too big, closing 1009")
             return await self.close_with(CloseCode.MESSAGE_TOO_BIG)
         if bytes_data is not None:
-            metrics.WS_RECEIVED.labels(self.endpoint, "binary").inc()
+            metrics.labelled(metrics.WS_RECEIVED, self.endpoint, "binary").inc()
             self.security_event("binary frame, closing 1003")
             return await self.close_with(CloseCode.UNSUPPORTED_DATA)
         if not self.bucket.take():
-            metrics.WS_RECEIVED.labels(self.endpoint, "other").inc()
+            metrics.labelled(metrics.WS_RECEIVED, self.endpoint, "other").inc()
             if self.rate_abuse.hit():
                 self.security_event("sustained rate abuse, closing 4008")
                 return await self.close_with(CloseCode.RATE_LIMITED, ErrorCode.RATE_LIMITED)
@@ -518,11 +520,11 @@ class SessionConsumer(LimitedConsumer):
         message = None
         try:
             message = frame_decode(text_data, self.schemas)
-            metrics.WS_RECEIVED.labels(self.endpoint, message.type).inc()
+            metrics.labelled(metrics.WS_RECEIVED, self.endpoint, message.type).inc()
             await self.handlers[message.type](self, message)
         except ProtocolError as e:
             if message is None:  # the frame never parsed
-                metrics.WS_RECEIVED.labels(self.endpoint, "other").inc()
+                metrics.labelled(metrics.WS_RECEIVED, self.endpoint, "other").inc()
             await self.send_error(e.code, e.message, e.msg_id)
             if e.code in NOT_CLIENT_MISTAKES:
                 return

@@ -222,7 +222,7 @@ class RoomFanout:
                     event["channel"],
                     type(e).__name__,
                 )
-        metrics.WS_SENT.labels("session", "message").inc(sent)
+        metrics.labelled(metrics.WS_SENT, "session", "message").inc(sent)
 
 
 _fanouts: dict[asyncio.AbstractEventLoop, RoomFanout] = {}
