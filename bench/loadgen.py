@@ -207,11 +207,17 @@ class Deliveries:
         self.seen: dict[int, int] = {}
         self.current = 0
         self.complete = asyncio.Event()
+        self.total = 0
+        self.expected: int | None = None  # open loop: every delivery owed, once known
+        self.all_in = asyncio.Event()
 
     def delivered(self, seq: int) -> None:
         self.seen[seq] = self.seen.get(seq, 0) + 1
+        self.total += 1
         if seq == self.current and self.seen[seq] >= self.subscribers:
             self.complete.set()
+        if self.expected is not None and self.total >= self.expected:
+            self.all_in.set()
 
 
 class Subscriber(WSListener):
@@ -244,6 +250,51 @@ class Subscriber(WSListener):
         self.deliveries.delivered(body["seq"])
 
 
+def publish_frame(args, seq: int) -> bytes:
+    data = {"seq": seq, "t": time.perf_counter()}
+    message = {"type": "publish", "channel": "bench", "data": data} if args.session else data
+    return msgspec.json.encode(message)
+
+
+async def publish_in_turn(publisher, args, deliveries: Deliveries) -> tuple[int, int, int]:
+    """Saturating: each message once the previous one reached every subscriber (or 2 s)."""
+    seq, delivered, lost = 0, 0, 0
+    deadline = time.perf_counter() + args.seconds
+    while time.perf_counter() < deadline:
+        seq += 1
+        deliveries.current = seq
+        deliveries.complete.clear()
+        publisher.send(WSMsgType.TEXT, publish_frame(args, seq))
+        try:
+            await asyncio.wait_for(deliveries.complete.wait(), 2.0)
+        except TimeoutError:
+            pass  # counted as lost below
+        got = deliveries.seen.get(seq, 0)
+        delivered += got
+        lost += args.clients - got
+    return seq, delivered, lost
+
+
+async def publish_at_rate(publisher, args, deliveries: Deliveries) -> int:
+    """Open loop: `args.rate` messages per second whatever the deliveries do, then 2 s for
+    the last ones to arrive; how many were published."""
+    started, seq = time.perf_counter(), 0
+    while (now := time.perf_counter()) < started + args.seconds:
+        due = int((now - started) * args.rate) + 1
+        while seq < due:
+            seq += 1
+            publisher.send(WSMsgType.TEXT, publish_frame(args, seq))
+        await asyncio.sleep(min(0.005, 1 / args.rate))
+    deliveries.expected = seq * args.clients
+    if deliveries.total >= deliveries.expected:
+        deliveries.all_in.set()
+    try:
+        await asyncio.wait_for(deliveries.all_in.wait(), 2.0)
+    except TimeoutError:
+        pass  # counted as lost by the caller
+    return seq
+
+
 async def fanout(args) -> dict:
     latencies: list[float] = []
     deliveries = Deliveries(args.clients)
@@ -254,22 +305,12 @@ async def fanout(args) -> dict:
     publisher, _ = await ws_connect(FirstFrame, args.url[0])
     await asyncio.sleep(0.5)
     latencies.clear()
-    seq, delivered, lost = 0, 0, 0
-    deadline = time.perf_counter() + args.seconds
-    while time.perf_counter() < deadline:
-        seq += 1
-        deliveries.current = seq
-        deliveries.complete.clear()
-        data = {"seq": seq, "t": time.perf_counter()}
-        message = {"type": "publish", "channel": "bench", "data": data} if args.session else data
-        publisher.send(WSMsgType.TEXT, msgspec.json.encode(message))
-        try:
-            await asyncio.wait_for(deliveries.complete.wait(), 2.0)
-        except TimeoutError:
-            pass  # counted as lost below
-        got = deliveries.seen.get(seq, 0)
-        delivered += got
-        lost += args.clients - got
+    if args.rate:
+        seq = await publish_at_rate(publisher, args, deliveries)
+        delivered = sum(deliveries.seen.values())
+        lost = seq * args.clients - delivered
+    else:
+        seq, delivered, lost = await publish_in_turn(publisher, args, deliveries)
     for transport, _ in [*subscribers, (publisher, None)]:
         transport.disconnect()
     return {
@@ -291,6 +332,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--hold", type=float, default=5.0)
     parser.add_argument("--session", action="store_true")
+    parser.add_argument("--rate", type=float, default=0, help="fanout: publishes/s (open loop)")
     args = parser.parse_args()
     if any(not url.startswith("ws://127.0.0.1:") for url in args.url):
         sys.exit("loopback URLs only")

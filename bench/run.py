@@ -280,7 +280,25 @@ def fanout(plan: Plan, workdir: Path, env: dict[str, str], redis, token: str) ->
             peer = loadgen(
                 "fanout", [broadcaster.ws("/")], clients=subscribers, seconds=plan.fanout_seconds
             )
-            rows.append({"subscribers": subscribers, "switchboard": switchboard, "peer": peer})
+            # The same, published at half the rate Switchboard just sustained: its latency
+            # when it is not saturated.
+            half_rate = max(1.0, switchboard["messages"] / plan.fanout_seconds / 2)
+            half = loadgen(
+                "fanout",
+                urls,
+                clients=subscribers,
+                seconds=plan.fanout_seconds,
+                session=True,
+                rate=round(half_rate, 1),
+            )
+            rows.append(
+                {
+                    "subscribers": subscribers,
+                    "switchboard": switchboard,
+                    "peer": peer,
+                    "switchboard_half_rate": {"publishes_per_s": round(half_rate, 1), **half},
+                }
+            )
         for server in workers:
             rows.append({"memory": server.name, **server.memory_kib()})
     finally:

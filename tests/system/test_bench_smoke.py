@@ -41,6 +41,8 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
     for row in fanout:
         assert row["switchboard"]["lost"] == row["peer"]["lost"] == 0, row
         assert row["switchboard"]["deliveries_per_s"] > 0, row
+        assert row["switchboard_half_rate"]["messages"] > 0, row
+        assert row["switchboard_half_rate"]["lost"] == 0, row
     report = (tmp_path / "BENCHMARKS.md").read_text()
     for heading in (
         "## Targets",
