@@ -101,17 +101,25 @@ def tables(results: dict) -> str:
         )
     lines += [
         "",
-        "## Handshakes (Switchboard: token check, user lookup, session record, welcome)",
+        "## Handshakes",
+        "",
+        "`/ws/session/`: token check, user lookup, session record, welcome. `/ws/echo/`: the "
+        "server's own handshake, with no token and no database: the ceiling for the first.",
         "",
     ]
-    lines += ["| server | concurrent | handshakes/s | × peer | p50 ms | p99 ms | failures |"]
-    lines += ["|---|---|---|---|---|---|---|"]
+    lines += [
+        "| server | endpoint | concurrent | handshakes/s | × peer | p50 ms | p99 ms | failures |"
+    ]
+    lines += ["|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        if row["scenario"] != "handshakes":
+        if row["scenario"] not in ("handshakes", "echo handshakes"):
             continue
         peer = _peer(rows, "handshakes", row["clients"])
+        endpoint = {"peer": "/"}.get(row["server"]) or (
+            "/ws/echo/" if row["scenario"] == "echo handshakes" else "/ws/session/"
+        )
         lines.append(
-            f"| {row['server']} | {row['clients']} | {row['handshakes_per_s']:,} | "
+            f"| {row['server']} | {endpoint} | {row['clients']} | {row['handshakes_per_s']:,} | "
             f"{ratio(row['handshakes_per_s'], peer['handshakes_per_s'])} | {row['p50_ms']} | "
             f"{row['p99_ms']} | {row['failures']} |"
         )

@@ -223,10 +223,13 @@ def run(plan: Plan, workdir: Path, database_url: str) -> dict:
                 results["rows"].append(
                     {"scenario": scenario, "clients": clients, "server": name, **figures}
                 )
-        for name, path, session in (
-            ("peer", "/", False),
-            ("daphne", session_path, True),
-            ("uvicorn", session_path, True),
+        for scenario, name, path, session in (
+            ("handshakes", "peer", "/", False),
+            ("handshakes", "daphne", session_path, True),
+            ("handshakes", "uvicorn", session_path, True),
+            # The server's own ceiling: a bare /ws/echo/ handshake (no token, no database).
+            ("echo handshakes", "daphne", "/ws/echo/", False),
+            ("echo handshakes", "uvicorn", "/ws/echo/", False),
         ):
             figures = loadgen(
                 "handshakes",
@@ -236,7 +239,7 @@ def run(plan: Plan, workdir: Path, database_url: str) -> dict:
                 session=session,
             )
             results["rows"].append(
-                {"scenario": "handshakes", "clients": plan.handshake_concurrency, "server": name}
+                {"scenario": scenario, "clients": plan.handshake_concurrency, "server": name}
                 | figures
             )
         for name, path, session in (

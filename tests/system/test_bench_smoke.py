@@ -28,7 +28,12 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
         (scenario, server)
         for scenario in ("echo", "handshakes", "idle")
         for server in ("peer", "daphne", "uvicorn")
-    } | {("session echo", "daphne"), ("session echo", "uvicorn")}
+    } | {
+        ("session echo", "daphne"),
+        ("session echo", "uvicorn"),
+        ("echo handshakes", "daphne"),
+        ("echo handshakes", "uvicorn"),
+    }
     for row in results["rows"]:
         figure = row.get("round_trips_per_s") or row.get("handshakes_per_s") or row["connections"]
         assert figure > 0, row
