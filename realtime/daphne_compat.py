@@ -148,7 +148,10 @@ def _going_away():
     # A client told 1001 reconnects at once: refused here, it reaches a worker that stays
     # (behind a balancer) instead of a session on this one that the exit would cut with 1006.
     for port in _listening_ports:
-        port.stopListening()
+        try:
+            port.stopListening()
+        except Exception:  # the sockets must get their 1001 whatever happens here
+            logger.exception("could not stop listening on %s", port)
     sockets = list(_open_sockets)
     for protocol in sockets:
         try:

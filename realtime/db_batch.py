@@ -43,14 +43,22 @@ class Batcher(Generic[K, R]):
             try:
                 results = await self.run(list(dict.fromkeys(key for key, _ in batch)))
             except Exception as e:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(e)
-                        done.exception()  # retrieved: a caller that gave up must not warn
+                _fail(batch, e)
+            except BaseException as e:  # cancelled (the loop is closing): nobody may hang
+                _fail(batch + self.pending, RuntimeError(f"database call {type(e).__name__}"))
+                self.pending = []
+                raise
             else:
                 for key, done in batch:
                     if not done.done():
                         done.set_result(results.get(key) if results is not None else None)
+
+
+def _fail(batch: list[tuple[object, asyncio.Future]], error: Exception) -> None:
+    for _, done in batch:
+        if not done.done():
+            done.set_exception(error)
+            done.exception()  # retrieved: a caller that gave up must not warn
 
 
 def loop_batcher(batchers: dict, run: BatchCall) -> Batcher:

@@ -64,18 +64,22 @@ class RedisFanoutMembers:
         others = sorted(set(channels) - {WORKER_ID})
         alive = await self.beat.alive(others)
         dead = [worker for worker in others if worker not in alive]
+        reaped = 0
         for worker in dead:
+            # Claim it first: one reaper per dead worker, and a worker that was only stalled
+            # finds its record gone and rejoins its rooms (`RoomFanout.reap_once`), even if
+            # this reaper fails half-way.
+            if not await client.hdel(CHANNELS_KEY, worker):
+                continue  # another worker is reaping it
             rooms = sorted(room.decode() for room in await client.smembers(rooms_key(worker)))
             for room in rooms:
                 await layer.group_discard(room_group(room), channels[worker])
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.delete(rooms_key(worker))
-                pipe.hdel(CHANNELS_KEY, worker)
-                await pipe.execute()
+            await client.delete(rooms_key(worker))
+            reaped += 1
             logger.warning(
                 "room fan-out: dead worker %s taken out of %d room(s)", worker, len(rooms)
             )
-        return len(dead)
+        return reaped
 
 
 class LocalFanoutMembers:

@@ -32,6 +32,10 @@ class TooManySessions(Exception):
     """The user already has WS_MAX_SESSIONS_PER_USER sessions online."""
 
 
+class UserGone(Exception):
+    """The session's user was deleted after its handshake looked it up."""
+
+
 def ip_or_none(value: str | None) -> str | None:
     """`value` when it is an IP address (what the registry stores), else None."""
     try:
@@ -68,10 +72,10 @@ class SessionOpen:
     alive_workers: frozenset[str]
 
 
-def sessions_record_open(opens: list[SessionOpen], *, limit: int) -> dict[str, bool]:
+def sessions_record_open(opens: list[SessionOpen], *, limit: int) -> dict[str, bool | None]:
     """Record accepted sessions in one transaction: {session id: recorded}. A session that
     would take its user past `limit` sessions online is not recorded (False); of one user's
-    sessions here, the later ones are refused first."""
+    sessions here, the later ones are refused first. None: its user no longer exists."""
     user_ids = sorted({o.user_id for o in opens})
     alive = set().union(*(o.alive_workers | {o.worker} for o in opens))
     now = timezone.now()
@@ -81,7 +85,12 @@ def sessions_record_open(opens: list[SessionOpen], *, limit: int) -> dict[str, b
         # workers' batches cannot deadlock; SQLite's transaction holds the write lock), so
         # two racing connects cannot both pass.
         users = get_user_model().objects.select_for_update().filter(pk__in=user_ids)
-        list(users.order_by("pk").values_list("pk"))
+        existing = set(users.order_by("pk").values_list("pk", flat=True))
+        gone = {o.session_id for o in opens if o.user_id not in existing}
+        # A user deleted since the handshake looked it up: its open alone fails (the
+        # foreign key would fail the whole transaction at commit).
+        opens = [o for o in opens if o.session_id not in gone]
+        user_ids = sorted(existing)
         WebSocketSession.objects.bulk_create(
             WebSocketSession(
                 id=o.session_id,
@@ -111,7 +120,9 @@ def sessions_record_open(opens: list[SessionOpen], *, limit: int) -> dict[str, b
                 refused += mine[-excess:]
         if refused:
             WebSocketSession.objects.filter(pk__in=refused).delete()
-    return {o.session_id: o.session_id not in refused for o in opens}
+    outcome: dict[str, bool | None] = dict.fromkeys(gone)
+    outcome.update({o.session_id: o.session_id not in refused for o in opens})
+    return outcome
 
 
 def session_record_open(
@@ -137,7 +148,10 @@ def session_record_open(
         worker=worker,
         alive_workers=frozenset(alive_workers),
     )
-    if not sessions_record_open([one], limit=limit)[session_id]:
+    recorded = sessions_record_open([one], limit=limit)[session_id]
+    if recorded is None:
+        raise UserGone
+    if not recorded:
         raise TooManySessions
 
 
@@ -162,7 +176,7 @@ def sessions_record_close(closes: Iterable[tuple[str, int | None]]) -> None:
 
 
 @database_sync_to_async
-def asessions_record_open(opens: list[SessionOpen]) -> dict[str, bool]:
+def asessions_record_open(opens: list[SessionOpen]) -> dict[str, bool | None]:
     """`sessions_record_open` from async code, with the configured limit."""
     return sessions_record_open(opens, limit=settings.WS_MAX_SESSIONS_PER_USER)
 

@@ -10,14 +10,14 @@ client sees, and when the row is visible, do not change.
 
 from realtime import registry
 from realtime.db_batch import loop_batcher
-from realtime.registry import SessionOpen, TooManySessions
+from realtime.registry import SessionOpen, TooManySessions, UserGone
 
 Close = tuple[str, int | None]  # (session id, close code)
 _open_batchers: dict = {}
 _close_batchers: dict = {}
 
 
-async def _open(opens: list[SessionOpen]) -> dict[SessionOpen, bool]:
+async def _open(opens: list[SessionOpen]) -> dict[SessionOpen, bool | None]:
     recorded = await registry.asessions_record_open(opens)
     return {o: recorded[o.session_id] for o in opens}
 
@@ -28,8 +28,12 @@ async def _close(closes: list[Close]) -> None:
 
 async def session_record_open_batched(session: SessionOpen) -> None:
     """Record an accepted session. TooManySessions, with nothing recorded, when its user
-    already has WS_MAX_SESSIONS_PER_USER sessions online; raises what the write raised."""
-    if not await loop_batcher(_open_batchers, _open).call(session):
+    already has WS_MAX_SESSIONS_PER_USER sessions online; UserGone when the user was deleted
+    meanwhile; raises what the write raised."""
+    recorded = await loop_batcher(_open_batchers, _open).call(session)
+    if recorded is None:
+        raise UserGone  # answered like a database failure: 1013, nothing recorded
+    if not recorded:
         raise TooManySessions
 
 

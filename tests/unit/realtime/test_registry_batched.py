@@ -196,3 +196,19 @@ async def test_a_timed_out_open_is_closed_with_1013_only_after_it_commits(
             break
         await asyncio.sleep(0.02)
     assert rows == [1013]
+
+
+async def test_an_open_whose_user_was_deleted_fails_alone(monkeypatch):
+    alice, doomed = await sync_to_async(lambda: (UserFactory(), UserFactory()))()
+    kept, lost = opening(alice), opening(doomed)
+    await sync_to_async(doomed.delete)()
+
+    outcomes = await asyncio.gather(
+        session_record_open_batched(kept),
+        session_record_open_batched(lost),
+        return_exceptions=True,
+    )
+
+    assert [type(o).__name__ for o in outcomes] == ["NoneType", "UserGone"]
+    stored = WebSocketSession.objects.values_list("pk", flat=True)
+    assert [str(pk) async for pk in stored] == [kept.session_id]
