@@ -159,10 +159,18 @@ class LimitedConsumer(EventLoopConsumer):
 
     async def send_frame(self, kind: str, msg_id: MessageId = None, **fields) -> None:
         """Send one JSON frame of type `kind`."""
+        try:
+            text = frame_encode(kind, msg_id, **fields)
+        except RecursionError as e:
+            # Echoed data that decoded near the recursion limit can fail to encode here,
+            # deeper in the stack: the same answer as data too deep to decode at all.
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "Message is nested too deeply", msg_id
+            ) from e
         metrics.labelled(
             metrics.WS_SENT, self.endpoint, metrics.label(kind, metrics.SERVER_TYPES)
         ).inc()
-        await self.send(text_data=frame_encode(kind, msg_id, **fields))
+        await self.send(text_data=text)
 
     async def send_error(
         self, code: ErrorCode, message: str | None = None, msg_id: MessageId = None
@@ -304,13 +312,7 @@ class SessionConsumer(LimitedConsumer):
         async def leave() -> None:
             await presence().remove(channel, name)
 
-        if not layer_health.available:
-            return layer_health.defer_leave(leave)
-        try:
-            await leave()
-        except Exception as e:
-            layer_health.failed("group_discard", e)
-            layer_health.defer_leave(leave)
+        await layer_health.leave_now_or_later(leave)
 
     async def connect(self):
         self.session_id = str(uuid.uuid4())

@@ -111,6 +111,16 @@ class LayerHealth:
         self.pending_leaves.append(leave)
         self.monitor_start()
 
+    async def leave_now_or_later(self, leave: Callable[[], Awaitable[None]]) -> None:
+        """Run `leave` now; while the layer is down, or when it fails, once it is back."""
+        if not self.available:
+            return self.defer_leave(leave)
+        try:
+            await leave()
+        except Exception as e:
+            self.failed("group_discard", e)
+            self.defer_leave(leave)
+
     async def _rejoin_all(self) -> None:
         leaves, self.pending_leaves = self.pending_leaves, []
         for leave in leaves:

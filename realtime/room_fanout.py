@@ -125,13 +125,7 @@ class RoomFanout:
                     await self.layer.group_discard(room_group(channel), self.channel_name)
                     await self._members_update(fanout_members().room_removed, channel)
 
-        if not layer_health.available:
-            return layer_health.defer_leave(discard)
-        try:
-            await discard()
-        except Exception as e:
-            layer_health.failed("group_discard", e)
-            layer_health.defer_leave(discard)
+        await layer_health.leave_now_or_later(discard)
 
     async def groups_renew(self) -> None:
         """Add the worker channel again to every room group it belongs in: after an outage
