@@ -8,25 +8,14 @@ Django's own serializer, so whatever `cache.set` wrote reads back the same. Any 
 backend (local memory without REDIS_URL) is in-process: read directly.
 """
 
-import asyncio
 from typing import Any
 
-import redis.asyncio as aioredis
-from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache, RedisSerializer
 
-_clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
+from core.redis import redis_clients
+
 _serializer = RedisSerializer()
-
-
-def _client() -> aioredis.Redis:
-    loop = asyncio.get_running_loop()
-    if loop not in _clients:
-        config = settings.CACHES["default"]
-        # The sync client's own options (its timeouts), so both fail alike.
-        _clients[loop] = aioredis.from_url(config["LOCATION"], **config.get("OPTIONS", {}))
-    return _clients[loop]
 
 
 async def cache_get(key: str) -> Any:
@@ -34,5 +23,5 @@ async def cache_get(key: str) -> Any:
     cache = caches["default"]
     if not isinstance(cache, RedisCache):
         return cache.get(key)
-    value = await _client().get(cache.make_and_validate_key(key))
+    value = await redis_clients().async_client().get(cache.make_and_validate_key(key))
     return None if value is None else _serializer.loads(value)

@@ -3,7 +3,8 @@
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
 
-from accounts.tokens import TokenRejected, user_for_token
+from accounts.exceptions import ServiceUnavailable
+from accounts.tokens import AuthUnavailable, TokenRejected, user_for_token
 
 
 class TokenUnusable(AuthenticationFailed):
@@ -26,6 +27,8 @@ class VersionedJWTAuthentication(JWTAuthentication):
             return None
         try:
             auth = user_for_token(raw.decode("latin-1"))
+        except AuthUnavailable as e:  # cannot tell whether it was revoked: never accept it
+            raise ServiceUnavailable from e
         except TokenRejected as e:
             raise TokenUnusable(e) from e
         return auth.user, auth.token

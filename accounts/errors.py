@@ -7,16 +7,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
+from accounts.exceptions import ServiceUnavailable
+
 logger = logging.getLogger("switchboard.api")
-
-
-class ServiceUnavailable(exceptions.APIException):
-    """A backing service (Redis, say) cannot answer now: 503 `unavailable`, as for the
-    database."""
-
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "Temporarily unavailable; try again later."
-    default_code = "unavailable"
 
 
 def api_exception_handler(exc, context):

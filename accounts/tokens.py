@@ -21,6 +21,7 @@ from rest_framework_simplejwt.tokens import Token
 from accounts.async_cache import cache_get
 from accounts.jwt_keys import token_backend
 from accounts.models import User
+from core.degrade import Degradation
 from realtime.db_batch import loop_batcher
 
 VERSION_CLAIM = "ver"
@@ -33,22 +34,24 @@ def revoked_jti_key(jti: object) -> str:
 
 
 def access_token_revoked(claims) -> bool:
-    """Whether this access token was revoked on its own (logout); a cache that fails is
-    logged and read as "not revoked" (the user's version check still applies)."""
+    """Whether this access token was revoked on its own (logout). A list that cannot be read
+    raises AuthUnavailable: a token is never taken for unrevoked unchecked."""
     try:
-        return cache.get(revoked_jti_key(claims.get("jti"))) is not None
+        revoked = cache.get(revoked_jti_key(claims.get("jti"))) is not None
     except Exception as e:
-        logger.warning("revoked-token list unreadable (%s)", type(e).__name__)
-        return False
+        raise _revoked_list_unreadable(e) from e
+    REVOKED_LIST.answered()
+    return revoked
 
 
 async def aaccess_token_revoked(claims) -> bool:
     """`access_token_revoked` from async code."""
     try:
-        return await cache_get(revoked_jti_key(claims.get("jti"))) is not None
+        revoked = await cache_get(revoked_jti_key(claims.get("jti"))) is not None
     except Exception as e:
-        logger.warning("revoked-token list unreadable (%s)", type(e).__name__)
-        return False
+        raise _revoked_list_unreadable(e) from e
+    REVOKED_LIST.answered()
+    return revoked
 
 
 class TokenRejected(Exception):
@@ -71,6 +74,17 @@ class AuthUnavailable(TokenRejected):
     """The token could not be checked now (the database failed or was too slow)."""
 
     code = "unavailable"
+
+
+# Without the revoked-token list no access token is accepted (REST 503, WebSocket 1013).
+REVOKED_LIST = Degradation(
+    "revoked_tokens", answer="refused", rule="access tokens are refused (503 / close 1013)"
+)
+
+
+def _revoked_list_unreadable(error: Exception) -> "AuthUnavailable":
+    REVOKED_LIST.fell_back(error)
+    return AuthUnavailable(f"revoked-token list unreadable ({type(error).__name__})")
 
 
 class AccessToken(SimpleAccessToken):

@@ -121,6 +121,19 @@ REDIS_URL = env("REDIS_URL", default="")
 # read: every idle consumer would die with 1011. The read timeout must exceed it.
 REDIS_SOCKET_TIMEOUT = 15
 REDIS_CONNECT_TIMEOUT = 2
+# One command of Switchboard's own clients (tickets, heartbeats, limits, cache reads): longer
+# than the connect timeout, because a worker busy with a burst of handshakes reads replies
+# late, and a late reply is not an outage.
+REDIS_COMMAND_TIMEOUT = 5
+# Every Redis connection comes from core/redis.py: each pool (one per event loop and layer,
+# one for sync code) holds at most REDIS_MAX_CONNECTIONS; a caller finding it full waits for
+# a free one, at most REDIS_POOL_TIMEOUT seconds (a busy pool is not an outage).
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=100)
+REDIS_POOL_TIMEOUT = env.float("REDIS_POOL_TIMEOUT", default=10.0)
+if REDIS_MAX_CONNECTIONS < 2 or REDIS_POOL_TIMEOUT <= 0:
+    raise ImproperlyConfigured(
+        "REDIS_MAX_CONNECTIONS must be at least 2 and REDIS_POOL_TIMEOUT above 0 seconds."
+    )
 # Group membership lapses after this long unless renewed; sessions renew it on every
 # token refresh, which JWT_ACCESS_TTL forces far more often (checked at startup).
 CHANNEL_GROUP_EXPIRY = 86400
@@ -146,23 +159,20 @@ if REDIS_URL:
     }
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "core.channel_layer.RedisChannelLayer",
             "CONFIG": CHANNEL_LAYER_CONFIG,
         },
         # The same Redis and keys; only the workers' room channels are read through it.
         "rooms": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "core.channel_layer.RedisChannelLayer",
             "CONFIG": {**CHANNEL_LAYER_CONFIG, "capacity": WS_ROOM_FANOUT_CAPACITY},
         },
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.redis_cache.FactoryRedisCache",
+            # Connections from core/redis.py (its timeouts and pool size).
             "LOCATION": REDIS_URL,
-            "OPTIONS": {
-                "socket_timeout": REDIS_CONNECT_TIMEOUT,
-                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
-            },
         }
     }
 else:

@@ -1,23 +1,20 @@
 """Per-client-IP WebSocket connection rate, counted across every worker (WS_CONNECTS_PER_MINUTE).
 
-Checked before the JWT middleware, so a flood of handshakes costs no database work. Storage
-is the `limits` library's async storage: Redis when REDIS_URL is set, process memory
-otherwise. When Redis is unreachable the limit fails open and the log says so once.
+Checked before the JWT middleware, so a flood of handshakes costs no database work. Counted
+by `core.rate_limits` (one atomic Redis script per handshake, exact across workers); when
+Redis cannot answer, counted in this worker instead: a per-worker limit, never none.
 """
 
-import asyncio
 import logging
 import time
 
 from django.conf import settings
 from limits import RateLimitItemPerMinute
-from limits.aio import strategies
-from limits.storage import storage_from_string
 
 from accounts.client_ip import scope_client_ip
+from core.rate_limits import AsyncSharedLimiter
 from operations.metrics import WS_CONNECTIONS, endpoint_label
 from realtime.protocol import CloseCode, ErrorCode, frame_encode
-from realtime.workers import redis_options
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
@@ -28,49 +25,23 @@ LOGGED_MAX = 10_000  # addresses remembered for LOG_EVERY (bounded under a distr
 
 
 class ConnectRate:
-    """The limiter, one per event loop (async Redis connections belong to their loop)."""
+    """The limiter of this worker, and when it last logged each address."""
 
     def __init__(self) -> None:
-        self._limiters: dict[asyncio.AbstractEventLoop, strategies.MovingWindowRateLimiter] = {}
+        self._limiter: AsyncSharedLimiter | None = None
         self._logged: dict[str, float] = {}
-        self.failing = False
 
-    def limiter(self) -> strategies.MovingWindowRateLimiter:
-        loop = asyncio.get_running_loop()
-        if loop not in self._limiters:
-            if settings.REDIS_URL:
-                store = storage_from_string(
-                    "async+" + settings.REDIS_URL,
-                    implementation="redispy",
-                    **redis_options(),
-                )
-            else:
-                store = storage_from_string("async+memory://")
-            self._limiters[loop] = strategies.MovingWindowRateLimiter(store)
-        return self._limiters[loop]
+    def limiter(self) -> AsyncSharedLimiter:
+        if self._limiter is None:
+            self._limiter = AsyncSharedLimiter("connect_rate", shared=bool(settings.REDIS_URL))
+        return self._limiter
 
     async def allowed(self, ip: str) -> bool:
         """Count one connection from `ip`; False when it is over the per-minute limit."""
         per_minute = settings.WS_CONNECTS_PER_MINUTE
         if per_minute <= 0:
             return True
-        try:
-            allowed = await self.limiter().hit(
-                RateLimitItemPerMinute(per_minute), "ws-connects", ip
-            )
-        except Exception as e:
-            if not self.failing:
-                logger.warning(
-                    "connection-rate storage unreachable (%s); not limiting connections until "
-                    "it is back",
-                    type(e).__name__,
-                )
-            self.failing = True
-            return True
-        if self.failing:
-            logger.warning("connection-rate storage reachable again")
-            self.failing = False
-        return allowed
+        return await self.limiter().hit(RateLimitItemPerMinute(per_minute), "ws-connects", ip)
 
     def should_log(self, ip: str) -> bool:
         """At most one log line per address per LOG_EVERY seconds."""

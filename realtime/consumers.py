@@ -25,6 +25,7 @@ from accounts.tokens import (
     auser_for_token,
     users_token_state,
 )
+from core.degrade import Degradation
 from operations import metrics
 from realtime.events import revocation_floor, room_event, user_group
 from realtime.layer_health import layer_health
@@ -60,6 +61,12 @@ security_log = logging.getLogger("switchboard.security")
 
 background_tasks: set[asyncio.Task] = set()
 
+SESSION_CAP = Degradation(
+    "session_cap",
+    answer="local_rule",
+    rule="the per-user session cap counts every open session in the registry",
+)
+
 # Room messages a session holds back while it handles one event (see `dispatch`); past it
 # they are dropped for that session, counted and logged by the fan-out.
 ROOM_PENDING_LIMIT = 1000
@@ -89,17 +96,18 @@ def fanout_observe(kind: str, event: dict) -> None:
         metrics.FANOUT_LATENCY.labels(kind).observe(max(0.0, time.time() - sent_at))
 
 
-async def workers_alive() -> set[str]:
-    """The alive workers, this one included (its heartbeat started); when Redis cannot say,
-    this worker only, so its own sessions still count."""
+async def workers_alive() -> frozenset[str] | None:
+    """The alive workers, this one included (its heartbeat started); None when Redis cannot
+    say: the session cap then counts every open session the registry holds, whichever
+    worker (stricter than counting this worker's alone)."""
     try:
         await heartbeat().ensure()
-        return await heartbeat().alive_all() | {WORKER_ID}
+        alive = await heartbeat().alive_all() | {WORKER_ID}
     except Exception as e:
-        # During a Redis outage every connect gets here: the layer-health log says it once.
-        level = logging.WARNING if layer_health.available else logging.DEBUG
-        logger.log(level, "alive workers unknown (%s): counting this one's", type(e).__name__)
-        return {WORKER_ID}
+        SESSION_CAP.fell_back(e)
+        return None
+    SESSION_CAP.answered()
+    return frozenset(alive)
 
 
 def frame_too_big(text: str | None, data: bytes | None) -> bool:
@@ -391,10 +399,14 @@ class SessionConsumer(LimitedConsumer):
         # A revocation committed between the user lookup and the group join was sent to a
         # group this session was not in yet; its floor is in the cache.
         if layer_health.available:
-            floor = await revocation_floor(self.user.pk)
+            try:
+                floor = await revocation_floor(self.user.pk)
+                revoked = await aaccess_token_revoked(auth.token)
+            except AuthUnavailable as e:  # cannot tell: never welcome it
+                return await self.auth_refuse(e, msg_id)
             if floor is not None and self.token_version < floor:
                 return await self.revoke("session revoked while connecting")
-            if await aaccess_token_revoked(auth.token):
+            if revoked:
                 return await self.revoke("access token revoked while connecting")
         await self.send_frame(
             "welcome",
@@ -426,7 +438,7 @@ class SessionConsumer(LimitedConsumer):
                     client_ip=scope_client_ip(self.scope),
                     user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
                     worker=WORKER_ID,
-                    alive_workers=frozenset(alive),
+                    alive_workers=alive,
                 )
             )
         )

@@ -12,6 +12,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from accounts.async_cache import cache_get
+from accounts.tokens import AuthUnavailable
 from operations.metrics import LAYER_FAILURES
 from realtime.rooms import channel_name_valid, room_group
 
@@ -103,9 +104,8 @@ async def revocation_floor(user_id: int) -> int | None:
     """The version below which the user's tokens were revoked lately, if the cache knows."""
     try:
         return await cache_get(_floor_key(user_id))
-    except Exception as e:
-        logger.warning("revocation floor unreadable for user %s: %s", user_id, type(e).__name__)
-        return None
+    except Exception as e:  # a connect racing a revocation could slip through: refuse it
+        raise AuthUnavailable(f"revocation floor unreadable ({type(e).__name__})") from e
 
 
 def _disconnect_event() -> dict:

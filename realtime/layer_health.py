@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from channels.layers import get_channel_layer
 
+from core.redis import redis_is_down
 from operations.metrics import LAYER_FAILURES, LAYER_OPERATIONS, label
 
 logger = logging.getLogger("switchboard.realtime")
@@ -54,8 +55,20 @@ class LayerHealth:
         return self._up
 
     def failed(self, operation: str, error: BaseException) -> None:
-        """Record a failed layer operation; the first one marks the layer down."""
+        """Record a failed layer operation; the first one that shows Redis unreachable (a
+        connection error or timeout, not a busy pool: `core.redis.redis_is_down`) marks the
+        layer down."""
         LAYER_FAILURES.labels(label(operation, LAYER_OPERATIONS)).inc()
+        if not redis_is_down(error):
+            # Redis answers (or this worker is only short of connections): the one operation
+            # failed, nobody else's delivery pauses. A deferred leave is retried by the monitor.
+            logger.warning(
+                "channel layer %s failed (%s); Redis is not down, delivery goes on",
+                operation,
+                type(error).__name__,
+            )
+            self.monitor_start()
+            return
         if self.available:
             self.available = False
             self.up.clear()
@@ -102,6 +115,8 @@ class LayerHealth:
                     len(self.sessions),
                 )
                 await self._rejoin_all()
+            elif self.pending_leaves:  # leaves that failed while Redis was only busy
+                await self._leaves_run()
             if identity is None and self.available:
                 return  # the in-memory layer cannot fail or restart: nothing to watch
             await asyncio.sleep(MONITOR_INTERVAL)
@@ -121,13 +136,16 @@ class LayerHealth:
             self.failed("group_discard", e)
             self.defer_leave(leave)
 
-    async def _rejoin_all(self) -> None:
+    async def _leaves_run(self) -> None:
         leaves, self.pending_leaves = self.pending_leaves, []
         for leave in leaves:
             try:
                 await leave()
             except Exception:
                 logger.exception("a deferred leave failed")
+
+    async def _rejoin_all(self) -> None:
+        await self._leaves_run()
         for rejoin in list(self.sessions.values()):
             await rejoin()
         for hook in self.recovery_hooks:

@@ -60,7 +60,8 @@ def commit_without_flush() -> None:
 
 @dataclass(frozen=True)
 class SessionOpen:
-    """One accepted session to record, and the workers alive when it was accepted."""
+    """One accepted session to record, and the workers alive when it was accepted (None:
+    unknown, Redis could not say)."""
 
     session_id: str
     user_id: int
@@ -69,7 +70,7 @@ class SessionOpen:
     client_ip: str | None
     user_agent: str
     worker: str
-    alive_workers: frozenset[str]
+    alive_workers: frozenset[str] | None
 
 
 def sessions_record_open(opens: list[SessionOpen], *, limit: int) -> dict[str, bool | None]:
@@ -77,7 +78,10 @@ def sessions_record_open(opens: list[SessionOpen], *, limit: int) -> dict[str, b
     would take its user past `limit` sessions online is not recorded (False); of one user's
     sessions here, the later ones are refused first. None: its user no longer exists."""
     user_ids = sorted({o.user_id for o in opens})
-    alive = set().union(*(o.alive_workers | {o.worker} for o in opens))
+    # Redis could not say which workers live (None): count every open row, whichever worker.
+    alive: set[str] | None = None
+    if all(o.alive_workers is not None for o in opens):
+        alive = set().union(*(o.alive_workers | {o.worker} for o in opens))  # type: ignore[operator]
     now = timezone.now()
     with transaction.atomic():
         commit_without_flush()
@@ -104,13 +108,10 @@ def sessions_record_open(opens: list[SessionOpen], *, limit: int) -> dict[str, b
             )
             for o in opens
         )
+        counted = WebSocketSession.objects.filter(user_id__in=user_ids)
+        counted = counted.open() if alive is None else counted.online(alive)
         online = dict(
-            WebSocketSession.objects.filter(user_id__in=user_ids)
-            .online(alive)
-            .order_by()
-            .values("user_id")
-            .annotate(n=Count("pk"))
-            .values_list("user_id", "n")
+            counted.order_by().values("user_id").annotate(n=Count("pk")).values_list("user_id", "n")
         )
         refused: list[str] = []
         for user_id in user_ids:

@@ -7,7 +7,6 @@ the client IP when WS_TICKET_BIND_IP is on. Redeeming is one Redis GETDEL, so tw
 racing on one ticket let exactly one in. Without Redis, tickets live in this process.
 """
 
-import asyncio
 import hashlib
 import json
 import secrets
@@ -15,7 +14,6 @@ import time
 from functools import cache
 
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 from rest_framework_simplejwt.settings import api_settings
 
@@ -26,7 +24,7 @@ from accounts.tokens import (
     TokenExpired,
     TokenRejected,
 )
-from realtime.workers import redis_options
+from core.redis import redis_clients
 
 TICKET_TTL = 30  # seconds
 TICKET_BYTES = 32
@@ -39,24 +37,13 @@ def _key(ticket: str) -> str:
 
 
 class RedisTickets:
-    """Tickets in Redis: SET with a TTL to issue, GETDEL to redeem."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
+    """Tickets in Redis: SET with a TTL to issue, GETDEL to redeem (`core.redis` clients)."""
 
     def put(self, key: str, value: str) -> None:
-        client = redis.Redis.from_url(self.url, **redis_options())
-        try:
-            client.set(key, value, ex=TICKET_TTL)
-        finally:
-            client.close()
+        redis_clients().sync_client().set(key, value, ex=TICKET_TTL)
 
     async def take(self, key: str) -> str | None:
-        loop = asyncio.get_running_loop()
-        if loop not in self._clients:
-            self._clients[loop] = aioredis.from_url(self.url, **redis_options())
-        value = await self._clients[loop].getdel(key)
+        value = await redis_clients().async_client().getdel(key)
         return value.decode() if value is not None else None
 
 
@@ -79,7 +66,7 @@ class MemoryTickets:
 @cache
 def ticket_store() -> RedisTickets | MemoryTickets:
     """This process's ticket store, chosen by REDIS_URL."""
-    return RedisTickets(settings.REDIS_URL) if settings.REDIS_URL else MemoryTickets()
+    return RedisTickets() if settings.REDIS_URL else MemoryTickets()
 
 
 def ticket_issue(*, auth: Authenticated, client_ip: str) -> str:

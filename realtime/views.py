@@ -2,21 +2,24 @@
 
 import logging
 import uuid
+from functools import cache
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from limits import RateLimitItemPerMinute
 from rest_framework import status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts.client_ip import request_client_ip
 from accounts.errors import ServiceUnavailable
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from accounts.tokens import Authenticated
+from core.rate_limits import SharedLimiter
 from realtime.events import publish
 from realtime.registry import sessions_disconnect, sessions_online
 from realtime.serializers import (
@@ -123,24 +126,25 @@ class SessionDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class TicketThrottle(SimpleRateThrottle):
-    """WS_TICKETS_PER_MINUTE per client IP, counted in the shared cache (Redis with
-    REDIS_URL), so every worker counts together."""
-
-    scope = "ws-ticket"
-
-    def get_rate(self) -> str:
-        return f"{settings.WS_TICKETS_PER_MINUTE}/min"
-
-    def get_cache_key(self, request: Request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": request_client_ip(request)}
+class TicketThrottle(BaseThrottle):
+    """WS_TICKETS_PER_MINUTE per client IP, counted atomically across every worker
+    (`core.rate_limits`: one Redis script per request); when Redis cannot answer, per
+    worker."""
 
     def allow_request(self, request: Request, view) -> bool:
-        try:
-            return super().allow_request(request, view)
-        except Exception as e:  # the cache is down: storing the ticket will answer 503
-            logger.warning("ticket throttle unreachable (%s); not limiting", type(e).__name__)
-            return True
+        item = RateLimitItemPerMinute(settings.WS_TICKETS_PER_MINUTE)
+        self.ids = ("ws-tickets", request_client_ip(request))
+        self.item = item
+        return ticket_rate().hit(item, *self.ids)
+
+    def wait(self) -> float | None:
+        return max(1.0, ticket_rate().reset_in(self.item, *self.ids))
+
+
+@cache
+def ticket_rate() -> SharedLimiter:
+    """This process's ticket-rate limiter."""
+    return SharedLimiter("ticket_rate", shared=bool(settings.REDIS_URL))
 
 
 class TicketView(APIView):

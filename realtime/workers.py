@@ -15,9 +15,10 @@ import socket
 import uuid
 from functools import cache
 
-import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+
+from core.redis import redis_clients
 
 logger = logging.getLogger("switchboard.realtime")
 
@@ -35,28 +36,16 @@ def alive_of(workers: list[str], beats: list) -> set[str]:
     return {worker for worker, beat in zip(workers, beats, strict=True) if beat is not None}
 
 
-def redis_options() -> dict:
-    """Connection options for Switchboard's own Redis clients: fail fast when Redis is gone."""
-    return {
-        "socket_timeout": settings.REDIS_CONNECT_TIMEOUT,
-        "socket_connect_timeout": settings.REDIS_CONNECT_TIMEOUT,
-    }
-
-
 class WorkerHeartbeat:
     """This worker's heartbeat, and the alive-worker queries, on one Redis per event loop."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
+    def __init__(self) -> None:
         self._task: asyncio.Task | None = None
         self.beating = False
 
     def client(self) -> aioredis.Redis:
-        loop = asyncio.get_running_loop()
-        if loop not in self._clients:
-            self._clients[loop] = aioredis.from_url(self.url, **redis_options())
-        return self._clients[loop]
+        """The running loop's Redis client (`core.redis`)."""
+        return redis_clients().async_client()
 
     async def beat(self) -> None:
         """Renew this worker's key and make sure the worker set lists it."""
@@ -120,7 +109,7 @@ class LocalWorkers:
 @cache
 def heartbeat() -> WorkerHeartbeat | LocalWorkers:
     """This process's heartbeat, chosen by REDIS_URL."""
-    return WorkerHeartbeat(settings.REDIS_URL) if settings.REDIS_URL else LocalWorkers()
+    return WorkerHeartbeat() if settings.REDIS_URL else LocalWorkers()
 
 
 def alive_workers_sync() -> set[str]:
@@ -128,28 +117,21 @@ def alive_workers_sync() -> set[str]:
     process: right for the admin and REST API served by the one worker, not for a command."""
     if not settings.REDIS_URL:
         return {WORKER_ID}
-    client = redis.Redis.from_url(settings.REDIS_URL, **redis_options())
-    try:
-        workers = sorted(member.decode() for member in client.smembers(WORKERS_KEY))
-        if not workers:
-            return set()
-        return alive_of(workers, client.mget([worker_key(w) for w in workers]))
-    finally:
-        client.close()
+    client = redis_clients().sync_client()
+    workers = sorted(member.decode() for member in client.smembers(WORKERS_KEY))
+    if not workers:
+        return set()
+    return alive_of(workers, client.mget([worker_key(w) for w in workers]))
 
 
 def worker_retire_sync() -> None:
     """Forget this worker at once (graceful shutdown): its sessions stop counting now."""
     if not settings.REDIS_URL:
         return
-    client = redis.Redis.from_url(settings.REDIS_URL, **redis_options())
-    try:
-        with client.pipeline(transaction=True) as pipe:
-            pipe.delete(worker_key(WORKER_ID))
-            pipe.srem(WORKERS_KEY, WORKER_ID)
-            pipe.execute()
-    finally:
-        client.close()
+    with redis_clients().sync_client().pipeline(transaction=True) as pipe:
+        pipe.delete(worker_key(WORKER_ID))
+        pipe.srem(WORKERS_KEY, WORKER_ID)
+        pipe.execute()
 
 
 def dead_workers_knowable_sync() -> bool:
@@ -157,8 +139,5 @@ def dead_workers_knowable_sync() -> bool:
     has been up for two heartbeat TTLs (after a restart, live workers need one beat)."""
     if not settings.REDIS_URL:
         return False
-    client = redis.Redis.from_url(settings.REDIS_URL, **redis_options())
-    try:
-        return int(client.info("server")["uptime_in_seconds"]) >= 2 * settings.WS_PRESENCE_TTL
-    finally:
-        client.close()
+    uptime = redis_clients().sync_client().info("server")["uptime_in_seconds"]
+    return int(uptime) >= 2 * settings.WS_PRESENCE_TTL

@@ -74,12 +74,16 @@ def fresh_cache():
 def fresh_worker_state():
     """The heartbeat, presence store and connection-rate memory are built once per process,
     bound to one event loop and one REDIS_URL: each test gets new ones."""
+    from core.redis import redis_clients
     from realtime.connect_rate import connect_rate
     from realtime.fanout_members import fanout_members
     from realtime.presence import presence
+    from realtime.views import ticket_rate
     from realtime.workers import heartbeat
 
     def reset() -> None:
+        redis_clients.cache_clear()
+        ticket_rate.cache_clear()
         heartbeat.cache_clear()
         fanout_members.cache_clear()
         presence.cache_clear()

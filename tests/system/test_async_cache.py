@@ -4,26 +4,28 @@ cache wrote, byte for byte the same value, without Django's thread hop."""
 import pytest
 from django.core.cache import caches
 
-from accounts.async_cache import _clients, cache_get
+from accounts.async_cache import cache_get
+from core.redis import redis_clients
 
 VALUES = [7, -3, 2**40, "text", {"nested": [1, 2.5, None]}, b"\x00bytes", True]
 
 
 @pytest.fixture
 def redis_cache(settings, redis_server):
+    settings.REDIS_URL = redis_server.url
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.redis_cache.FactoryRedisCache",
             "LOCATION": redis_server.url,
             "KEY_PREFIX": "async-cache-test",
-            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
         }
     }
+    redis_clients.cache_clear()
     cache = caches["default"]
-    assert type(cache).__name__ == "RedisCache"
+    assert type(cache).__name__ == "FactoryRedisCache"
     yield cache
     cache.clear()
-    _clients.clear()
+    redis_clients.cache_clear()
 
 
 @pytest.mark.asyncio

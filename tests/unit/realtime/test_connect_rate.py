@@ -3,6 +3,8 @@
 import logging
 
 import pytest
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import REGISTRY
 
 from realtime import middleware
@@ -22,6 +24,10 @@ UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def degraded_count(check: str) -> float:
+    return sample("switchboard_redis_degraded_total", check=check, answer="local_rule")
 
 
 def rate_limited_count(endpoint: str) -> float:
@@ -192,46 +198,58 @@ async def test_allowed_connections_are_not_counted_as_rate_limited(connect, per_
     assert rate_limited_count("echo") == before
 
 
-async def test_an_unreachable_storage_fails_open_with_one_warning(
+async def test_an_unreachable_storage_falls_back_to_a_per_worker_limit_with_one_warning(
     connect, per_minute, settings, caplog
 ):
     per_minute(1)
     settings.REDIS_URL = UNREACHABLE_REDIS_URL
-    caplog.set_level(logging.WARNING, logger="switchboard.realtime")
+    caplog.set_level(logging.WARNING, logger="switchboard.security")
 
-    for _ in range(3):
-        await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+    refused = [await echo_from(connect, "203.0.113.1") for _ in range(2)]
 
-    assert connect_rate.failing
-    lines = [r.getMessage() for r in caplog.records if r.name == "switchboard.realtime"]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("connection-rate storage unreachable (")
-    assert lines[0].endswith("); not limiting connections until it is back")
+    assert [await receive_close(ws) for ws in refused] == [(4008, "rate limited")] * 2
+    assert connect_rate.limiter().degradation.degraded
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "switchboard.security" and r.getMessage().startswith("connect_rate")
+    ]
+    assert lines == [
+        "connect_rate: Redis cannot answer (ConnectionError); counted in this worker only "
+        "until it can"
+    ]
+    assert degraded_count("connect_rate") >= 3
 
 
-async def test_the_limit_applies_again_once_the_storage_is_back(
+async def test_the_shared_limit_applies_again_once_the_storage_is_back(
     connect, per_minute, monkeypatch, caplog
 ):
-    per_minute(1)
-    real = connect_rate.limiter
+    per_minute(2)
+    limiter = connect_rate.limiter()
+    # A second memory store stands for Redis: what the worker counts alone is kept apart.
+    shared = MovingWindowRateLimiter(MemoryStorage())
 
     class Broken:
         async def hit(self, *args, **kwargs):
             raise ConnectionError("storage down")
 
-    caplog.set_level(logging.WARNING, logger="switchboard.realtime")
-    monkeypatch.setattr(connect_rate, "limiter", Broken)
+    caplog.set_level(logging.WARNING, logger="switchboard.security")
+    monkeypatch.setattr(limiter, "shared", True)
+    monkeypatch.setattr(limiter, "_shared", lambda: Broken())
     await assert_echo_works(await echo_from(connect, "203.0.113.1"))
-    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
-    monkeypatch.setattr(connect_rate, "limiter", real)
+    monkeypatch.setattr(limiter, "_shared", lambda: shared)
 
+    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
     await assert_echo_works(await echo_from(connect, "203.0.113.1"))
     refused = await echo_from(connect, "203.0.113.1")
 
     assert await receive_close(refused) == (4008, "rate limited")
-    assert not connect_rate.failing
-    assert [r.getMessage() for r in caplog.records if r.name == "switchboard.realtime"] == [
-        "connection-rate storage unreachable (ConnectionError); not limiting connections "
-        "until it is back",
-        "connection-rate storage reachable again",
+    assert not limiter.degradation.degraded
+    assert [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("connect_rate")
+    ] == [
+        "connect_rate: Redis cannot answer (ConnectionError); counted in this worker only "
+        "until it can",
+        "connect_rate: Redis answers again; checked across workers",
     ]

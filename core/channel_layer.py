@@ -1,0 +1,25 @@
+"""channels-redis' layer, with its connection pools made by the one Redis factory.
+
+`RedisChannelLayer.create_pool(index)` is channels-redis' hook for making the pool of one
+host (called once per host and event loop); here it returns a waiting pool
+(`core.redis.AsyncWaitingPool`), so 1,500 sessions leaving their groups at once wait for a
+connection instead of failing with `MaxConnectionsError` and pausing delivery for everyone.
+"""
+
+from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
+
+from core.redis import redis_clients
+
+
+class RedisChannelLayer(StockRedisChannelLayer):
+    """`channels_redis.core.RedisChannelLayer` on waiting pools; configured the same way
+    (`hosts` entries with an `address`, plus redis-py connection options)."""
+
+    def create_pool(self, index: int):
+        host = dict(self.hosts[index])
+        address = host.pop("address", None)
+        if address is None:  # a host/port pair or Sentinel: channels-redis' own pool
+            return super().create_pool(index)
+        socket_timeout = host.pop("socket_timeout", None)
+        host.pop("socket_connect_timeout", None)  # the factory's
+        return redis_clients().async_pool(address, socket_timeout=socket_timeout, **host)

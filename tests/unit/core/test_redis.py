@@ -1,0 +1,125 @@
+"""core.redis: full pools wait and then say busy (not down); what counts as an outage."""
+
+import asyncio
+import socket
+
+import pytest
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from core.redis import (
+    AsyncWaitingPool,
+    RedisBusy,
+    RedisClients,
+    RedisOptions,
+    WaitingPool,
+    redis_is_down,
+)
+
+
+def options(**changes) -> RedisOptions:
+    values = {
+        "url": "redis://127.0.0.1:1/0",
+        "max_connections": 2,
+        "pool_timeout": 0.05,
+        "socket_timeout": 1,
+        "connect_timeout": 1,
+    }
+    return RedisOptions(**{**values, **changes})
+
+
+@pytest.fixture
+def listener():
+    """A TCP port that accepts connections and never answers (so connections stay busy)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield s.getsockname()[1]
+
+
+async def test_an_async_pool_full_for_its_timeout_raises_busy_not_a_connection_error(
+    listener, monkeypatch
+):
+    pool = AsyncWaitingPool.from_url(
+        f"redis://127.0.0.1:{listener}/0", max_connections=1, timeout=0.05
+    )
+    monkeypatch.setattr(pool, "ensure_connection", _connected)
+    first = await pool.get_connection()
+
+    with pytest.raises(RedisBusy) as raised:
+        await pool.get_connection()
+
+    assert str(raised.value) == "no free Redis connection within 0.05 s"
+    assert not isinstance(raised.value, RedisConnectionError)
+    assert not redis_is_down(raised.value)
+    await pool.release(first)
+
+
+async def _connected(connection) -> None:  # a connection that needs no server
+    return None
+
+
+def test_a_sync_pool_full_for_its_timeout_raises_busy(listener, monkeypatch):
+    pool = WaitingPool.from_url(f"redis://127.0.0.1:{listener}/0", max_connections=1, timeout=0.05)
+    monkeypatch.setattr(redis.connection.Connection, "connect", lambda self: None)
+    first = pool.get_connection()
+
+    with pytest.raises(RedisBusy, match=r"^no free Redis connection within 0.05 s$"):
+        pool.get_connection()
+
+    pool.release(first)
+
+
+@pytest.mark.parametrize(
+    ("error", "down"),
+    [
+        (RedisConnectionError("Connection refused"), True),
+        (RedisTimeoutError("Timeout reading from socket"), True),
+        (ConnectionRefusedError(), True),
+        (TimeoutError(), True),
+        (RedisBusy("no free Redis connection within 10 s"), False),
+        (redis.ResponseError("WRONGTYPE"), False),
+        (ValueError("encoding"), False),
+    ],
+    ids=repr,
+)
+def test_only_connection_errors_and_timeouts_mean_redis_is_down(error, down):
+    assert redis_is_down(error) is down
+
+
+async def test_an_unreachable_redis_is_a_connection_error_not_busy():
+    client = RedisClients(options()).async_client()
+    with pytest.raises(RedisConnectionError) as raised:
+        await client.get("key")
+    assert redis_is_down(raised.value)
+
+
+def test_each_event_loop_gets_its_own_client_and_closed_loops_are_dropped():
+    clients = RedisClients(options())
+
+    async def client() -> object:
+        return clients.async_client()
+
+    mine_loop, other_loop = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        mine = mine_loop.run_until_complete(client())
+        assert mine_loop.run_until_complete(client()) is mine
+        theirs = other_loop.run_until_complete(client())
+        other_loop.close()
+        assert theirs is not mine
+        assert mine_loop.run_until_complete(client()) is mine
+        third_loop = asyncio.new_event_loop()  # a new loop's first client drops closed ones
+        third = third_loop.run_until_complete(client())
+        third_loop.close()
+        assert list(clients._async.values()) == [mine, third]
+    finally:
+        mine_loop.close()
+
+
+def test_pools_take_their_size_and_timeouts_from_the_options():
+    clients = RedisClients(options(max_connections=7, pool_timeout=3.5, socket_timeout=4))
+    pool = clients.sync_pool()
+    assert (pool.max_connections, pool.timeout) == (7, 3.5)
+    assert pool.connection_kwargs["socket_timeout"] == 4
+    assert pool.connection_kwargs["socket_connect_timeout"] == 1
