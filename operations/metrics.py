@@ -109,6 +109,21 @@ ROOM_FANOUT_DROPPED = Counter(
     ["reason"],
 )
 
+REGISTRY_CLOSES_PENDING = Gauge(
+    "switchboard_registry_closes_pending",
+    "Session closes whose registry write failed, waiting for a retry.",
+    multiprocess_mode="livesum",
+)
+REGISTRY_CLOSE_RETRIES = Counter(
+    "switchboard_registry_close_retries",
+    "Retries of the failed session-close writes, by outcome (recorded, failed).",
+    ["outcome"],
+)
+REGISTRY_CLOSES_DROPPED = Counter(
+    "switchboard_registry_closes_dropped",
+    "Session closes not kept for retries: too many were waiting already.",
+)
+
 
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None

@@ -51,7 +51,7 @@ from realtime.protocol import (
     frame_encode,
 )
 from realtime.registry import SessionOpen, TooManySessions
-from realtime.registry_batched import session_record_close_batched, session_record_open_batched
+from realtime.registry_batched import session_record_close_retrying, session_record_open_batched
 from realtime.room_fanout import room_fanout
 from realtime.rooms import channel_allowed, channel_name_valid, room_group
 from realtime.workers import WORKER_ID, heartbeat
@@ -471,15 +471,18 @@ class SessionConsumer(LimitedConsumer):
         await self.session_record_close(CloseCode.TRY_AGAIN_LATER)
 
     async def session_record_close(self, code: int | None) -> None:
-        try:
-            await asyncio.wait_for(
-                session_record_close_batched(session_id=self.session_id, code=code),
-                timeout=settings.AUTH_DB_TIMEOUT,
-            )
-        except Exception as e:
+        # Not written in time: retried until the database answers (`realtime.registry_closes`).
+        failure = await session_record_close_retrying(
+            session_id=self.session_id,
+            code=code,
+            user_id=self.user.pk,
+            wait=settings.AUTH_DB_TIMEOUT,
+        )
+        if failure is not None:
             logger.warning(
-                "session close not recorded (%s): session_id=%s code=%s",
-                type(e).__name__,
+                "session close not recorded (%s), retrying until the database answers: "
+                "session_id=%s code=%s",
+                type(failure).__name__,
                 self.session_id,
                 code,
                 extra=self.log_extra(),

@@ -1,4 +1,12 @@
-"""Origin check for WebSocket handshakes (channels' stock validator ignores ports)."""
+"""Origin check for WebSocket handshakes (channels' stock validator ignores ports).
+
+A refused handshake still counts toward WS_CONNECTS_PER_MINUTE for its client address
+(`realtime.connect_rate`): a flood of foreign-origin handshakes is not free, and leaves that
+address no fresh budget for its next, same-origin ones. Its answer stays 403 whatever the
+count, so the check runs first (`config.asgi`): a page on a foreign origin is told that
+origin is refused, never anything about the rate, and the rate refusal (an accepted socket,
+closed 4008) is only ever given to origins that may connect.
+"""
 
 import logging
 from collections.abc import Iterable
@@ -10,6 +18,7 @@ from django.http.request import split_domain_port, validate_host
 
 from accounts.client_ip import scope_client_ip
 from operations.metrics import WS_CONNECTIONS, endpoint_label
+from realtime.connect_rate import connect_rate
 
 security_log = logging.getLogger("switchboard.security")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -68,11 +77,13 @@ class OriginCheckMiddleware:
                 if not origin_allowed(origin_text, host, self.allowed_origins):
                     endpoint = endpoint_label(scope.get("path", ""))
                     WS_CONNECTIONS.labels(endpoint, "origin_refused").inc()
+                    client = scope_client_ip(scope)
                     security_log.warning(
                         "websocket origin refused: origin=%r path=%s client=%s",
                         origin_text[:200],
                         scope.get("path"),
-                        scope_client_ip(scope),
+                        client,
                     )
+                    await connect_rate.allowed(client)  # counted; refused 403 either way
                     return await WebsocketDenier()(scope, receive, send)
         return await self.inner(scope, receive, send)

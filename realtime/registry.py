@@ -26,6 +26,8 @@ security_log = logging.getLogger("switchboard.security")
 
 USER_AGENT_MAX = 512
 ABNORMAL_CLOSURE = 1006  # what a session of a dead worker is recorded with
+CLOSE_CHUNK = 500  # session ids per UPDATE (SQLite caps the parameters of one statement)
+Close = tuple[str, int | None]  # (session id, close code)
 
 
 class TooManySessions(Exception):
@@ -73,10 +75,14 @@ class SessionOpen:
     alive_workers: frozenset[str] | None
 
 
-def sessions_record_open(opens: list[SessionOpen], *, limit: int) -> dict[str, bool | None]:
+def sessions_record_open(
+    opens: list[SessionOpen], *, limit: int, closes: Iterable[Close] = ()
+) -> dict[str, bool | None]:
     """Record accepted sessions in one transaction: {session id: recorded}. A session that
     would take its user past `limit` sessions online is not recorded (False); of one user's
-    sessions here, the later ones are refused first. None: its user no longer exists."""
+    sessions here, the later ones are refused first. None: its user no longer exists.
+    `closes` (closes this worker has not recorded yet) are recorded first, so that none of
+    them counts."""
     user_ids = sorted({o.user_id for o in opens})
     # Redis could not say which workers live (None): count every open row, whichever worker.
     alive: set[str] | None = None
@@ -85,6 +91,7 @@ def sessions_record_open(opens: list[SessionOpen], *, limit: int) -> dict[str, b
     now = timezone.now()
     with transaction.atomic():
         commit_without_flush()
+        closes_update(closes, now=now)
         # One user's connects take turns (PostgreSQL locks the rows, in one order so that two
         # workers' batches cannot deadlock; SQLite's transaction holds the write lock), so
         # two racing connects cannot both pass.
@@ -161,29 +168,37 @@ def session_record_close(*, session_id: str, code: int | None) -> None:
     sessions_record_close([(session_id, code)])
 
 
-def sessions_record_close(closes: Iterable[tuple[str, int | None]]) -> None:
-    """Record that sessions closed, each with its code: one UPDATE per distinct code, one
-    transaction for all."""
+def sessions_record_close(closes: Iterable[Close]) -> None:
+    """Record that sessions closed, each with its code, in one transaction."""
+    with transaction.atomic():
+        commit_without_flush()
+        closes_update(closes, now=timezone.now())
+
+
+def closes_update(closes: Iterable[Close], *, now: datetime) -> None:
+    """Set `closed_at` and the code of each session not recorded closed yet: one UPDATE per
+    distinct code and CLOSE_CHUNK ids (a retry can carry thousands)."""
     by_code: dict[int | None, list[str]] = {}
     for session_id, code in closes:
         by_code.setdefault(code, []).append(session_id)
-    now = timezone.now()
-    with transaction.atomic():
-        commit_without_flush()
-        for code, session_ids in by_code.items():
-            WebSocketSession.objects.filter(pk__in=session_ids, closed_at__isnull=True).update(
+    for code, session_ids in by_code.items():
+        for start in range(0, len(session_ids), CLOSE_CHUNK):
+            chunk = session_ids[start : start + CLOSE_CHUNK]
+            WebSocketSession.objects.filter(pk__in=chunk, closed_at__isnull=True).update(
                 closed_at=now, close_code=code
             )
 
 
 @database_sync_to_async
-def asessions_record_open(opens: list[SessionOpen]) -> dict[str, bool | None]:
+def asessions_record_open(
+    opens: list[SessionOpen], *, closes: Iterable[Close] = ()
+) -> dict[str, bool | None]:
     """`sessions_record_open` from async code, with the configured limit."""
-    return sessions_record_open(opens, limit=settings.WS_MAX_SESSIONS_PER_USER)
+    return sessions_record_open(opens, limit=settings.WS_MAX_SESSIONS_PER_USER, closes=closes)
 
 
 @database_sync_to_async
-def asessions_record_close(closes: list[tuple[str, int | None]]) -> None:
+def asessions_record_close(closes: list[Close]) -> None:
     """`sessions_record_close` from async code."""
     sessions_record_close(closes)
 

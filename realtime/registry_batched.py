@@ -8,17 +8,23 @@ handshake. Each caller still returns once its own row is written (or refused), s
 client sees, and when the row is visible, do not change.
 """
 
+import asyncio
+
 from realtime import registry
 from realtime.db_batch import loop_batcher
-from realtime.registry import SessionOpen, TooManySessions, UserGone
+from realtime.registry import Close, SessionOpen, TooManySessions, UserGone
+from realtime.registry_closes import registry_closes
 
-Close = tuple[str, int | None]  # (session id, close code)
 _open_batchers: dict = {}
 _close_batchers: dict = {}
 
 
 async def _open(opens: list[SessionOpen]) -> dict[SessionOpen, bool | None]:
-    recorded = await registry.asessions_record_open(opens)
+    # Closes of these users not recorded yet go first, in the same transaction: a session
+    # that closed never counts toward its user's limit (`realtime.registry_closes`).
+    closes = registry_closes().of_users({o.user_id for o in opens})
+    recorded = await registry.asessions_record_open(opens, closes=closes)
+    registry_closes().written(closes)
     return {o: recorded[o.session_id] for o in opens}
 
 
@@ -41,3 +47,20 @@ async def session_record_close_batched(*, session_id: str, code: int | None) -> 
     """Record that a session closed (with the close code sent or received); raises what the
     write raised."""
     await loop_batcher(_close_batchers, _close).call((session_id, code))
+
+
+async def session_record_close_retrying(
+    *, session_id: str, code: int | None, user_id: int, wait: float
+) -> Exception | None:
+    """Record that a session closed, waiting at most `wait` seconds: None once written; else what
+    the write raised, and the close is retried until written (`realtime.registry_closes`).
+    Until then an open of the same user on this worker writes it first."""
+    closes = registry_closes()
+    closes.keep(session_id=session_id, code=code, user_id=user_id)
+    try:
+        await asyncio.wait_for(session_record_close_batched(session_id=session_id, code=code), wait)
+    except Exception as e:
+        closes.failed_write(session_id)
+        return e
+    closes.written([(session_id, code)])
+    return None

@@ -1,7 +1,7 @@
 """The WebSocket origin check through real daphne: browser origins, ports, and no Origin."""
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.system.stack import DaphneWorker
 from tests.system.wsclient import frame_recv, ws_connect
@@ -56,3 +56,16 @@ async def test_allowed_origin_on_another_port_is_refused(allowlist_worker):
 
 async def test_allowlist_still_refuses_a_foreign_origin(allowlist_worker):
     assert not await echo_works(allowlist_worker, "https://evil.example.com")
+
+
+async def test_refused_origins_count_toward_the_connection_rate_and_stay_403(start_worker):
+    worker = start_worker(WS_CONNECTS_PER_MINUTE="3")
+    for _ in range(3):
+        assert not await echo_works(worker, "http://evil.example")
+
+    async with ws_connect(worker, "/ws/echo/", origin=f"http://127.0.0.1:{worker.port}") as ws:
+        with pytest.raises(ConnectionClosed):
+            await frame_recv(ws)
+    assert (ws.close_code, ws.close_reason) == (4008, "rate limited")
+    # Over the limit, a foreign origin is still told 403, like any other.
+    assert not await echo_works(worker, "http://evil.example")

@@ -7,6 +7,8 @@ from channels.routing import URLRouter
 
 from realtime.origin import OriginCheckMiddleware, origin_allowed, origin_parse
 from realtime.routing import websocket_urlpatterns
+from tests.unit.realtime.sessions import from_ip
+from tests.unit.realtime.ws import receive_close
 
 ALLOWED = ["https://app.example.com", "http://localhost:3000"]
 
@@ -178,3 +180,23 @@ async def test_an_origin_listed_in_ws_allowed_origins_is_allowed_with_its_exact_
 
     assert allowed.accepted is True
     assert other_port.accepted is False
+
+
+async def test_refused_origins_count_toward_the_connection_rate_and_are_still_refused_403(
+    connect, settings
+):
+    settings.WS_CONNECTS_PER_MINUTE = 3
+    denied = (False, 1000)  # closed before any accept: daphne answers the handshake 403
+    foreign, same = headers("https://evil.example.com"), headers("http://127.0.0.1:8000")
+    for _ in range(3):
+        refused = await connect("/ws/echo/", headers=foreign, application=from_ip("203.0.113.9"))
+        assert (refused.accepted, refused.detail) == denied
+
+    limited = await connect("/ws/echo/", headers=same, application=from_ip("203.0.113.9"))
+    over = await connect("/ws/echo/", headers=foreign, application=from_ip("203.0.113.9"))
+    elsewhere = await connect("/ws/echo/", headers=same, application=from_ip("203.0.113.10"))
+
+    assert limited.accepted
+    assert await receive_close(limited) == (4008, "rate limited")
+    assert (over.accepted, over.detail) == denied  # a foreign origin is told 403, nothing else
+    assert elsewhere.accepted

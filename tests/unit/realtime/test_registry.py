@@ -522,7 +522,7 @@ async def test_the_refusal_over_the_limit_is_a_security_log_line(connect, user, 
 async def test_a_failing_registry_write_closes_with_unavailable_and_1013(
     connect, user, monkeypatch, caplog
 ):
-    async def broken(opens):
+    async def broken(opens, **kwargs):
         raise OperationalError("database is locked")
 
     monkeypatch.setattr(registry, "asessions_record_open", broken)

@@ -143,9 +143,9 @@ async def test_opens_issued_together_are_one_transaction_and_the_later_ones_over
     batches: list[int] = []
     real = registry.asessions_record_open
 
-    async def spy(opens):
+    async def spy(opens, **kwargs):
         batches.append(len(opens))
-        return await real(opens)
+        return await real(opens, **kwargs)
 
     monkeypatch.setattr(registry, "asessions_record_open", spy)
     opens = [opening(alice), opening(bob), opening(alice), opening(bob), opening(alice)]
@@ -177,9 +177,9 @@ async def test_a_timed_out_open_is_closed_with_1013_only_after_it_commits(
     release = asyncio.Event()
     real = registry.asessions_record_open
 
-    async def slow(opens):
+    async def slow(opens, **kwargs):
         await release.wait()
-        return await real(opens)
+        return await real(opens, **kwargs)
 
     monkeypatch.setattr(registry, "asessions_record_open", slow)
 
