@@ -10,6 +10,7 @@ its `MaxConnectionsError` was read as an outage, and each check stopped checking
 
 import asyncio
 import itertools
+from collections import Counter
 
 import httpx
 import pytest
@@ -68,7 +69,9 @@ def assert_never_degraded(*workers: DaphneWorker) -> None:
 async def test_2000_handshakes_from_one_address_let_in_at_most_the_per_minute_limit(pair):
     workers = pair(WS_CONNECTS_PER_MINUTE="120")
 
-    outcomes = await burst(spread(workers, "/ws/echo/", 2000), accepted_when="Server received")
+    outcomes = await burst(
+        spread(workers, "/ws/echo/", 2000), accepted_when="Server received", probe="hi"
+    )
     await close_all(outcomes)
 
     counts = tally(outcomes)
@@ -143,3 +146,37 @@ async def test_2000_sessions_open_and_1500_close_at_once_without_pausing_deliver
     assert_never_degraded(*workers)
     async with httpx.AsyncClient(base_url=workers[0].http, trust_env=False) as client:
         assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_150_concurrent_handshakes_over_two_workers_are_limited_exactly(pair):
+    workers = pair(WS_CONNECTS_PER_MINUTE="120")
+
+    outcomes = await burst(
+        spread(workers, "/ws/echo/", 150), accepted_when="Server received", probe="hi"
+    )
+    await close_all(outcomes)
+
+    assert tally(outcomes) == {"accepted": 120, 4008: 30}
+
+
+async def test_150_concurrent_ticket_requests_over_two_workers_get_exactly_the_limit(pair):
+    workers = pair(WS_TICKETS_PER_MINUTE="60")
+    user = user_register(workers[0])
+    headers = {"Authorization": f"Bearer {user['access']}"}
+
+    async with (
+        httpx.AsyncClient(base_url=workers[0].http, trust_env=False, timeout=30) as one,
+        httpx.AsyncClient(base_url=workers[1].http, trust_env=False, timeout=30) as two,
+    ):
+        answers = await asyncio.gather(
+            *(
+                client.post("/api/realtime/ticket/", headers=headers)
+                for client, _ in zip(itertools.cycle((one, two)), range(150), strict=False)
+            )
+        )
+
+    statuses = Counter(answer.status_code for answer in answers)
+    assert statuses == {201: 60, 429: 90}
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert refused.json()["code"] == "throttled"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
