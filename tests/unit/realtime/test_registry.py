@@ -18,6 +18,7 @@ from realtime.models import WebSocketSession
 from realtime.protocol import CloseCode, ErrorCode
 from realtime.registry import (
     ABNORMAL_CLOSURE,
+    SessionOpen,
     TooManySessions,
     ip_or_none,
     session_record_close,
@@ -26,6 +27,7 @@ from realtime.registry import (
     sessions_online,
     sessions_prune,
     sessions_reap,
+    sessions_record_open,
     worker_sessions_close,
 )
 from realtime.workers import WORKER_ID, LocalWorkers, alive_of
@@ -182,6 +184,32 @@ def test_the_recording_worker_counts_itself_alive_even_when_absent_from_the_aliv
 
     with pytest.raises(TooManySessions):
         record(user, limit=1, alive=set())
+
+
+@pytest.mark.django_db
+def test_with_alive_workers_unknown_the_cap_counts_every_open_session(user):
+    # Redis could not say which workers live: a session of a worker that may be dead still
+    # counts (stricter), a closed one does not.
+    WebSocketSessionFactory(user=user, worker=DEAD_WORKER)
+    WebSocketSessionFactory(user=user, closed_at=timezone.now(), close_code=1000)
+    opens = [
+        SessionOpen(
+            session_id=str(uuid.uuid4()),
+            user_id=user.pk,
+            username=user.username,
+            channel_name=f"specific.inmemory!{n}",
+            client_ip=None,
+            user_agent="",
+            worker=WORKER_ID,
+            alive_workers=None,
+        )
+        for n in range(2)
+    ]
+
+    recorded = sessions_record_open(opens, limit=2)
+
+    assert recorded == {opens[0].session_id: True, opens[1].session_id: False}
+    assert WebSocketSession.objects.filter(user=user, closed_at__isnull=True).count() == 2
 
 
 # -- closing ----------------------------------------------------------------------------
