@@ -24,6 +24,9 @@ if settings.WS_DAPHNE_COMPAT:
     daphne_compat.install(
         max_message_bytes=settings.WS_MAX_MESSAGE_BYTES,
         max_send_backlog=settings.WS_MAX_SEND_BACKLOG,
+        control_frames_per_second=settings.WS_MESSAGES_PER_SECOND,
+        control_frame_burst=settings.WS_MESSAGE_BURST,
+        rate_abuse_window=settings.WS_RATE_ABUSE_WINDOW,
         on_shutdown=(worker_retire,),
     )
 startup_log()

@@ -1,4 +1,5 @@
-"""Compatibility fixes for daphne 4.1-4.2 (checked against 4.2.3); installed by config/asgi.py.
+"""Compatibility fixes for daphne 4.1-4.2, autobahn 26 and Twisted 26 (checked against daphne
+4.2.3, autobahn 26.10.2, Twisted 26.10.0); installed by config/asgi.py.
 
 Stock daphne cannot send what the Switchboard protocol documents:
 - it closes through autobahn's `sendClose`, which refuses every code but 1000 and
@@ -13,38 +14,80 @@ Stock daphne cannot send what the Switchboard protocol documents:
 - a client that stops reading makes Twisted buffer everything sent to it, without bound:
   here, past `max_send_backlog` queued bytes, the frames not yet started are dropped and
   the client is closed with 4009 "slow client" (the connection is cut if it has not read
-  that close frame within SLOW_CLIENT_CLOSE_WAIT seconds); other clients are untouched.
+  that close frame within SLOW_CLIENT_CLOSE_WAIT seconds); other clients are untouched;
+- autobahn answers every ping at once, and nothing counts pings: here control frames (pings
+  and pongs) have a token bucket per connection at the message rate; a ping over it is not
+  answered, sustained excess closes 4008 "rate limited", and each pong sent is checked against
+  the send backlog like a message (4009);
+- on invalid UTF-8 in a text frame, or another protocol error, autobahn drops the TCP
+  connection without a close frame: here it sends 1007 "invalid UTF-8" (1002 "protocol
+  error") first;
+- a non-ASCII Sec-WebSocket-Protocol makes daphne's handshake raise (500): here it is 400;
+- autobahn cuts the TCP connection 0-1 s after the server's close frame (a 1 s timeout its
+  batched timer rounds down to the whole second), so a client still sending, and busy, gets a
+  reset before it reads the close frame: here it gets CLOSE_HANDSHAKE_WAIT seconds to answer.
 
-Each fix is a small override of one daphne method; `tests/system/test_daphne_compat.py`
-shows, against a real daphne, that it is needed and that it works.
+Each fix is a small override of one daphne or autobahn method; `tests/system/
+test_daphne_compat.py`, `test_control_frames.py` and `test_close_handshake.py` show, against a
+real daphne, that it is needed and that it works.
 """
 
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from autobahn.util import encode_truncate
 
 from config.log_redaction import redact
+from realtime.limits import TokenBucket, WindowCounter
+from realtime.protocol import CloseCode
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
 
-COVERED_VERSIONS = ("4.1.", "4.2.")
+COVERED_VERSIONS = {"daphne": ("4.1.", "4.2."), "autobahn": ("26.",), "twisted": ("26.",)}
 MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
 SHUTDOWN_GRACE = 2.0  # seconds the close handshakes get before daphne drops what is left
 SLOW_CLIENT_CODE = 4009
 SLOW_CLIENT_CLOSE_WAIT = 10.0  # seconds a shed client gets to read up to its close frame
+# Seconds a client gets to answer the server's close frame before the TCP connection is cut
+# (autobahn's batched timer rounds the deadline down to the whole second: 4-5 s).
+CLOSE_HANDSHAKE_WAIT = 5.0
+# What autobahn fails a connection with, as the protocol documents it (its own reasons quote
+# octet offsets and opcodes; they go to the log).
+FAIL_CLOSES = {
+    1002: CloseCode.PROTOCOL_ERROR,
+    1007: CloseCode.INVALID_PAYLOAD,
+    1009: CloseCode.MESSAGE_TOO_BIG,
+}
+
+
+@dataclass(frozen=True)
+class ControlFrameLimits:
+    """The pings and pongs one connection may send: `rate` a second, `burst` at once; more
+    than `burst` over the rate within `window` seconds is a flood (closed 4008)."""
+
+    rate: float
+    burst: int
+    window: float
+
+
 _open_sockets: set = set()
 _listening_ports: list = []  # daphne's listening ports, closed first on SIGTERM
 _shutdown_hooks: list[Callable[[], None]] = []
 
 
+def _close_code_remember(protocol, code: int) -> None:
+    """The first code this server closes `protocol` with: what its application is told."""
+    if getattr(protocol, "server_close_code", None) is None:
+        protocol.server_close_code = code
+
+
 def _server_close(self, code=None, reason=None):
     """Close with any valid code and a reason, bypassing autobahn's application-code filter."""
     code = 1000 if code is None else code
-    if getattr(self, "server_close_code", None) is None:
-        self.server_close_code = code
+    _close_code_remember(self, code)
     reason_bytes = encode_truncate(reason, MAX_REASON_BYTES) if reason else None
     self.sendCloseFrame(code=code, reasonUtf8=reason_bytes, isReply=False)
 
@@ -131,6 +174,102 @@ def _on_close_factory(original):
     return onClose
 
 
+def _factory_init_factory(original):
+    def __init__(self, *args, **kwargs):  # noqa: N807  (the method it replaces)
+        original(self, *args, **kwargs)
+        # A failing connection gets a close frame instead of a TCP drop, and a client gets
+        # time to answer a close frame (a busy one still sending, too) before the cut.
+        self.setProtocolOptions(failByDrop=False, closeHandshakeTimeout=CLOSE_HANDSHAKE_WAIT)
+
+    return __init__
+
+
+def _fail_connection_factory(original):
+    def _fail_connection(self, code=1001, reason="going away"):
+        if self.state == self.STATE_CLOSING:
+            # A second fault while closing (invalid UTF-8 again, say): keep waiting for the
+            # client's close. Cutting now would reset a client still sending before it has
+            # read the close frame on its way.
+            self.failedByMe = True
+            return
+        if self.state != self.STATE_OPEN:
+            return original(self, code, reason)
+        documented = FAIL_CLOSES.get(code)
+        security_log.warning(
+            "websocket protocol failure (%s), closing %d: path=%s client=%s",
+            reason,
+            code,
+            getattr(self.request, "path", None),
+            self.client_addr[0] if self.client_addr else None,
+        )
+        self.failedByMe = True  # autobahn delivers nothing more of this connection
+        _close_code_remember(self, code)
+        reason_bytes = encode_truncate(
+            documented.reason if documented else reason, MAX_REASON_BYTES
+        )
+        self.sendCloseFrame(code=code, reasonUtf8=reason_bytes, isReply=False)
+
+    return _fail_connection
+
+
+def _on_connect_factory(original):
+    def onConnect(self, request):  # noqa: N802  (autobahn's name)
+        from autobahn.websocket.types import ConnectionDeny
+
+        # daphne decodes the offered subprotocols as ASCII, and fails the handshake with 500
+        # on anything else; header values arrive here decoded as Latin-1.
+        if not request.headers.get("sec-websocket-protocol", "").isascii():
+            security_log.warning(
+                "websocket handshake refused 400: non-ASCII Sec-WebSocket-Protocol: "
+                "path=%s client=%s",
+                request.path,
+                getattr(self.transport.getPeer(), "host", None),
+            )
+            raise ConnectionDeny(400, "Invalid Sec-WebSocket-Protocol")
+        return original(self, request)
+
+    return onConnect
+
+
+def _control_frame_counted(protocol, limits: ControlFrameLimits) -> bool:
+    """Count one ping or pong against `protocol`'s control-frame bucket; False when over the
+    rate. A flood (more than the burst over the rate within the window) closes it 4008."""
+    bucket = getattr(protocol, "control_bucket", None)
+    if bucket is None:  # the first control frame of this connection
+        bucket = protocol.control_bucket = TokenBucket(rate=limits.rate, burst=limits.burst)
+        protocol.control_abuse = WindowCounter(limit=limits.burst, window=limits.window)
+    if bucket.take():
+        return True
+    if protocol.control_abuse.hit() and protocol.state == protocol.STATE_OPEN:
+        security_log.warning(
+            "websocket control frame flood, closing 4008: path=%s client=%s",
+            getattr(protocol.request, "path", None),
+            protocol.client_addr[0] if protocol.client_addr else None,
+        )
+        protocol.serverClose(code=int(CloseCode.RATE_LIMITED), reason=CloseCode.RATE_LIMITED.reason)
+    return False
+
+
+def _on_ping_factory(original, limits: ControlFrameLimits, max_send_backlog: int):
+    def onPing(self, payload):  # noqa: N802  (autobahn's name)
+        if not _control_frame_counted(self, limits):
+            return  # over the rate: not answered (nothing piles up for a client not reading)
+        original(self, payload)  # the pong
+        backlog = send_backlog(self.transport)
+        if backlog > max_send_backlog and self.state == self.STATE_OPEN:
+            _shed_slow_client(self, backlog, max_send_backlog)
+
+    return onPing
+
+
+def _on_pong_factory(original, limits: ControlFrameLimits):
+    def onPong(self, payload):  # noqa: N802  (autobahn's name)
+        _control_frame_counted(self, limits)  # nothing to refuse, but a flood is closed 4008
+        return original(self, payload)
+
+    return onPong
+
+
 def _listen_success_factory(original):
     def listen_success(self, port):
         _listening_ports.append(port)
@@ -192,32 +331,59 @@ def _access_log_factory(original):
     return write_entry
 
 
+def versions_uncovered() -> list[str]:
+    """The installed packages among daphne, autobahn and Twisted whose version this module was
+    not checked against, as "name version"; empty when all are covered."""
+    import autobahn
+    import daphne
+    import twisted
+
+    installed = {"daphne": daphne, "autobahn": autobahn, "twisted": twisted}
+    return [
+        f"{name} {module.__version__}"
+        for name, module in installed.items()
+        if not module.__version__.startswith(COVERED_VERSIONS[name])
+    ]
+
+
 def install(
     *,
     max_message_bytes: int,
     max_send_backlog: int,
+    control_frames_per_second: float,
+    control_frame_burst: int,
+    rate_abuse_window: float,
     on_shutdown: tuple[Callable[[], None], ...] = (),
 ) -> bool:
     """Patch daphne once per process; False (and a warning) when daphne is absent or unknown.
-    `on_shutdown`: blocking functions run on SIGTERM once the sockets are closed."""
+    `control_frames_per_second`/`control_frame_burst`: the pings and pongs a connection may
+    send; more than `control_frame_burst` over that rate within `rate_abuse_window` seconds
+    closes it 4008. `on_shutdown`: blocking functions run on SIGTERM once the sockets are
+    closed."""
     try:
-        import daphne
         from daphne.access import AccessLogGenerator
         from daphne.server import Server
-        from daphne.ws_protocol import WebSocketProtocol
+        from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
     except ImportError:
         return False
     if getattr(WebSocketProtocol, "_switchboard_compat", False):
         return True
     _shutdown_hooks.extend(on_shutdown)
-    if not daphne.__version__.startswith(COVERED_VERSIONS):
+    uncovered = versions_uncovered()
+    if uncovered:
         logger.warning(
-            "daphne %s is not covered by realtime.daphne_compat (covers %s); close codes "
-            "1003/1008/1009 and close reasons may not reach clients",
-            daphne.__version__,
-            ", ".join(v + "x" for v in COVERED_VERSIONS),
+            "%s not covered by realtime.daphne_compat (covers %s); close codes 1003/1007/1008/"
+            "1009, close reasons and the control-frame and backlog limits may not hold",
+            ", ".join(uncovered),
+            ", ".join(
+                f"{name} {'/'.join(v + 'x' for v in versions)}"
+                for name, versions in COVERED_VERSIONS.items()
+            ),
         )
         return False
+    control_limits = ControlFrameLimits(
+        rate=control_frames_per_second, burst=control_frame_burst, window=rate_abuse_window
+    )
     WebSocketProtocol.serverClose = _server_close
     WebSocketProtocol.handle_reply = _handle_reply_factory(
         WebSocketProtocol.handle_reply, max_send_backlog
@@ -228,6 +394,15 @@ def install(
     AccessLogGenerator.write_entry = _access_log_factory(AccessLogGenerator.write_entry)
     WebSocketProtocol.onOpen = _on_open_factory(WebSocketProtocol.onOpen)
     WebSocketProtocol.onClose = _on_close_factory(WebSocketProtocol.onClose)
+    WebSocketProtocol.onConnect = _on_connect_factory(WebSocketProtocol.onConnect)
+    WebSocketProtocol.onPing = _on_ping_factory(
+        WebSocketProtocol.onPing, control_limits, max_send_backlog
+    )
+    WebSocketProtocol.onPong = _on_pong_factory(WebSocketProtocol.onPong, control_limits)
+    WebSocketProtocol._fail_connection = _fail_connection_factory(
+        WebSocketProtocol._fail_connection
+    )
+    WebSocketFactory.__init__ = _factory_init_factory(WebSocketFactory.__init__)
     Server.listen_success = _listen_success_factory(Server.listen_success)
     if "twisted.internet.reactor" in sys.modules:  # running under daphne, reactor installed
         from twisted.internet import reactor

@@ -54,7 +54,9 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003
+    INVALID_PAYLOAD = 1007
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
@@ -74,7 +76,9 @@ class CloseCode(IntEnum):
 CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.NORMAL: "normal closure",
     CloseCode.GOING_AWAY: "server going away",
+    CloseCode.PROTOCOL_ERROR: "protocol error",
     CloseCode.UNSUPPORTED_DATA: "binary frames are not supported",
+    CloseCode.INVALID_PAYLOAD: "invalid UTF-8",
     CloseCode.POLICY_VIOLATION: "too many protocol errors",
     CloseCode.MESSAGE_TOO_BIG: "message too big",
     CloseCode.INTERNAL_ERROR: "internal error",

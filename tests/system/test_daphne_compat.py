@@ -11,7 +11,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
 from tests.system.conftest import http_client, user_register
+from tests.system.rawws import OP_TEXT, frame_build, handshake_send
 from tests.system.stack import DaphneWorker
+from tests.system.test_sessions_system import registry_closed
 from tests.system.wsclient import (
     frame_json,
     send_all,
@@ -26,6 +28,8 @@ OVERSIZED = [70_000, 2 * DAPHNE_MAX_MESSAGE]
 UNAUTHORIZED = {"type": "error", "code": "unauthorized", "message": "Unauthorized"}
 RSS_GROWTH_LIMIT_KIB = 20 * 1024
 WRONG_KEY = "not-the-signing-key-but-just-as-long-0123456789"
+INVALID_UTF8 = b'{"type": "echo", "data": "caf\xc3"}'  # a code point cut short
+NON_ASCII_SUBPROTOCOL = "Sec-WebSocket-Protocol: switchboard, café".encode()
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +93,42 @@ async def test_fragmented_message_over_the_limit_closes_1009(shared_worker, user
         closed = await until_closed(ws)
     assert closed.frames == []
     assert closed.rcvd == Close(1009, "message too big")
+
+
+async def test_invalid_utf8_on_echo_closes_1007_with_a_close_frame(shared_worker):
+    async with ws_connect(shared_worker, "/ws/echo/") as ws:
+        ws.transport.write(frame_build(OP_TEXT, INVALID_UTF8))  # websockets will not send it
+        closed = await until_closed(ws)
+    assert closed.frames == []
+    assert (closed.code, closed.reason) == (1007, "invalid UTF-8")
+    assert closed.rcvd == Close(1007, "invalid UTF-8")
+
+
+async def test_invalid_utf8_in_a_session_closes_1007_and_the_registry_records_1007(
+    shared_worker, user
+):
+    async with session_open(shared_worker, user["access"]) as (ws, welcome):
+        ws.transport.write(frame_build(OP_TEXT, INVALID_UTF8))
+        closed = await until_closed(ws)
+    assert closed.frames == []
+    assert closed.rcvd == Close(1007, "invalid UTF-8")
+    rows = await registry_closed(shared_worker, [welcome["session_id"]])
+    assert rows[welcome["session_id"]]["close_code"] == 1007
+    shared_worker.output_wait(
+        "websocket protocol failure (encountered invalid UTF-8 while processing text message "
+        "at payload octet index 30), closing 1007: path=/ws/session/ client=127.0.0.1"
+    )
+
+
+def test_a_non_ascii_subprotocol_is_refused_400_at_the_handshake(shared_worker):
+    sock, head, rest = handshake_send(shared_worker, "/ws/echo/", (NON_ASCII_SUBPROTOCOL,))
+    sock.close()
+    assert head == b"HTTP/1.1 400 Invalid Sec-WebSocket-Protocol"
+    assert rest == b""
+    shared_worker.output_wait(
+        "websocket handshake refused 400: non-ASCII Sec-WebSocket-Protocol: "
+        "path=/ws/echo/ client=127.0.0.1"
+    )
 
 
 async def test_bad_token_closes_4500_with_its_reason(shared_worker, user):
@@ -162,6 +202,20 @@ async def test_stock_daphne_drops_the_connection_above_its_own_limit(stock_worke
         closed = await until_closed(ws)
     assert closed.rcvd is None  # no close frame at all
     assert closed.code == 1006
+
+
+async def test_stock_daphne_drops_the_connection_on_invalid_utf8(stock_worker):
+    async with ws_connect(stock_worker, "/ws/echo/") as ws:
+        ws.transport.write(frame_build(OP_TEXT, INVALID_UTF8))
+        closed = await until_closed(ws)
+    assert closed.rcvd is None  # no close frame at all
+    assert closed.code == 1006
+
+
+def test_stock_daphne_answers_a_non_ascii_subprotocol_500(stock_worker):
+    sock, head, _ = handshake_send(stock_worker, "/ws/echo/", (NON_ASCII_SUBPROTOCOL,))
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 500 Internal server error: 'ascii' codec can't decode")
 
 
 async def test_stock_daphne_drops_the_close_reason(stock_worker, stock_user):

@@ -13,9 +13,11 @@ export const Action = Object.freeze({
 const CODES = {
   1000: ["normal closure", "the connection was closed normally"],
   1001: ["server going away", "the server is restarting or stopping"],
+  1002: ["protocol error", "a frame broke the WebSocket protocol"],
   1003: ["binary frames are not supported", "this endpoint takes text frames only"],
   1006: ["connection lost", "the connection dropped without a close frame (network or server down)"],
   1008: ["too many protocol errors", "more than 20 protocol errors in a minute"],
+  1007: ["invalid UTF-8", "a text frame was not valid UTF-8"],
   1009: ["message too big", "a frame was larger than the server accepts"],
   1011: ["internal error", "the server failed unexpectedly"],
   1013: ["try again later", "the server's database cannot answer right now"],

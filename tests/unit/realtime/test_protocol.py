@@ -169,7 +169,9 @@ def test_close_codes_are_the_documented_ones_with_short_reasons():
     assert {code: code.reason for code in CloseCode} == {
         1000: "normal closure",
         1001: "server going away",
+        1002: "protocol error",
         1003: "binary frames are not supported",
+        1007: "invalid UTF-8",
         1008: "too many protocol errors",
         1009: "message too big",
         1011: "internal error",
