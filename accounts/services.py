@@ -4,12 +4,12 @@ import logging
 import time
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from accounts.models import User
+from accounts.models import User, user_identity_conflicts
 from accounts.tokens import (
     RefreshToken,
     TokenRejected,
@@ -67,9 +67,33 @@ def access_token_revoke(*, token, user_id: int) -> None:
     security_log.warning("access token revoked (logout): user_id=%s", user_id)
 
 
+class IdentityTaken(Exception):
+    """The username or the email (normalised) belongs to another account: `fields` says which."""
+
+    def __init__(self, fields: list[str]):
+        super().__init__(f"taken: {', '.join(fields)}")
+        self.fields = fields
+
+
+def _constraint_fields(error: IntegrityError) -> list[str]:
+    """The identity fields an IntegrityError's unique constraint guards (PostgreSQL names
+    the constraint; SQLite lists the columns after "UNIQUE constraint failed: ")."""
+    diag = getattr(error.__cause__, "diag", None)
+    name = getattr(diag, "constraint_name", None) or str(error).partition("failed: ")[2]
+    return [field for field in ("username", "email") if field in name]
+
+
 def user_register(*, username: str, email: str, password: str) -> User:
-    """Create an active user; IntegrityError when the username or email was just taken."""
-    return User.objects.create_user(username=username, email=email, password=password)
+    """Create an active user; IdentityTaken when the username or email, normalised, is
+    another account's (a racing registration that took it first included)."""
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(username=username, email=email, password=password)
+    except IntegrityError as e:
+        taken = user_identity_conflicts(username=username, email=email) or _constraint_fields(e)
+        if not taken:
+            raise
+        raise IdentityTaken(taken) from e
 
 
 def refresh_token_check(raw: str) -> tuple[RefreshToken, User]:

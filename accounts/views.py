@@ -4,7 +4,6 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
@@ -15,6 +14,7 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.authentication import TokenUnusable, VersionedJWTAuthentication
 from accounts.client_ip import request_client_ip
+from accounts.identity import TAKEN
 from accounts.login_throttle import login_throttle
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from accounts.serializers import (
@@ -74,9 +74,8 @@ class RegisterView(PublicAPIView):
         data = body(RegisterSerializer, request)
         try:
             user = services.user_register(**data)
-        except IntegrityError:
-            body(RegisterSerializer, request)  # a racing registration took it: say which field
-            raise
+        except services.IdentityTaken as e:  # a racing registration took it: say which field
+            raise serializers.ValidationError({f: [TAKEN[f]] for f in e.fields}) from e
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
