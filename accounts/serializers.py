@@ -55,7 +55,8 @@ class MeSerializer(serializers.ModelSerializer):
 
 
 class LoginSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
+    # NFKC-normalised as Django's login form does (the admin's), so both doors match one name.
+    username = UsernameField(max_length=150)
     password = serializers.CharField(max_length=128, trim_whitespace=False)
 
 

@@ -1,9 +1,6 @@
 """The JSON auth API: views parse, call `accounts.services`, and serialize."""
 
-import logging
-
 from django.conf import settings
-from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
@@ -13,9 +10,8 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.authentication import TokenUnusable, VersionedJWTAuthentication
-from accounts.client_ip import request_client_ip
 from accounts.identity import TAKEN
-from accounts.login_throttle import login_throttle
+from accounts.login import TooManyLoginFailures, login_authenticate
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from accounts.serializers import (
     LoginSerializer,
@@ -27,9 +23,6 @@ from accounts.serializers import (
     VerifySerializer,
 )
 from accounts.tokens import TokenRejected, token_pair_for_user
-from operations.metrics import LOGINS
-
-security_log = logging.getLogger("switchboard.security")
 
 
 class LoginThrottled(exceptions.Throttled):
@@ -96,25 +89,16 @@ class TokenObtainView(PublicAPIView):
     )
     def post(self, request: Request) -> Response:
         data = body(LoginSerializer, request)
-        username, ip = data["username"], request_client_ip(request)
-        throttle = login_throttle()
-        wait = throttle.retry_after(username=username, ip=ip)
-        if wait is None and not throttle.reserve(username=username, ip=ip):
-            wait = throttle.retry_after(username=username, ip=ip) or 1
-        if wait is not None:
-            LOGINS.labels("throttled").inc()
-            security_log.warning("login throttled: username=%r client=%s", username[:150], ip)
-            raise LoginThrottled(wait=wait)
-        user = authenticate(request, username=username, password=data["password"])
+        try:
+            user = login_authenticate(
+                request=request, username=data["username"], password=data["password"]
+            )
+        except TooManyLoginFailures as e:
+            raise LoginThrottled(wait=e.wait) from e
         if user is None:
-            LOGINS.labels("failure").inc()
-            throttle.failure(username=username, ip=ip)
-            security_log.warning("login failed: username=%r client=%s", username[:150], ip)
             raise exceptions.AuthenticationFailed(
                 "No active account found with the given credentials", code="bad_credentials"
             )
-        throttle.success(username=username, ip=ip)
-        LOGINS.labels("success").inc()
         return Response(token_pair_for_user(user=user))
 
 
