@@ -2,6 +2,7 @@
 
 import logging
 import time
+from datetime import datetime
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -81,6 +82,19 @@ def _constraint_fields(error: IntegrityError) -> list[str]:
     diag = getattr(error.__cause__, "diag", None)
     name = getattr(diag, "constraint_name", None) or str(error).partition("failed: ")[2]
     return [field for field in ("username", "email") if field in name]
+
+
+def refresh_tokens_flush(*, expired_before: datetime, batch: int = 1000) -> int:
+    """Delete the refresh-token records (outstanding, and blacklisted with them) that expired
+    before `expired_before`; how many outstanding ones. simplejwt's `flushexpiredtokens`, in
+    batches: one delete of every row would load them all into memory first (the cascade)."""
+    expired = OutstandingToken.objects.filter(expires_at__lt=expired_before).order_by("pk")
+    deleted = 0
+    while pks := list(expired.values_list("pk", flat=True)[:batch]):
+        with transaction.atomic():
+            BlacklistedToken.objects.filter(token_id__in=pks).delete()
+            deleted += OutstandingToken.objects.filter(pk__in=pks).delete()[0]
+    return deleted
 
 
 def user_register(*, username: str, email: str, password: str) -> User:
