@@ -7,6 +7,7 @@ from django.contrib.auth import authenticate
 from django.db import DatabaseError
 from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
+from rest_framework.request import Request
 
 from accounts.client_ip import request_client_ip
 from accounts.identity import username_key
@@ -43,7 +44,9 @@ def login_log_name(username: str) -> str:
     return f"username_hash={digest[:16]}"
 
 
-def login_authenticate(*, request: HttpRequest, username: str, password: str) -> User | None:
+def login_authenticate(
+    *, request: HttpRequest | Request, username: str, password: str
+) -> User | None:
     """The active user these credentials belong to, or None (a failure, counted and logged).
 
     The attempt is first taken from the username's and the client IP's allowances (see
