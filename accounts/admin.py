@@ -1,7 +1,10 @@
-"""User management in the Django admin: token revocation, the user's sessions, disconnects."""
+"""User management in the Django admin: token revocation, the user's sessions, disconnects;
+simplejwt's refresh-token pages without the raw tokens."""
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from rest_framework_simplejwt.token_blacklist import admin as token_admin
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import User
 from accounts.services import user_revoke_tokens
@@ -41,3 +44,40 @@ class UserAdmin(DjangoUserAdmin):
             f"Disconnected every session of {queryset.count()} user(s) (close 4501).",
             messages.SUCCESS,
         )
+
+
+class RawTokenHidden:
+    """A ModelAdmin mixin: no filter on the raw token in the URL (`?token__startswith=…`
+    would let a viewer read tokens one character at a time): 400, as any refused lookup."""
+
+    raw_value_path: str
+
+    def lookup_allowed(self, lookup, value, request) -> bool:
+        if lookup == self.raw_value_path or lookup.startswith(f"{self.raw_value_path}__"):
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
+
+# simplejwt's pages (read-only) show each outstanding token's raw value on its change page:
+# anyone with view permission could use another user's refresh token. Registered again
+# showing only what identifies a token.
+admin.site.unregister(OutstandingToken)
+admin.site.unregister(BlacklistedToken)
+
+
+@admin.register(OutstandingToken)
+class OutstandingTokenAdmin(RawTokenHidden, token_admin.OutstandingTokenAdmin):
+    fields = ("jti", "user", "created_at", "expires_at")
+    raw_value_path = "token"
+
+    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
+        return self.fields
+
+
+@admin.register(BlacklistedToken)
+class BlacklistedTokenAdmin(RawTokenHidden, token_admin.BlacklistedTokenAdmin):
+    fields = ("token_jti", "token_user", "token_created_at", "token_expires_at", "blacklisted_at")
+    raw_value_path = "token__token"
+
+    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
+        return self.fields

@@ -1,88 +1,66 @@
 """Failed-login limits per username and per client IP, shared by every worker.
 
-Storage is the `limits` library: Redis when REDIS_URL is set, process memory otherwise.
-When Redis is unreachable the throttle fails open (logins keep working) and says so in
-the log: refusing every login during a cache outage would lock everyone out.
+Counted by `core.rate_limits` (the `limits` library): in Redis when REDIS_URL is set, else in
+process memory. Each attempt takes its place in both allowances before the password is
+checked, with limits' `hit` (on Redis one atomic script), so parallel attempts on any number
+of workers cannot all pass a check made before any is counted; a good password gives back
+what it took. When Redis cannot answer, the same allowances are counted in this worker
+(logins keep working, never unthrottled), and the security log says so once.
 """
 
-import logging
 import math
-import time
 from dataclasses import dataclass
-from functools import cache
 
 from django.conf import settings
-from limits import RateLimitItem, parse, storage, strategies
+from limits import RateLimitItem, parse
 
-logger = logging.getLogger("switchboard.security")
+from accounts.identity import username_key
+from core.once import once
+from core.rate_limits import SharedLimiter
 
 
 @dataclass(frozen=True)
 class LoginThrottle:
-    limiter: strategies.RateLimiter
+    limiter: SharedLimiter
     per_username: RateLimitItem
     per_ip: RateLimitItem
 
-    def _keys(self, *, username: str, ip: str) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
-        return [
-            (self.per_username, ("login-failures", "username", username.casefold())),
-            (self.per_ip, ("login-failures", "ip", ip)),
-        ]
+    def _username(self, username: str) -> tuple[RateLimitItem, tuple[str, ...]]:
+        # Every spelling of one name shares its allowance ('Alice', 'ALICE', fullwidth…).
+        return self.per_username, ("login-failures", "username", username_key(username))
 
-    def retry_after(self, *, username: str, ip: str) -> int | None:
-        """Seconds until a login may be tried again, or None when it may be tried now."""
-        try:
-            waits = [
-                self.limiter.get_window_stats(item, *ids).reset_time - time.time()
-                for item, ids in self._keys(username=username, ip=ip)
-                if not self.limiter.test(item, *ids)
-            ]
-        except Exception:
-            logger.exception("login throttle storage unreachable; failing open")
-            return None
-        return max(1, math.ceil(max(waits))) if waits else None
+    def _ip(self, ip: str) -> tuple[RateLimitItem, tuple[str, ...]]:
+        return self.per_ip, ("login-failures", "ip", ip)
 
-    def reserve(self, *, username: str, ip: str) -> bool:
-        """Take one attempt from the username's allowance before checking the password: one
-        atomic step, so parallel attempts cannot all pass a check made before any is counted.
-        False when none is left. A good login gives it back (`success`)."""
-        item, ids = self._keys(username=username, ip=ip)[0]
-        try:
-            return self.limiter.hit(item, *ids)
-        except Exception:
-            logger.exception("login throttle storage unreachable; failing open")
-            return True
+    def _wait(self, item: RateLimitItem, ids: tuple[str, ...]) -> int:
+        """Seconds until the allowance `item` of `ids` has room again (at least 1)."""
+        return max(1, math.ceil(self.limiter.reset_in(item, *ids)))
 
-    def failure(self, *, username: str, ip: str) -> None:
-        """Count one failed login against the IP (the username's attempt is already taken)."""
-        try:
-            item, ids = self._keys(username=username, ip=ip)[1]
-            self.limiter.hit(item, *ids)
-        except Exception:
-            logger.exception("login throttle storage unreachable; failure not counted")
+    def attempt_take(self, *, username: str, ip: str) -> int | None:
+        """Take one attempt from the IP's allowance, then from the username's, before the
+        password is checked. None when both had room; otherwise the seconds to wait, and
+        nothing stays taken (a refused attempt checks no password, so it costs nothing)."""
+        (ip_item, ip_ids), (user_item, user_ids) = self._ip(ip), self._username(username)
+        if not self.limiter.hit(ip_item, *ip_ids):
+            return self._wait(ip_item, ip_ids)
+        if not self.limiter.hit(user_item, *user_ids):
+            self.limiter.give_back(ip_item, *ip_ids)
+            return self._wait(user_item, user_ids)
+        return None
 
-    def success(self, *, username: str, ip: str) -> None:
-        """Forget the username's failures after a good login (the IP's count stays)."""
-        try:
-            item, ids = self._keys(username=username, ip=ip)[0]
-            self.limiter.clear(item, *ids)
-        except Exception:
-            logger.exception("login throttle storage unreachable")
+    def attempt_succeeded(self, *, username: str, ip: str) -> None:
+        """The password was right: forget the username's failures and give back the IP's
+        attempt (the IP's allowance counts failures only)."""
+        (ip_item, ip_ids), (user_item, user_ids) = self._ip(ip), self._username(username)
+        self.limiter.clear(user_item, *user_ids)
+        self.limiter.give_back(ip_item, *ip_ids)
 
 
-@cache
+@once
 def login_throttle() -> LoginThrottle:
     """The process-wide throttle, built from settings on first use."""
-    if settings.REDIS_URL:
-        store = storage.storage_from_string(
-            settings.REDIS_URL,
-            socket_timeout=settings.REDIS_CONNECT_TIMEOUT,
-            socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
-        )
-    else:
-        store = storage.storage_from_string("memory://")
     return LoginThrottle(
-        limiter=strategies.MovingWindowRateLimiter(store),
+        limiter=SharedLimiter("login_rate", shared=bool(settings.REDIS_URL)),
         per_username=parse(settings.LOGIN_FAILURES_PER_USERNAME),
         per_ip=parse(settings.LOGIN_FAILURES_PER_IP),
     )

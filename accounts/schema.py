@@ -28,7 +28,8 @@ def error(description: str) -> OpenApiResponse:
 
 BAD_REQUEST = OpenApiResponse(
     response={"anyOf": [FIELD_ERRORS, ERROR]},
-    description="Invalid body: per-field errors, or malformed JSON / wrong content type.",
+    description="Invalid body: per-field errors, or malformed JSON (`parse_error`, also for JSON "
+    "nested too deeply) / wrong content type (`unsupported_media_type`).",
 )
 UNAUTHORIZED = error("Missing, invalid, expired or revoked token (`code` says which).")
 

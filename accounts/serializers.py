@@ -5,22 +5,32 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from accounts.models import User
+from accounts.identity import EMAIL_TAKEN, USERNAME_TAKEN
+from accounts.models import User, user_identity_conflicts
+
+
+class UsernameField(serializers.CharField):
+    """A username as `create_user` will store it (NFKC-normalised), so the length and
+    character checks judge the stored name, as Django's own UsernameField does."""
+
+    def to_internal_value(self, data) -> str:
+        return User.normalize_username(super().to_internal_value(data))
 
 
 class RegisterSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    username = UsernameField(max_length=150, validators=[UnicodeUsernameValidator()])
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
 
+    # Uniqueness compares the normalised forms (accounts/identity.py), as the database does.
     def validate_username(self, value: str) -> str:
-        if User.objects.filter(username__iexact=value).exists():
-            raise serializers.ValidationError("A user with that username already exists.")
+        if user_identity_conflicts(username=value):
+            raise serializers.ValidationError(USERNAME_TAKEN)
         return value
 
     def validate_email(self, value: str) -> str:
-        if User.objects.filter(email__iexact=value).exists():
-            raise serializers.ValidationError("A user with that email already exists.")
+        if user_identity_conflicts(email=value):
+            raise serializers.ValidationError(EMAIL_TAKEN)
         return value
 
     def validate(self, attrs: dict) -> dict:
@@ -45,7 +55,8 @@ class MeSerializer(serializers.ModelSerializer):
 
 
 class LoginSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
+    # NFKC-normalised as Django's login form does (the admin's), so both doors match one name.
+    username = UsernameField(max_length=150)
     password = serializers.CharField(max_length=128, trim_whitespace=False)
 
 

@@ -2,15 +2,17 @@
 
 import logging
 import time
+from datetime import datetime
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from accounts.models import User
+from accounts.models import User, user_identity_conflicts
 from accounts.tokens import (
+    AuthUnavailable,
     RefreshToken,
     TokenRejected,
     revoked_jti_key,
@@ -52,24 +54,64 @@ def user_revoke_tokens(*, user: User, reason: str) -> None:
 
 def access_token_revoke(*, token, user_id: int) -> None:
     """Refuse one access token from now on, on REST and WebSocket (its `jti` stays in the
-    shared cache until the token would have expired), and close the sessions using it."""
+    shared cache until the token would have expired), and close the sessions using it.
+    AuthUnavailable when the cache cannot record it: nothing is revoked then, and the caller
+    must not report a logout that did not happen."""
     ttl = max(1, int(token["exp"] - time.time()) + 1)
     try:
         cache.set(revoked_jti_key(token["jti"]), 1, timeout=ttl)
-    except Exception as e:  # logout itself must work: the refresh token is blacklisted
+    except Exception as e:
         security_log.error(
-            "access token not recorded as revoked (cache unreachable: %s): user_id=%s; it "
-            "stays usable until it expires",
+            "access token not recorded as revoked (cache unreachable: %s): user_id=%s; "
+            "logout answered unavailable",
             type(e).__name__,
             user_id,
         )
+        raise AuthUnavailable(f"revoked-token list unwritable ({type(e).__name__})") from e
     events.user_sessions_revoke_token_on_commit(user_id=user_id, jti=token["jti"])
     security_log.warning("access token revoked (logout): user_id=%s", user_id)
 
 
+class IdentityTaken(Exception):
+    """The username or the email (normalised) belongs to another account: `fields` says which."""
+
+    def __init__(self, fields: list[str]):
+        super().__init__(f"taken: {', '.join(fields)}")
+        self.fields = fields
+
+
+def _constraint_fields(error: IntegrityError) -> list[str]:
+    """The identity fields an IntegrityError's unique constraint guards (PostgreSQL names
+    the constraint; SQLite lists the columns after "UNIQUE constraint failed: ")."""
+    diag = getattr(error.__cause__, "diag", None)
+    name = getattr(diag, "constraint_name", None) or str(error).partition("failed: ")[2]
+    return [field for field in ("username", "email") if field in name]
+
+
+def refresh_tokens_flush(*, expired_before: datetime, batch: int = 1000) -> int:
+    """Delete the refresh-token records (outstanding, and blacklisted with them) that expired
+    before `expired_before`; how many outstanding ones. simplejwt's `flushexpiredtokens`, in
+    batches: one delete of every row would load them all into memory first (the cascade)."""
+    expired = OutstandingToken.objects.filter(expires_at__lt=expired_before).order_by("pk")
+    deleted = 0
+    while pks := list(expired.values_list("pk", flat=True)[:batch]):
+        with transaction.atomic():
+            BlacklistedToken.objects.filter(token_id__in=pks).delete()
+            deleted += OutstandingToken.objects.filter(pk__in=pks).delete()[0]
+    return deleted
+
+
 def user_register(*, username: str, email: str, password: str) -> User:
-    """Create an active user; IntegrityError when the username or email was just taken."""
-    return User.objects.create_user(username=username, email=email, password=password)
+    """Create an active user; IdentityTaken when the username or email, normalised, is
+    another account's (a racing registration that took it first included)."""
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(username=username, email=email, password=password)
+    except IntegrityError as e:
+        taken = user_identity_conflicts(username=username, email=email) or _constraint_fields(e)
+        if not taken:
+            raise
+        raise IdentityTaken(taken) from e
 
 
 def refresh_token_check(raw: str) -> tuple[RefreshToken, User]:
@@ -95,9 +137,12 @@ def refresh_token_rotate(*, raw: str) -> dict[str, str]:
 
 
 def token_verify(raw: str) -> None:
-    """Accept a usable access or refresh token; raise the access check's TokenRejected otherwise."""
+    """Accept a usable access or refresh token; raise the access check's TokenRejected otherwise
+    (AuthUnavailable when the revoked-token list cannot be read)."""
     try:
         user_for_token(raw)
+    except AuthUnavailable:  # cannot tell whether it was revoked: the caller answers 503
+        raise
     except TokenRejected as access_error:
         try:
             refresh_token_check(raw)

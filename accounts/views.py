@@ -1,10 +1,6 @@
 """The JSON auth API: views parse, call `accounts.services`, and serialize."""
 
-import logging
-
 from django.conf import settings
-from django.contrib.auth import authenticate
-from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
@@ -14,8 +10,9 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.authentication import TokenUnusable, VersionedJWTAuthentication
-from accounts.client_ip import request_client_ip
-from accounts.login_throttle import login_throttle
+from accounts.exceptions import ServiceUnavailable
+from accounts.identity import TAKEN
+from accounts.login import TooManyLoginFailures, login_authenticate
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from accounts.serializers import (
     LoginSerializer,
@@ -26,10 +23,7 @@ from accounts.serializers import (
     UserSerializer,
     VerifySerializer,
 )
-from accounts.tokens import TokenRejected, token_pair_for_user
-from operations.metrics import LOGINS
-
-security_log = logging.getLogger("switchboard.security")
+from accounts.tokens import AuthUnavailable, TokenRejected, token_pair_for_user
 
 
 class LoginThrottled(exceptions.Throttled):
@@ -74,9 +68,8 @@ class RegisterView(PublicAPIView):
         data = body(RegisterSerializer, request)
         try:
             user = services.user_register(**data)
-        except IntegrityError:
-            body(RegisterSerializer, request)  # a racing registration took it: say which field
-            raise
+        except services.IdentityTaken as e:  # a racing registration took it: say which field
+            raise serializers.ValidationError({f: [TAKEN[f]] for f in e.fields}) from e
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
@@ -97,25 +90,16 @@ class TokenObtainView(PublicAPIView):
     )
     def post(self, request: Request) -> Response:
         data = body(LoginSerializer, request)
-        username, ip = data["username"], request_client_ip(request)
-        throttle = login_throttle()
-        wait = throttle.retry_after(username=username, ip=ip)
-        if wait is None and not throttle.reserve(username=username, ip=ip):
-            wait = throttle.retry_after(username=username, ip=ip) or 1
-        if wait is not None:
-            LOGINS.labels("throttled").inc()
-            security_log.warning("login throttled: username=%r client=%s", username[:150], ip)
-            raise LoginThrottled(wait=wait)
-        user = authenticate(request, username=username, password=data["password"])
+        try:
+            user = login_authenticate(
+                request=request, username=data["username"], password=data["password"]
+            )
+        except TooManyLoginFailures as e:
+            raise LoginThrottled(wait=e.wait) from e
         if user is None:
-            LOGINS.labels("failure").inc()
-            throttle.failure(username=username, ip=ip)
-            security_log.warning("login failed: username=%r client=%s", username[:150], ip)
             raise exceptions.AuthenticationFailed(
                 "No active account found with the given credentials", code="bad_credentials"
             )
-        throttle.success(username=username, ip=ip)
-        LOGINS.labels("success").inc()
         return Response(token_pair_for_user(user=user))
 
 
@@ -154,6 +138,8 @@ class TokenVerifyView(PublicAPIView):
         data = body(VerifySerializer, request)
         try:
             services.token_verify(data["token"])
+        except AuthUnavailable as e:
+            raise ServiceUnavailable from e
         except TokenRejected as e:
             raise TokenUnusable(e) from e
         return Response({})
@@ -180,8 +166,11 @@ class LogoutView(APIView):
             raise TokenUnusable(e) from e
         if owner.pk != request.user.pk:
             raise exceptions.PermissionDenied("That refresh token belongs to another user.")
+        try:  # first: a logout whose access token cannot be revoked changes nothing
+            services.access_token_revoke(token=request.auth, user_id=request.user.pk)
+        except AuthUnavailable as e:
+            raise ServiceUnavailable from e
         services.refresh_token_blacklist(refresh)
-        services.access_token_revoke(token=request.auth, user_id=request.user.pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -10,13 +10,14 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from limits import RateLimitItem
+from limits import RateLimitItem, WindowStats
 from limits import storage as sync_storage
 from limits import strategies as sync_strategies
 from limits.aio import storage as aio_storage
 from limits.aio import strategies as aio_strategies
 
 from core.degrade import Degradation
+from core.limits_compat import moving_window_give_back
 from core.redis import redis_clients
 
 LOCAL_RULE = "counted in this worker only"
@@ -99,11 +100,20 @@ class SharedLimiter:
         """Whether one more event fits (nothing counted)."""
         return bool(self._call(lambda limiter: limiter.test(item, *identifiers)))
 
+    def window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        """When `item`'s window frees an event, and how many are left in it."""
+        return self._call(lambda limiter: limiter.get_window_stats(item, *identifiers))
+
     def reset_in(self, item: RateLimitItem, *identifiers: str) -> float:
         """Seconds until the window of `item` frees an event."""
-        stats = self._call(lambda limiter: limiter.get_window_stats(item, *identifiers))
-        return max(0.0, stats.reset_time - time.time())  # type: ignore[union-attr]
+        return max(0.0, self.window_stats(item, *identifiers).reset_time - time.time())
 
     def clear(self, item: RateLimitItem, *identifiers: str) -> None:
         """Forget what was counted against `item`."""
         self._call(lambda limiter: limiter.clear(item, *identifiers))
+
+    def give_back(self, item: RateLimitItem, *identifiers: str) -> None:
+        """Uncount the newest event counted against `item` (an attempt that turned out not
+        to count, e.g. a good password)."""
+        key = item.key_for(*identifiers)
+        self._call(lambda limiter: moving_window_give_back(storage=limiter.storage, key=key))

@@ -15,7 +15,6 @@ operation fails (and a security check that needed it refuses), nothing else chan
 import asyncio
 import threading
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import redis
@@ -24,6 +23,8 @@ from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from core.once import once
 
 # What redis-py's blocking pools raise when no connection was freed in time (redis-py 5-8;
 # tests/unit/core/test_redis.py fails if a release changes it).
@@ -144,7 +145,7 @@ class RedisClients:
             return self._sync
 
 
-@cache
+@once
 def redis_clients() -> RedisClients:
     """This process's Redis client factory, built from settings on first use."""
     return RedisClients(RedisOptions.from_settings())

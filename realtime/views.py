@@ -2,7 +2,6 @@
 
 import logging
 import uuid
-from functools import cache
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -19,6 +18,7 @@ from accounts.client_ip import request_client_ip
 from accounts.errors import ServiceUnavailable
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from accounts.tokens import Authenticated
+from core.once import once
 from core.rate_limits import SharedLimiter
 from realtime.events import publish
 from realtime.registry import sessions_disconnect, sessions_online
@@ -141,7 +141,7 @@ class TicketThrottle(BaseThrottle):
         return max(1.0, ticket_rate().reset_in(self.item, *self.ids))
 
 
-@cache
+@once
 def ticket_rate() -> SharedLimiter:
     """This process's ticket-rate limiter."""
     return SharedLimiter("ticket_rate", shared=bool(settings.REDIS_URL))

@@ -40,7 +40,12 @@ async def session_outcome(worker: DaphneWorker, access: str) -> tuple[dict, int 
 
 @pytest.fixture
 def worker(start_worker, private_redis) -> DaphneWorker:
-    return start_worker(redis=False, REDIS_URL=private_redis.url, WS_CONNECTS_PER_MINUTE="4")
+    return start_worker(
+        redis=False,
+        REDIS_URL=private_redis.url,
+        WS_CONNECTS_PER_MINUTE="4",
+        LOGIN_FAILURES_PER_USERNAME="2/15minutes",
+    )
 
 
 async def test_with_redis_stopped_access_tokens_are_refused_and_limits_count_per_worker(
@@ -59,10 +64,16 @@ async def test_with_redis_stopped_access_tokens_are_refused_and_limits_count_per
     # The session above was the first connection of this minute; three more fit, the fifth
     # is refused by this worker's own count.
     assert [await echo_outcome(worker) for _ in range(4)] == ["echoed"] * 3 + [4008]
+    # Logins still work, and their failures are counted by this worker: never unthrottled.
+    async with httpx.AsyncClient(base_url=worker.http, trust_env=False, timeout=30) as client:
+        wrong = {"username": user["username"], "password": "not the password"}
+        statuses = [(await client.post("/api/auth/token/", json=wrong)).status_code for _ in "abc"]
+    assert statuses == [401, 401, 429]
 
     log = worker.log_text()
     assert log.count("revoked_tokens: Redis cannot answer (ConnectionError); access tokens ") == 1
     assert log.count("connect_rate: Redis cannot answer (ConnectionError); counted in this ") == 1
+    assert log.count("login_rate: Redis cannot answer (ConnectionError); counted in this ") == 1
 
     private_redis.start()
     first, code = await session_outcome(worker, user["access"])

@@ -1,4 +1,5 @@
-"""`python manage.py prune_sessions`: close dead workers' sessions, delete old ones (cron)."""
+"""`python manage.py prune_sessions`: close dead workers' sessions, delete old ones, and
+delete expired refresh-token records (cron, daily)."""
 
 from datetime import timedelta
 
@@ -6,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from accounts.services import refresh_tokens_flush
 from realtime.registry import sessions_prune, sessions_reap
 from realtime.workers import alive_workers_sync, dead_workers_knowable_sync
 
@@ -13,7 +15,8 @@ from realtime.workers import alive_workers_sync, dead_workers_knowable_sync
 class Command(BaseCommand):
     help = (
         "Record the sessions of dead workers as closed (1006), then delete the sessions "
-        "closed more than WS_SESSION_RETENTION_DAYS days ago. Run it daily."
+        "closed more than WS_SESSION_RETENTION_DAYS days ago, then the refresh-token "
+        "records (outstanding and blacklisted) that have expired. Run it daily."
     )
 
     def add_arguments(self, parser):
@@ -44,3 +47,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{reaped} session(s) of dead workers recorded closed (1006)")
         deleted = sessions_prune(closed_before=timezone.now() - timedelta(days=days))
         self.stdout.write(f"{deleted} session(s) closed more than {days} day(s) ago deleted")
+        # Every refresh adds two rows (the new token, the old one blacklisted); an expired
+        # token is refused by its `exp` alone, so its rows serve nothing any more.
+        flushed = refresh_tokens_flush(expired_before=timezone.now())
+        self.stdout.write(f"{flushed} expired refresh token(s) deleted")

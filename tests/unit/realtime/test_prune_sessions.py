@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db
 
 ALIVE_WORKER = "web-1:100:aaaaaaaa"
 NOT_REAPED = "dead workers not reaped: no REDIS_URL, or Redis restarted less than 60 s ago"
+NO_TOKENS = "0 expired refresh token(s) deleted"  # the last line (refresh tokens: accounts)
 
 
 def prune(*args: str) -> tuple[list[str], list[str]]:
@@ -52,7 +53,7 @@ def test_sessions_closed_before_the_default_retention_are_deleted():
 
     out, err = prune()
 
-    assert out == [NOT_REAPED, "1 session(s) closed more than 30 day(s) ago deleted"]
+    assert out == [NOT_REAPED, "1 session(s) closed more than 30 day(s) ago deleted", NO_TOKENS]
     assert err == []
     assert remaining() == {recent.pk, open_for_long.pk}
     assert not WebSocketSession.objects.filter(pk=old.pk).exists()
@@ -65,7 +66,7 @@ def test_the_retention_setting_is_the_default(settings):
 
     out, _ = prune()
 
-    assert out[-1] == "1 session(s) closed more than 7 day(s) ago deleted"
+    assert out[-2:] == ["1 session(s) closed more than 7 day(s) ago deleted", NO_TOKENS]
     assert remaining() == {kept.pk}
 
 
@@ -76,7 +77,7 @@ def test_days_overrides_the_retention():
 
     out, _ = prune("--days", "2")
 
-    assert out[-1] == "2 session(s) closed more than 2 day(s) ago deleted"
+    assert out[-2:] == ["2 session(s) closed more than 2 day(s) ago deleted", NO_TOKENS]
     assert remaining() == {kept.pk}
 
 
@@ -86,7 +87,7 @@ def test_zero_days_deletes_every_closed_session_and_keeps_the_open_ones():
 
     out, _ = prune("--days", "0")
 
-    assert out[-1] == "1 session(s) closed more than 0 day(s) ago deleted"
+    assert out[-2:] == ["1 session(s) closed more than 0 day(s) ago deleted", NO_TOKENS]
     assert remaining() == {still_open.pk}
 
 
@@ -102,7 +103,7 @@ def test_negative_days_are_refused_and_nothing_is_deleted():
 def test_nothing_to_delete_says_zero():
     out, _ = prune()
 
-    assert out == [NOT_REAPED, "0 session(s) closed more than 30 day(s) ago deleted"]
+    assert out == [NOT_REAPED, "0 session(s) closed more than 30 day(s) ago deleted", NO_TOKENS]
 
 
 # -- reaping ----------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def test_an_unreachable_redis_skips_the_reap_on_stderr_but_still_prunes(settings
     out, err = prune()
 
     assert err == ["dead workers not reaped: Redis unreachable (ConnectionError)"]
-    assert out == ["1 session(s) closed more than 30 day(s) ago deleted"]
+    assert out == ["1 session(s) closed more than 30 day(s) ago deleted", NO_TOKENS]
     assert remaining() == {dead.pk}
     dead.refresh_from_db()
     assert dead.closed_at is None
@@ -162,6 +163,7 @@ def test_the_open_sessions_of_dead_workers_are_recorded_closed_with_1006(redis_k
     assert out == [
         "2 session(s) of dead workers recorded closed (1006)",
         "0 session(s) closed more than 30 day(s) ago deleted",
+        NO_TOKENS,
     ]
     assert err == []
     rows = {row.pk: row for row in WebSocketSession.objects.all()}
@@ -177,7 +179,7 @@ def test_sessions_reaped_now_are_kept_by_the_same_run(redis_knows):
 
     out, _ = prune("--days", "1")
 
-    assert out[-1] == "0 session(s) closed more than 1 day(s) ago deleted"
+    assert out[-2:] == ["0 session(s) closed more than 1 day(s) ago deleted", NO_TOKENS]
     assert remaining() == {dead.pk}
     assert WebSocketSession.objects.get().close_code == 1006
 

@@ -3,6 +3,7 @@
 import pytest
 import redis
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from realtime.protocol import CloseCode, ErrorCode
 from realtime.tickets import ticket_store
@@ -24,17 +25,39 @@ async def test_a_ticket_store_that_fails_on_redeem_answers_unavailable_1013(
 
 
 @pytest.mark.django_db
-def test_logout_works_when_the_cache_cannot_record_the_access_token(user, monkeypatch, caplog):
+def test_a_logout_whose_access_token_cannot_be_revoked_answers_503_and_changes_nothing(
+    user, monkeypatch, caplog
+):
     def broken(*args, **kwargs):
         raise redis.ConnectionError("down")
 
     monkeypatch.setattr("accounts.services.cache.set", broken)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_for(user)}")
+    refresh = refresh_for(user)
 
-    response = client.post("/api/auth/logout/", {"refresh": str(refresh_for(user))}, format="json")
+    response = client.post("/api/auth/logout/", {"refresh": str(refresh)}, format="json")
 
-    assert response.status_code == 204
+    assert (response.status_code, response.json()) == (
+        503,
+        {"detail": "Temporarily unavailable; try again later.", "code": "unavailable"},
+    )
     assert "access token not recorded as revoked (cache unreachable: ConnectionError)" in (
         caplog.text
     )
+    # The refresh token is not blacklisted: the client may simply log out again.
+    assert not BlacklistedToken.objects.filter(token__jti=refresh["jti"]).exists()
+
+
+@pytest.mark.django_db
+def test_verify_answers_503_when_the_revoked_token_list_cannot_be_read(user, monkeypatch):
+    def broken(*args, **kwargs):
+        raise redis.ConnectionError("down")
+
+    monkeypatch.setattr("accounts.tokens.cache.get", broken)
+
+    response = APIClient().post(
+        "/api/auth/token/verify/", {"token": str(access_for(user))}, format="json"
+    )
+
+    assert (response.status_code, response.json()["code"]) == (503, "unavailable")
