@@ -371,7 +371,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 # ---------------------------------------------------------------------------
-# SECURITY (production values; see the README's checklist)
+# SECURITY (production values; see docs/DEPLOYMENT.md, "Production checklist")
 # ---------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)

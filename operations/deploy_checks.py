@@ -1,6 +1,6 @@
 """`manage.py check --deploy`: what a production Switchboard must not run with.
 
-Each check has an id, a message naming what is wrong and a hint naming the fix; the README's
+Each check has an id, a message naming what is wrong and a hint naming the fix; docs/DEPLOYMENT.md's
 production checklist lists them.
 """
 

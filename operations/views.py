@@ -64,7 +64,7 @@ def metrics_access(request: HttpRequest) -> int | None:
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text format (METRICS_TOKEN, a staff JWT, or loopback; see the README)."""
+    """Prometheus text format (METRICS_TOKEN, a staff JWT, or loopback; see docs/OPERATIONS.md)."""
     refused = metrics_access(request)
     if refused is not None:
         body = (
