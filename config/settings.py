@@ -401,7 +401,7 @@ LOGGING = {
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(worker)s] %(message)s"},
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "config.log_format.JsonFormatter",
             "format": "%(levelname)s %(name)s %(message)s %(worker)s",
             "rename_fields": {"levelname": "level", "name": "logger", "message": "event"},
             "timestamp": "timestamp",
