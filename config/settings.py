@@ -395,6 +395,14 @@ METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # ---------------------------------------------------------------------------
 LOG_FILE = Path(env("LOG_FILE", default=str(BASE_DIR / "logs" / "websocket_errors.log")))
 LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+# Bytes LOG_FILE reaches before it rotates (5 old files kept); 0 never rotates in-process.
+LOG_FILE_MAX_BYTES = env.int("LOG_FILE_MAX_BYTES", default=10 * 1024 * 1024)
+# Security events only (logger switchboard.security), in a file nothing in-process rotates.
+SECURITY_LOG_FILE = Path(env("SECURITY_LOG_FILE", default="") or LOG_FILE.parent / "security.log")
+SECURITY_LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+# Django's 4xx records (django.request "Not Found", django.security.*) written per minute,
+# per process; the rest are counted in one summary line (config/log_noise.py).
+LOG_4XX_PER_MINUTE = env.int("LOG_4XX_PER_MINUTE", default=10)
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env("LOG_FORMAT", default="text")
 if LOG_FORMAT not in ("text", "json"):
@@ -407,11 +415,15 @@ LOGGING = {
         "redact_secrets": {"()": "config.log_redaction.RedactSecretsFilter"},
         "worker": {"()": "config.log_format.WorkerFilter"},
         "room_overload": {"()": "realtime.fanout_overload.RoomOverloadFilter"},
+        "client_errors": {
+            "()": "config.log_noise.ClientErrorRateFilter",
+            "per_minute": LOG_4XX_PER_MINUTE,
+        },
     },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(worker)s] %(message)s"},
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "config.log_format.JsonFormatter",
             "format": "%(levelname)s %(name)s %(message)s %(worker)s",
             "rename_fields": {"levelname": "level", "name": "logger", "message": "event"},
             "timestamp": "timestamp",
@@ -421,15 +433,27 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["worker", "redact_secrets"],
+            "filters": ["client_errors", "worker", "redact_secrets"],
         },
         "error_file": {
             "class": "logging.handlers.RotatingFileHandler",
             "filename": str(LOG_FILE),
-            "maxBytes": 10 * 1024 * 1024,
+            "maxBytes": LOG_FILE_MAX_BYTES,
             "backupCount": 5,
             "encoding": "utf-8",
             "level": "WARNING",
+            "formatter": LOG_FORMAT,
+            "filters": ["client_errors", "worker", "redact_secrets"],
+        },
+        # Why not rotating: a RotatingFileHandler deletes its oldest file when it rotates, and
+        # each worker rotates the shared file by its own count, so noise could erase the
+        # evidence. This file is only appended to (O_APPEND: the workers' lines do not
+        # overwrite each other); rotate it outside the process (logrotate): the handler
+        # reopens the file when it is moved away.
+        "security_file": {
+            "class": "logging.handlers.WatchedFileHandler",
+            "filename": str(SECURITY_LOG_FILE),
+            "encoding": "utf-8",
             "formatter": LOG_FORMAT,
             "filters": ["worker", "redact_secrets"],
         },
@@ -437,8 +461,9 @@ LOGGING = {
     "root": {"handlers": ["console", "error_file"], "level": "WARNING"},
     "loggers": {
         "switchboard": {"level": LOG_LEVEL},
-        # Security events are WARNING and above, so they always reach the error file.
-        "switchboard.security": {"level": "INFO"},
+        # Security events go to SECURITY_LOG_FILE, and on (propagate) to the console and
+        # LOG_FILE, where they are WARNING and above and so always written, beside the rest.
+        "switchboard.security": {"level": "INFO", "handlers": ["security_file"]},
         "django": {"level": "INFO"},
         "daphne": {"level": "INFO"},
         # Its over-capacity record: a room message dropped (realtime/fanout_overload.py).
