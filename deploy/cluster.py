@@ -1,9 +1,10 @@
 """`make cluster`: Redis, two daphne workers and nginx in front, on loopback; Ctrl-C stops all.
 
 For trying several workers locally, with the same nginx site config as production
-(deploy/nginx/switchboard.conf). Everything it starts it stops, by PID. Ports and the
-database come from the environment: CLUSTER_PORT (nginx, 8080), CLUSTER_WORKER_PORTS
-("8001,8002"), CLUSTER_REDIS_PORT (6380), DATABASE_URL (default: db.sqlite3).
+(deploy/nginx/switchboard.conf). Everything it starts it stops, by PID. Ports, folders and
+the database come from the environment: CLUSTER_PORT (nginx, 8080), CLUSTER_WORKER_PORTS
+("8001,8002"), CLUSTER_REDIS_PORT (6380), CLUSTER_DIR (its pid, log, Redis and metrics
+files: .cluster), DATABASE_URL (default: db.sqlite3).
 """
 
 import os
@@ -41,8 +42,11 @@ def nginx_conf(*, site: str, listen_port: int, worker_ports: list[int], workdir:
     )
 
 
-def nginx_start(*, listen_port: int, worker_ports: list[int], workdir: Path) -> subprocess.Popen:
-    """nginx (Debian's, from PATH) with the rendered config, in the foreground."""
+def nginx_start(
+    *, listen_port: int, worker_ports: list[int], workdir: Path, site: str | None = None
+) -> subprocess.Popen:
+    """nginx (Debian's, from PATH) with the rendered config, in the foreground; `site` is the
+    site config's text (default: deploy/nginx/switchboard.conf's)."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
         raise RuntimeError("nginx is not installed (Debian: apt-get install nginx)")
@@ -52,7 +56,7 @@ def nginx_start(*, listen_port: int, worker_ports: list[int], workdir: Path) -> 
     conf = workdir / "nginx.conf"
     conf.write_text(
         nginx_conf(
-            site=SITE_CONF.read_text(),
+            site=SITE_CONF.read_text() if site is None else site,
             listen_port=listen_port,
             worker_ports=worker_ports,
             workdir=workdir,
@@ -92,15 +96,49 @@ def stop(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
+def manage_command(*, defaulted_debug: bool) -> str:
+    """How to run manage.py against this cluster's database from a fresh shell in the repo."""
+    python = Path(sys.executable)
+    shown = python.relative_to(ROOT) if python.is_relative_to(ROOT) else python
+    # Only a DEBUG this script chose itself must be said: the developer's own is in their shell.
+    return f"{'DJANGO_DEBUG=1 ' if defaulted_debug else ''}{shown} manage.py"
+
+
+def cluster_banner(
+    *, port: int, worker_ports: list[int], redis_port: int, manage: str, access_ttl: int
+) -> str:
+    """What `make cluster` prints once everything listens: each URL answers, each command works
+    as pasted (tests/system/test_cluster_browser.py runs them)."""
+    site = f"http://127.0.0.1:{port}"
+    minutes, seconds = divmod(access_ttl, 60)
+    lifetime = f"{access_ttl} s" if seconds else f"{minutes} minute{'s' * (minutes != 1)}"
+    return (
+        f"\nSwitchboard cluster: nginx on {site}/ in front of daphne workers on ports "
+        f"{', '.join(map(str, worker_ports))}, Redis on {redis_port}.\n"
+        f"  Console:   {site}/  (register, log in, sessions and rooms, through nginx)\n"
+        f"  API docs:  {site}/api/docs/  (Swagger UI: every REST endpoint)\n"
+        f"  Admin:     {site}/admin/  (WebSocket sessions: the worker each landed on)\n"
+        f"  Sessions:  ws://127.0.0.1:{port}/ws/session/?ticket=<ticket>\n"
+        "             a single-use ticket from POST /api/realtime/ticket/ with\n"
+        "             Authorization: Bearer <access> (or send that header on the handshake)\n"
+        f"  Access tokens last {lifetime} (JWT_ACCESS_TTL={access_ttl}). Close 4001 means the\n"
+        "  token expired: get a new one from POST /api/auth/token/refresh/ and reconnect.\n"
+        "  Create an admin user, in another shell in this folder (the same DATABASE_URL, if set):\n"
+        f"    {manage} createsuperuser\n"
+        "Ctrl-C stops everything.\n"
+    )
+
+
 def main() -> int:
     port = int(os.environ.get("CLUSTER_PORT", "8080"))
     worker_ports = [int(p) for p in os.environ.get("CLUSTER_WORKER_PORTS", "8001,8002").split(",")]
     redis_port = int(os.environ.get("CLUSTER_REDIS_PORT", "6380"))
-    workdir = ROOT / ".cluster"
+    workdir = Path(os.environ.get("CLUSTER_DIR") or ROOT / ".cluster").resolve()
     metrics_dir = workdir / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)  # the workers' shared metrics start empty
     metrics_dir.mkdir(parents=True)
     env = dict(os.environ)
+    defaulted_debug = "DJANGO_DEBUG" not in env
     env.setdefault("DJANGO_DEBUG", "1")
     env.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
     env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
@@ -155,10 +193,13 @@ def main() -> int:
         )
         port_wait(port, proc=nginx_procs[0])
         print(
-            f"\nSwitchboard cluster: nginx http://127.0.0.1:{port}/ in front of daphne workers "
-            f"on ports {', '.join(map(str, worker_ports))}, Redis on {redis_port}.\n"
-            f"  ws://127.0.0.1:{port}/ws/session/?token=<access>   admin: "
-            f"http://127.0.0.1:{port}/admin/\nCtrl-C stops everything.\n",
+            cluster_banner(
+                port=port,
+                worker_ports=worker_ports,
+                redis_port=redis_port,
+                manage=manage_command(defaulted_debug=defaulted_debug),
+                access_ttl=int(env.get("JWT_ACCESS_TTL") or 300),
+            ),
             flush=True,
         )
         while not interrupted:

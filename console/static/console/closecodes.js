@@ -38,6 +38,14 @@ const CODES = {
   ],
 };
 
+// A browser reports a refused handshake (a 403, e.g. a foreign origin) as 1006 before any
+// "open", exactly as an unreachable server: the page cannot tell which.
+export const HANDSHAKE_FAILED = Object.freeze({
+  reason: "handshake failed",
+  meaning:
+    "the server refused the connection (check the origin / proxy Host header) or cannot be reached",
+});
+
 /** The close `code` in words: {reason, meaning}. Unknown codes are described by their range. */
 export function closeDescribe(code) {
   if (CODES[code]) {

@@ -2,7 +2,7 @@
 // transient closes, a token refresh first after 4001, and a full stop, in words, otherwise.
 
 import { backoffDelay } from "./backoff.js";
-import { Action, closeAction, closeDescribe } from "./closecodes.js";
+import { Action, HANDSHAKE_FAILED, closeAction, closeDescribe } from "./closecodes.js";
 
 // A connection open this long counts as stable: the next failure starts the backoff afresh.
 const STABLE_AFTER_MS = 10000;
@@ -83,7 +83,9 @@ export class ReconnectingSocket extends EventTarget {
     this.log.record("event", this.name, `connecting to ${url}`);
     const ws = new WebSocket(url);
     this.#ws = ws;
+    let opened = false;
     ws.addEventListener("open", () => {
+      opened = true;
       this.log.record("event", this.name, "open");
       this.#status("open", "connected");
       this.#later(STABLE_AFTER_MS, () => {
@@ -96,14 +98,14 @@ export class ReconnectingSocket extends EventTarget {
       this.log.record("in", this.name, text);
       this.dispatchEvent(new CustomEvent("message", { detail: text }));
     });
-    ws.addEventListener("close", (event) => this.#closed(ws, event));
+    ws.addEventListener("close", (event) => this.#closed(ws, event, opened));
   }
 
-  async #closed(ws, { code, reason }) {
+  async #closed(ws, { code, reason }, opened) {
     if (ws !== this.#ws) return;
     this.#ws = null;
     this.#clearTimers();
-    const words = closeDescribe(code);
+    const words = !opened && code === 1006 ? HANDSHAKE_FAILED : closeDescribe(code);
     const sent = reason ? ` (reason "${reason}")` : "";
     this.log.record("event", this.name, `closed ${code}: ${words.reason}${sent} — ${words.meaning}`);
     if (!this.#wanted) return;
