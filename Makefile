@@ -7,16 +7,20 @@ PORT ?= 8000
 
 .PHONY: run test cluster bench profile lint format lock audit clean redis-server nginx chromium
 
+# The Python client (clients/python/) is installed editable, in a pip call of its own; its
+# dependencies come with requirements.txt.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+$(VENV)/.runtime: requirements.txt clients/python/pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) -r requirements.txt
+	$(PIP_INSTALL) --no-deps --editable ./clients/python
 	touch $@
 
 $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
-	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PIP_INSTALL) -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 ## run: install, migrate, collect static files and serve on http://$(HOST):$(PORT)/ (DEBUG on)
