@@ -1,11 +1,12 @@
 """The packaging stays true: one version everywhere, the ranges of requirements.in are the
-distributions' dependencies, a LICENSE."""
+distributions' dependencies, every pin carries hashes and is installed with them, a LICENSE."""
 
 import ast
 import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from django.test import Client
 from packaging.requirements import Requirement
@@ -18,6 +19,7 @@ CLIENT = ROOT / "clients" / "python"
 SERVER_PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 CLIENT_PROJECT = tomllib.loads((CLIENT / "pyproject.toml").read_text())
 RELEASE_HEADING = re.compile(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", re.MULTILINE)
+VENV_TARGETS = ("$(VENV)/.runtime:", "$(VENV)/.dev:")
 
 
 def module_version(path: Path) -> str:
@@ -41,6 +43,12 @@ def requirement_key(text: str) -> tuple[str, frozenset[str], str]:
 def requirements_in() -> list[str]:
     lines = (ROOT / "requirements.in").read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def locked_entries(name: str) -> list[str]:
+    """The entries of a pip-compile output, each with its continuation lines joined."""
+    text = (ROOT / name).read_text().replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and line[0] not in "# "]
 
 
 def make_recipe(target: str) -> list[str]:
@@ -107,9 +115,45 @@ def test_the_client_depends_on_websockets_and_httpx_only():
     assert names == {"websockets", "httpx"}
 
 
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
+def test_every_locked_requirement_is_pinned_with_hashes(name):
+    entries = locked_entries(name)
+    assert len(entries) > 20
+    for entry in entries:
+        requirement, *options = entry.split()
+        assert re.fullmatch(r"[a-z0-9][a-z0-9._-]*==[\w.]+", requirement), entry
+        assert options and all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", o) for o in options)
+
+
+def test_the_locks_pin_the_same_version_of_every_shared_package():
+    runtime = dict(e.split()[0].split("==") for e in locked_entries("requirements.txt"))
+    dev = dict(e.split()[0].split("==") for e in locked_entries("requirements-dev.txt"))
+    shared = runtime.keys() & dev.keys()
+    assert shared, "requirements-dev.in is constrained by requirements.txt"
+    assert {n: dev[n] for n in shared} == {n: runtime[n] for n in shared}
+
+
+@pytest.mark.parametrize("target", VENV_TARGETS)
+def test_the_venv_targets_install_the_locks_with_require_hashes(target):
+    recipe = make_recipe(target)
+    installs = [line for line in recipe if "-r requirements" in line]
+    assert installs
+    assert all("--require-hashes" in line for line in installs)
+
+
 def test_the_runtime_venv_installs_the_client_editable_without_dependencies():
     editable = [line for line in make_recipe("$(VENV)/.runtime:") if "--editable" in line]
     assert editable == ["$(PIP_INSTALL) --no-deps --editable ./clients/python"]
+
+
+def test_make_lock_generates_hashes():
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    compile_line = next(line for line in makefile.splitlines() if line.startswith("PIP_COMPILE"))
+    assert "--generate-hashes" in compile_line
+    assert make_recipe("lock:") == [
+        "$(PIP_COMPILE) -o requirements.txt requirements.in",
+        "$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in",
+    ]
 
 
 def test_the_build_backend_is_pinned_and_the_same_for_both_distributions():
