@@ -7,16 +7,21 @@ PORT ?= 8000
 
 .PHONY: run test cluster bench profile lint format lock audit clean redis-server nginx chromium
 
+# Every download is checked against the hashes in requirements*.txt (--require-hashes). The
+# Python client (clients/python/) is then installed editable, in a pip call of its own, since
+# --require-hashes refuses a local path; its dependencies came, hashed, with requirements.txt.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+$(VENV)/.runtime: requirements.txt clients/python/pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) --require-hashes -r requirements.txt
+	$(PIP_INSTALL) --no-deps --editable ./clients/python
 	touch $@
 
 $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
-	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PIP_INSTALL) --require-hashes -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 ## run: install, migrate, collect static files and serve on http://$(HOST):$(PORT)/ (DEBUG on)
@@ -101,10 +106,13 @@ format: $(VENV)/.dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## lock: re-pin requirements.txt and requirements-dev.txt from the .in files (pip-tools)
+## lock: re-pin requirements.txt and requirements-dev.txt from the .in files, with every
+## file's sha256 (pip-tools; keeps today's pins unless a .in range excludes them)
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-header --no-emit-index-url --no-emit-find-links
 lock: $(VENV)/.dev
-	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
-	$(BIN)/pip-compile --quiet --strip-extras --no-header --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
 
 ## audit: check every pinned package against known vulnerabilities (needs PyPI's JSON API)
 audit: $(VENV)/.dev

@@ -7,6 +7,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core.version import __version__
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -276,7 +278,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "JWT login and account endpoints. The WebSocket protocol is in docs/asyncapi.yaml."
     ),
-    "VERSION": "1.0.0",
+    "VERSION": __version__,  # core/version.py: the one version
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files, never from a CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -1,4 +1,4 @@
-"""An async Python client for Switchboard (see the README's "Python client")."""
+"""An async Python client for Switchboard (see clients/python/README.md)."""
 
 from switchboard_client.backoff import Backoff, backoff_delay
 from switchboard_client.client import SwitchboardClient
@@ -19,6 +19,9 @@ from switchboard_client.errors import (
 from switchboard_client.rest import Tokens
 from switchboard_client.subscription import Subscription
 
+# The distribution's version (pyproject.toml reads it): the server's, core/version.py.
+__version__ = "1.0.0"
+
 __all__ = [
     "Backoff",
     "ClientClosed",
@@ -36,5 +39,6 @@ __all__ = [
     "Tokens",
     "TooManySessions",
     "Unauthorized",
+    "__version__",
     "backoff_delay",
 ]
