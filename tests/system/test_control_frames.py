@@ -126,8 +126,11 @@ async def test_pongs_count_against_the_send_backlog_a_never_reading_pinger_is_cl
 
     assert flood["cut"] is True
     assert flood["growth_kib"] < RSS_GROWTH_LIMIT_KIB
-    # The 4009 close frame waits behind the unread pongs, so only the log can show it.
-    assert {f.opcode for f in flood["frames"]} == {OP_PONG}
+    # The 4009 close frame waits behind the unread pongs: it is read only when the client
+    # happens to drain them first; the log always shows it.
+    *pongs, last = flood["frames"]
+    assert {f.opcode for f in pongs} == {OP_PONG}
+    assert last.opcode == OP_PONG or last.close == (4009, "slow client")
     assert flood["slowest"] < BYSTANDER_SLOWEST
     worker.output_wait("slow client: ")
     assert "(limit 1048576), closing 4009: path=/ws/echo/" in worker.log_text()
