@@ -64,8 +64,3 @@ def test_the_first_session_works_pasted_into_a_fresh_shell(make_run, tmp_path): 
     assert '"type":"welcome"' in out and '"message":"Authenticated!"' in out
     assert '{"type":"echo","data":{"hello":"world"},"id":1}' in out
     assert out.rstrip().endswith("4501 session revoked")
-
-
-def test_the_readme_names_only_files_that_exist():
-    for path in re.findall(r"\]\(((?!https?:)[^)#]+)", README):
-        assert (ROOT / path).exists(), path
