@@ -51,8 +51,8 @@ def database_with_timeout(url: str, seconds: int) -> str:
 
 
 @contextmanager
-def database_locked(url: str) -> Iterator[None]:
-    """Hold a lock that stops every other connection reading the LOCKED_TABLES."""
+def database_locked(url: str, tables: tuple[str, ...] = LOCKED_TABLES) -> Iterator[None]:
+    """Hold a lock that stops every other connection reading `tables` (SQLite: every table)."""
     if url.startswith("sqlite"):
         connection = sqlite3.connect(Path(url.removeprefix("sqlite:///")), isolation_level=None)
         connection.execute("BEGIN EXCLUSIVE")
@@ -63,7 +63,7 @@ def database_locked(url: str) -> Iterator[None]:
             connection.close()
         return
     with psycopg.connect(url) as connection:
-        connection.execute(f"LOCK TABLE {', '.join(LOCKED_TABLES)} IN ACCESS EXCLUSIVE MODE")
+        connection.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
         try:
             yield
         finally:

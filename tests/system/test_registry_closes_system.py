@@ -2,17 +2,11 @@
 close is written once the database answers again, and it never counts toward the cap."""
 
 import asyncio
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
-
-import psycopg
 
 from tests.system.conftest import user_register
-from tests.system.databases import database_with_timeout
+from tests.system.databases import database_locked, database_with_timeout
 from tests.system.stack import DaphneWorker
 from tests.system.test_faults import private_database  # noqa: F401  (a fixture)
 from tests.system.test_sessions_system import registry_closed, registry_rows
@@ -23,24 +17,9 @@ NOT_RECORDED = "session close not recorded ("  # the old code's log line starts 
 RETRY_MAX = 5  # realtime.registry_closes: the longest wait between two retries
 
 
-@contextmanager
-def registry_locked(url: str) -> Iterator[None]:
+def registry_locked(url: str):
     """Hold a lock that makes every write to the session registry wait (and time out)."""
-    if url.startswith("sqlite"):
-        connection = sqlite3.connect(Path(url.removeprefix("sqlite:///")), isolation_level=None)
-        connection.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            connection.execute("ROLLBACK")
-            connection.close()
-        return
-    with psycopg.connect(url) as connection:
-        connection.execute("LOCK TABLE realtime_websocketsession IN ACCESS EXCLUSIVE MODE")
-        try:
-            yield
-        finally:
-            connection.rollback()
+    return database_locked(url, tables=("realtime_websocketsession",))
 
 
 def worker_on(start_worker, database: str, **env: str) -> DaphneWorker:
