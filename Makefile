@@ -65,7 +65,14 @@ profile: $(VENV)/.dev redis-server
 
 ## test: install test dependencies, make sure redis-server, nginx and chromium exist, run the whole suite
 ## (on SQLite; with TEST_POSTGRES_URL=postgres://user@host:5432/db, on PostgreSQL)
-test: $(VENV)/.dev redis-server nginx chromium
+# The locked wheels (and the pinned build backend) on disk, so that the packaging tests install
+# the two distributions into fresh venvs with no index: no test needs the network.
+$(VENV)/wheelhouse: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.txt -d $@.part
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps -d $@.part "$$(grep -o '^setuptools==[^ ]*' requirements-dev.txt)"
+	rm -rf $@ && mv $@.part $@
+
+test: $(VENV)/.dev $(VENV)/wheelhouse redis-server nginx chromium
 	$(if $(TEST_POSTGRES_URL),DATABASE_URL=$(TEST_POSTGRES_URL) )$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 redis-server:

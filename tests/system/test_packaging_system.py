@@ -1,7 +1,8 @@
 """The two distributions installed as a newcomer installs them: `pip install .` and
 `pip install ./clients/python`, each into a fresh venv (no system site-packages), then used from
-a folder outside the repository. Packages come from PyPI (or pip's cache) at the versions of
-requirements.txt; the dev venv's own client is checked to be this tree's, from any folder."""
+a folder outside the repository. Packages come from the locked wheels `make test` downloads
+into `.venv/wheelhouse` (no index is asked at test time), at the versions of requirements.txt.
+The dev venv's own client is checked to be this tree's, from any folder."""
 
 import json
 import os
@@ -22,7 +23,8 @@ NOT_SOURCES = shutil.ignore_patterns(
     ".git", ".venv", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", "staticfiles",
     "test-artifacts", "logs", ".cluster", ".pytest_cache", ".ruff_cache", "db.sqlite3*", ".env",
 )  # fmt: skip
-PIP_TIMEOUT = 600  # a cold pip cache downloads ~40 MB of wheels for the server
+PIP_TIMEOUT = 600
+WHEELHOUSE = Path(sys.prefix) / "wheelhouse"  # filled by `make test` (the Makefile)
 RUN_TIMEOUT = 120
 
 
@@ -65,10 +67,14 @@ def venv_create(path: Path) -> Path:
 
 
 def venv_pip_install(python: Path, source: Path, constraints: Path) -> None:
+    """pip install `source` from the local wheels only (the build backend included)."""
+    assert (WHEELHOUSE / ".").is_dir(), f"{WHEELHOUSE} is missing: `make test` downloads it"
+    offline = ["--no-index", "--find-links", WHEELHOUSE]
     run(
-        [python, "-m", "pip", "install", "--quiet", "-c", constraints, source],
+        [python, "-m", "pip", "install", "--quiet", *offline, "-c", constraints, source],
         cwd=source.parent,
         timeout=PIP_TIMEOUT,
+        PIP_FIND_LINKS="",
     )
 
 
