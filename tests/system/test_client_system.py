@@ -283,6 +283,7 @@ def test_the_cli_sends_lines_and_prints_every_reply_as_json(shared_worker):
         {"type": "error", "code": "forbidden", "message": "Not allowed on this channel", "id": 5},
     ]
     assert "rtt " in done.stderr
+    assert "HTTP Request" not in done.stderr  # httpx's request lines: only with --verbose
     assert PASSWORD not in done.stdout + done.stderr
     assert user["access"][:20] not in done.stdout + done.stderr
 
@@ -309,9 +310,11 @@ def test_the_cli_exits_2_on_bad_credentials_and_64_without_a_password(shared_wor
     user = user_register(shared_worker)
     args = ["--url", shared_worker.http, "--username", user["username"]]
     refused = cli_run([*args, "--password-stdin"], "wrong password\n/ping\n")
-    assert (refused.returncode, refused.stdout) == (2, "")
-    assert "refused: 4500 bad_credentials" in refused.stderr
-    assert "wrong password" not in refused.stderr
+    assert (refused.returncode, refused.stdout, refused.stderr) == (
+        2,
+        "",
+        "login refused: bad username or password (HTTP 401 bad_credentials)\n",
+    )
 
     no_password = cli_run(args, "")
     assert no_password.returncode == 64
@@ -322,3 +325,16 @@ def test_the_cli_echo_mode_talks_to_the_anonymous_echo_endpoint(shared_worker):
     done = cli_run(["--url", shared_worker.http, "--echo"], "hello\nsecond line\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["Server received: hello", "Server received: second line"]
+
+
+def test_the_cli_says_a_stopped_server_cannot_be_reached_and_exits_1(start_worker):
+    worker = start_worker()
+    user = user_register(worker)
+    worker.stop()  # the port is free now: nothing answers there
+    args = ["--url", worker.http, "--username", user["username"], "--password-stdin"]
+    down = cli_run(args, PASSWORD + "\n")
+    echo = cli_run(["--url", worker.http, "--echo"], "hello\n")
+
+    unreachable = f"cannot reach {worker.http}: connection refused\n"
+    assert (down.returncode, down.stdout, down.stderr) == (1, "", unreachable)
+    assert (echo.returncode, echo.stdout, echo.stderr) == (1, "", unreachable)

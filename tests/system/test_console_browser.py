@@ -7,6 +7,7 @@ root); under CI (CI set) they fail instead: CI must never pass without running t
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.system.conftest import PASSWORD, http_client, user_register
+from tests.system.conftest import PASSWORD, user_register
 from tests.system.stack import ROOT, DaphneWorker
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -74,18 +75,22 @@ def console_worker(start_module_worker, collected_static) -> DaphneWorker:
 
 @pytest.fixture
 def new_page(browser) -> Iterator:
-    """`new_page()`: a page in a context of its own (own memory, as a separate browser)."""
-    contexts = []
+    """`new_page()`: a page in a context of its own (own memory, as a separate browser). Any
+    uncaught script error on a page fails the test (a bad state move throws)."""
+    contexts, errors = [], []
 
     def new():
         context = browser.new_context()
         context.set_default_timeout(WAIT_MS)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        return page
 
     yield new
     for context in contexts:
         context.close()
+    assert errors == []
 
 
 def screenshot(page, name: str) -> Path:
@@ -95,12 +100,18 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
-def console_login(page, worker: DaphneWorker, username: str) -> None:
-    """Open the console and log in through its form."""
+def console_open(page, worker: DaphneWorker) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{worker.http}/")
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
+def console_login(page, worker: DaphneWorker, username: str) -> None:
+    """Open the console and log in through its form."""
+    from playwright.sync_api import expect
+
+    console_open(page, worker)
     page.get_by_test_id("login-username").fill(username)
     page.get_by_test_id("login-password").fill(PASSWORD)
     page.get_by_test_id("login-submit").click()
@@ -119,6 +130,36 @@ def log_entries(page, direction: str, text: str, endpoint: str = "session"):
     return page.locator(f'{selector}[data-endpoint="{endpoint}"]', has_text=text)
 
 
+def enabled_buttons(page) -> list[str]:
+    """The data-testid of every button that can be clicked now."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll("button[data-testid]")]
+              .filter((button) => !button.disabled).map((button) => button.dataset.testid)
+              .sort()"""
+    )
+
+
+def states_record(page) -> None:
+    """From now on, keep every value body[data-session] takes, in order (`states_seen`)."""
+    page.evaluate(
+        """() => {
+          window.seenStates = [document.body.dataset.session];
+          new MutationObserver(() => {
+            const state = document.body.dataset.session;
+            if (state !== window.seenStates.at(-1)) window.seenStates.push(state);
+          }).observe(document.body, { attributes: true, attributeFilter: ["data-session"] });
+        }"""
+    )
+
+
+def states_seen(page) -> list[str]:
+    return page.evaluate("() => window.seenStates")
+
+
+def css(page, testid: str, prop: str) -> str:
+    return page.get_by_test_id(testid).evaluate(f"(e) => getComputedStyle(e)[{prop!r}]")
+
+
 @contextmanager
 def room_client(worker: DaphneWorker, access: str, room: str) -> Iterator[ClientConnection]:
     """A plain Python client, as a script would be: connected and subscribed to `room`."""
@@ -129,46 +170,133 @@ def room_client(worker: DaphneWorker, access: str, room: str) -> Iterator[Client
         yield ws
 
 
-def test_a_person_logs_in_echoes_and_is_told_the_session_was_revoked(new_page, console_worker):
+LOGGED_OUT_BUTTONS = ["echo-connect", "log-clear", "login-submit", "register-submit"]
+DISCONNECTED_BUTTONS = ["echo-connect", "log-clear", "logout", "logout-all", "session-connect"]
+OPEN_BUTTONS = [
+    "echo-connect",
+    "echo-send",
+    "log-clear",
+    "logout",
+    "logout-all",
+    "ping-send",
+    "room-presence",
+    "room-publish",
+    "room-subscribe",
+    "room-unsubscribe",
+    "session-disconnect",
+]
+NEUTRAL = "rgb(90, 98, 112)"  # .status: the colour of a state that is neither an error nor open
+ERROR_RED = "rgb(179, 38, 30)"
+REVOKED = (
+    "logged out after close 4501 (session revoked): your tokens were revoked or an operator "
+    "disconnected this session — log in again"
+)
+
+
+def test_a_fresh_page_says_not_connected_in_neutral_words_and_enables_only_what_works(
+    new_page, console_worker
+):
+    from playwright.sync_api import expect
+
+    page = new_page()
+    console_open(page, console_worker)
+    for testid, state in (("session-status", "logged-out"), ("echo-status", "idle")):
+        status = page.get_by_test_id(testid)
+        expect(status).to_have_text("not connected")
+        expect(status).to_have_attribute("data-state", state)
+        assert css(page, testid, "color") == NEUTRAL
+    assert enabled_buttons(page) == LOGGED_OUT_BUTTONS
+    expect(page.get_by_test_id("session-connect")).to_be_disabled()
+    for notice in ("account-message", "session-notice", "room-notice", "echo-notice"):
+        expect(page.get_by_test_id(notice)).to_be_hidden()  # empty: nothing to say yet
+    # "Clear" is a small button beside the heading, not heading-sized text.
+    assert css(page, "log-clear", "fontSize") == "13.6px"  # 0.85rem
+    heading = page.locator("#log-title").evaluate("(e) => getComputedStyle(e).fontSize")
+    assert float(heading.removesuffix("px")) > 20
+    screenshot(page, "fresh-page")
+
+
+def test_the_buttons_follow_the_session_state_machine(new_page, console_worker):
     from playwright.sync_api import expect
 
     user = user_register(console_worker)
     page = new_page()
     console_login(page, console_worker, user["username"])
+    status = page.get_by_test_id("session-status")
+    expect(status).to_have_text("not connected")
+    expect(status).to_have_attribute("data-state", "disconnected")
+    assert enabled_buttons(page) == DISCONNECTED_BUTTONS
+
+    states_record(page)
+    session_connect(page)
+    expect(status).to_have_attribute("data-state", "open")
+    assert enabled_buttons(page) == OPEN_BUTTONS
+    page.get_by_test_id("session-disconnect").click()
+    expect(status).to_have_text("not connected")  # not a red "closed"
+    expect(status).to_have_attribute("data-state", "disconnected")
+    assert css(page, "session-status", "color") == NEUTRAL
+    expect(page.get_by_test_id("session-notice")).to_be_hidden()
+    assert states_seen(page) == ["disconnected", "connecting", "open", "closing", "disconnected"]
+    assert enabled_buttons(page) == DISCONNECTED_BUTTONS
+    closes = log_entries(page, "event", "closed ")
+    expect(closes.locator("code")).to_have_text(["closed 1000: normal closure"])
+
+    page.get_by_test_id("logout").click()
+    expect(page.get_by_test_id("account-message")).to_have_text("logged out")
+    expect(page.get_by_test_id("account-message")).to_have_attribute("data-kind", "info")
+    expect(status).to_have_attribute("data-state", "logged-out")
+    assert enabled_buttons(page) == LOGGED_OUT_BUTTONS
+
+
+def test_a_revocation_in_another_tab_logs_the_page_out_and_says_so_once(new_page, console_worker):
+    from playwright.sync_api import expect
+
+    user = user_register(console_worker)
+    room = f"room-{uuid.uuid4().hex[:8]}"
+    page = new_page()
+    console_login(page, console_worker, user["username"])
     expect(page.get_by_test_id("user-email")).to_have_text(f"{user['username']}@example.com")
     expect(page.get_by_test_id("admin-link")).to_be_hidden()
-
     session_connect(page)
-    expect(log_entries(page, "in", '"type":"welcome"')).to_have_count(1)
-    page.get_by_test_id("echo-input").fill("hello from chromium")
-    page.get_by_test_id("echo-send").click()
-    expect(
-        log_entries(page, "in", '{"type":"echo","data":"hello from chromium","id":1}')
-    ).to_be_visible()
-    page.get_by_test_id("ping-send").click()
-    expect(log_entries(page, "in", '{"type":"pong","id":2}')).to_be_visible()
-
+    page.get_by_test_id("room-name").fill(room)
+    page.get_by_test_id("room-subscribe").click()
+    expect(page.get_by_test_id("room-joined")).to_have_text(room)
+    page.get_by_test_id("room-presence").click()
+    expect(page.get_by_test_id("presence-users")).to_have_text(f"{room}: {user['username']}")
+    page.get_by_test_id("room-message").fill("before the revocation")
+    page.get_by_test_id("room-publish").click()
+    expect(page.get_by_test_id("room-message-entry")).to_have_count(1)
     page.get_by_test_id("echo-connect").click()
     expect(page.get_by_test_id("echo-status")).to_have_text("connected")
-    page.get_by_test_id("echo-text").fill("plain text")
-    page.get_by_test_id("echo-text-send").click()
-    expect(log_entries(page, "in", "Server received: plain text", endpoint="echo")).to_be_visible()
 
-    with http_client(console_worker) as client:
-        revoked = client.post(
-            "/api/auth/logout-all/", headers={"Authorization": f"Bearer {user['access']}"}
-        )
-    assert revoked.status_code == 204
+    other_tab = new_page()  # the same person, logged in elsewhere: "Log out everywhere"
+    console_login(other_tab, console_worker, user["username"])
+    other_tab.get_by_test_id("logout-all").click()
+    expect(other_tab.get_by_test_id("account-message")).to_have_text("logged out everywhere")
+    expect(other_tab.get_by_test_id("logged-out")).to_be_visible()
 
-    expect(page.get_by_test_id("session-stop-reason")).to_have_text("session revoked")
-    expect(page.get_by_test_id("session-stop-code")).to_have_text("4501")
-    expect(page.get_by_test_id("session-stop-meaning")).to_have_text(
-        "your tokens were revoked or an operator disconnected this session — log in again"
-    )
-    expect(page.get_by_test_id("session-status")).to_have_text(
-        "stopped: session revoked — your tokens were revoked or an operator disconnected this "
-        "session — log in again"
-    )
+    message = page.get_by_test_id("account-message")
+    expect(message).to_have_text(REVOKED)
+    expect(message).to_have_attribute("data-kind", "error")
+    expect(page.get_by_test_id("logged-in")).to_be_hidden()
+    expect(page.get_by_test_id("logged-out")).to_be_visible()
+    expect(page.get_by_test_id("user-name")).to_have_text("")
+    expect(page.get_by_test_id("room-joined")).to_have_text("none")
+    expect(page.get_by_test_id("presence-users")).to_have_text("—")
+    expect(page.get_by_test_id("room-message-entry")).to_have_count(0)
+    expect(page.get_by_test_id("session-id")).to_have_text("—")
+    expect(page.get_by_test_id("session-status")).to_have_text("not connected")
+    expect(page.get_by_test_id("session-status")).to_have_attribute("data-state", "logged-out")
+    expect(page.get_by_test_id("session-notice")).to_be_hidden()
+    expect(page.get_by_test_id("room-notice")).to_be_hidden()
+    echo_open = {"echo-disconnect", "echo-text-send"}  # the anonymous echo stays open
+    assert enabled_buttons(page) == sorted({*LOGGED_OUT_BUTTONS, *echo_open} - {"echo-connect"})
+    # Said once, in one place: the frame log records the close, and nothing else repeats it.
+    text = page.locator("body").inner_text()
+    assert "Logged in as" not in text
+    sections = "\n".join(page.locator("main > section:not(#frames)").all_inner_texts())
+    assert sections.count(REVOKED) == 1, sections
+    assert "revoked" not in sections.replace(REVOKED, ""), sections
     closed = 'closed 4501: session revoked (reason "session revoked")'
     expect(log_entries(page, "event", closed)).to_have_count(1)
     screenshot(page, "session-revoked")
@@ -177,6 +305,70 @@ def test_a_person_logs_in_echoes_and_is_told_the_session_was_revoked(new_page, c
     expect(log_entries(page, "event", "reconnecting")).to_have_count(0)
     expect(page.get_by_test_id("echo-status")).to_have_text("connected")  # anonymous: untouched
     assert "eyJ" not in page.content()  # no JWT anywhere on the page, the log included
+
+    # The tokens are gone for real: logging in again is the way back, and it works.
+    console_login(page, console_worker, user["username"])
+    expect(message).to_be_hidden()
+    session_connect(page)
+
+
+def test_each_section_shows_its_replies_and_errors_and_a_success_clears_the_error(
+    new_page, console_worker
+):
+    from playwright.sync_api import expect
+
+    user = user_register(console_worker)
+    page = new_page()
+    console_open(page, console_worker)
+    account = page.get_by_test_id("account-message")
+    page.get_by_test_id("login-username").fill(user["username"])
+    page.get_by_test_id("login-password").fill("not the password")
+    page.get_by_test_id("login-submit").click()
+    expect(account).to_have_text(
+        "login refused: No active account found with the given credentials"
+    )
+    expect(account).to_have_attribute("data-kind", "error")
+    assert css(page, "account-message", "color") == ERROR_RED
+    assert enabled_buttons(page) == LOGGED_OUT_BUTTONS  # still logged out
+    console_login(page, console_worker, user["username"])
+    expect(account).to_have_text("")
+    expect(account).to_be_hidden()
+
+    session_connect(page)
+    page.get_by_test_id("echo-input").fill("hello from chromium")
+    page.get_by_test_id("echo-send").click()
+    reply = page.get_by_test_id("session-reply")
+    expect(reply).to_have_text('echo "hello from chromium"')
+    expect(
+        log_entries(page, "in", '{"type":"echo","data":"hello from chromium","id":1}')
+    ).to_be_visible()
+    page.get_by_test_id("ping-send").click()
+    expect(reply).to_have_text(re.compile(r"^pong after \d+ ms$"))
+
+    rooms = page.get_by_test_id("room-notice")
+    page.get_by_test_id("room-name").fill("staff.only")
+    page.get_by_test_id("room-subscribe").click()
+    expect(rooms).to_have_text("forbidden: Not allowed on this channel")
+    expect(rooms).to_have_attribute("data-kind", "error")
+    expect(page.get_by_test_id("session-notice")).to_be_hidden()  # in its own section only
+    screenshot(page, "room-error")
+    page.get_by_test_id("room-name").fill("lobby")
+    page.get_by_test_id("room-subscribe").click()
+    expect(rooms).to_have_text("joined lobby")
+    expect(rooms).to_have_attribute("data-kind", "ok")
+    expect(page.get_by_test_id("room-joined")).to_have_text("lobby")
+
+    page.get_by_test_id("echo-connect").click()
+    expect(page.get_by_test_id("echo-status")).to_have_text("connected")
+    page.get_by_test_id("echo-text").fill("plain text")
+    page.get_by_test_id("echo-text-send").click()
+    expect(page.get_by_test_id("echo-reply")).to_have_text(["Server received: plain text"])
+    expect(log_entries(page, "in", "Server received: plain text", endpoint="echo")).to_be_visible()
+    page.get_by_test_id("echo-disconnect").click()
+    expect(page.get_by_test_id("echo-status")).to_have_text("not connected")
+    assert css(page, "echo-status", "color") == NEUTRAL
+    expect(page.get_by_test_id("echo-notice")).to_be_hidden()
+    screenshot(page, "replies")
 
 
 def test_the_admin_link_is_shown_to_staff_only(new_page, console_worker):
@@ -318,3 +510,48 @@ def test_close_code_policy_and_backoff_run_as_documented_in_the_browser(new_page
         ceiling = min(30_000, 500 * 2**attempt)  # full jitter: uniform in [0, ceiling)
         assert 0 <= low < ceiling * 0.1, (attempt, low)
         assert ceiling * 0.9 < high < ceiling, (attempt, high)
+
+
+def test_the_state_tables_cover_every_state_and_the_page_state_follows_login_and_socket(
+    new_page, console_worker
+):
+    page = new_page()
+    console_open(page, console_worker)
+    found = page.evaluate(
+        """async () => {
+          const s = await import("/static/console/states.js");
+          const { closeIsFatal } = await import("/static/console/closecodes.js");
+          const socketStates = Object.values(s.SocketState);
+          const pages = {};
+          for (const socket of socketStates) {
+            pages[socket] = [s.pageState({ loggedIn: true, socket }),
+                             s.pageState({ loggedIn: false, socket })];
+          }
+          return {
+            moves: s.SOCKET_MOVES,
+            pages,
+            pageStates: Object.values(s.PageState).sort(),
+            pageTable: Object.keys(s.PAGE_CONTROLS).sort(),
+            echoTable: Object.keys(s.ECHO_CONTROLS).sort(),
+            socketStates: socketStates.sort(),
+            fatal: [null, 1000, 4001, 4499, 4500, 4501, 4502, 4999, 5000].map(closeIsFatal),
+          };
+        }"""
+    )
+    assert found["moves"] == {
+        "idle": ["connecting"],
+        "connecting": ["open", "waiting", "idle", "closing"],
+        "open": ["waiting", "idle", "closing"],
+        "waiting": ["connecting", "idle"],
+        "closing": ["idle"],
+    }
+    assert found["pages"] == {
+        "idle": ["disconnected", "logged-out"],
+        "connecting": ["connecting", "logged-out"],
+        "waiting": ["connecting", "logged-out"],
+        "open": ["open", "logged-out"],
+        "closing": ["closing", "logged-out"],
+    }
+    assert found["pageTable"] == found["pageStates"]
+    assert found["echoTable"] == found["socketStates"] == sorted(found["moves"])
+    assert found["fatal"] == [False, False, False, False, True, True, True, True, False]

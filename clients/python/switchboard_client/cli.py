@@ -1,8 +1,7 @@
 """`python -m switchboard_client`: log in, then a prompt like wscat (lines sent, frames printed).
 
-Exit codes: 0 at the end of input or `/quit`; 1 when the client cannot connect or log in for
-a reason that may pass (unreachable, HTTP error, gave up reconnecting); 2 when the server
-refuses or ends the session for good (bad credentials, 4500-4999); 64 for a usage error.
+The exit codes, the interactive commands and the defaults are in `--help` (EXIT_CODES,
+COMMANDS and parser_build below), and in docs.
 """
 
 import argparse
@@ -21,18 +20,60 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from switchboard_client.client import SwitchboardClient
 from switchboard_client.errors import (
     CloseAction,
+    LoginRefused,
     RequestError,
+    RestError,
+    ServerUnreachable,
     SwitchboardClosed,
     SwitchboardError,
     close_action,
+    unreachable_why,
 )
-from switchboard_client.rest import ws_url
+from switchboard_client.rest import origin, ws_url
 from switchboard_client.subscription import Subscription
 
 EXIT_OK, EXIT_FAILED, EXIT_CLOSED, EXIT_USAGE = 0, 1, 2, 64
 PASSWORD_ENV = "SWITCHBOARD_PASSWORD"  # noqa: S105  (the variable's name, not a password)
-HELP = """commands: /ping  /sub ROOM  /unsub ROOM  /pub ROOM DATA  /presence ROOM  /quit
-a JSON object or array is sent as it is; any other line is echoed ({"type":"echo"})"""
+DEFAULT_URL = "http://127.0.0.1:8000"
+# Loggers that write a line per HTTP request: quiet unless --verbose. Never DEBUG: at that
+# level httpcore and websockets write request headers, and those carry the access token.
+CHATTY_LOGGERS = ("httpx", "httpcore")
+
+# What a line typed at the prompt does (one source for --help and for the prompt's own help).
+COMMANDS = (
+    ("/ping", "send a ping and print the round-trip time"),
+    ("/sub ROOM", "subscribe to ROOM; its messages are printed as they arrive"),
+    ("/unsub ROOM", "leave ROOM"),
+    ("/pub ROOM DATA", "publish DATA to ROOM (as JSON when it parses, else as a string)"),
+    ("/presence ROOM", "print who is subscribed to ROOM now, on every worker"),
+    ("/quit", "wait for the replies still due, then exit (so does the end of input)"),
+    ("{...} or [...]", "a JSON object or array is sent as it is"),
+    ("any other line", 'sent as an echo: {"type":"echo","data":LINE}'),
+)
+EXIT_CODES = (
+    (EXIT_OK, "end of input or /quit"),
+    (EXIT_FAILED, "could not connect or log in for a reason that may pass: server unreachable,"),
+    (None, "HTTP 403/429/5xx, gave up reconnecting"),
+    (EXIT_CLOSED, "refused or ended for good: bad username or password, a close 4500-4999,"),
+    (None, "or another close that is not retried"),
+    (EXIT_USAGE, "usage error: a missing --username, no password, an unknown option"),
+)
+
+
+def _table(rows, width: int) -> str:
+    return "\n".join(f"  {'' if key is None else key:<{width}}{text}" for key, text in rows)
+
+
+COMMANDS_HELP = "commands at the prompt:\n" + _table(COMMANDS, 18)
+EPILOG = f"""{COMMANDS_HELP}
+
+with --echo, every line is sent to /ws/echo/ as text, and /quit ends.
+
+the password: the first line of stdin with --password-stdin, else ${PASSWORD_ENV}, else a
+prompt on a terminal (there is no --password option: it would land in shell history and ps).
+
+exit codes:
+{_table(EXIT_CODES, 4)}"""
 
 
 class UsageError(Exception):
@@ -49,10 +90,15 @@ def parser_build() -> argparse.ArgumentParser:
     # No abbreviations: `--password x` must not pass for `--password-stdin`.
     parser = _Parser(
         prog="python -m switchboard_client",
-        description=__doc__.split("\n")[0],
+        description="Log in to a Switchboard site and open /ws/session/: a prompt like wscat\n"
+        "(the lines you type are sent, every frame received is printed).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the site's base URL")
+    parser.add_argument(
+        "--url", default=DEFAULT_URL, help="the site's base URL (default: %(default)s)"
+    )
     parser.add_argument("--username", help="log in as this user (not needed with --echo)")
     parser.add_argument(
         "--password-stdin",
@@ -60,9 +106,19 @@ def parser_build() -> argparse.ArgumentParser:
         help=f"read the password from the first line of stdin (else ${PASSWORD_ENV}, else a "
         "prompt)",
     )
-    parser.add_argument("--echo", action="store_true", help="the anonymous /ws/echo/ instead")
+    parser.add_argument(
+        "--echo", action="store_true", help="talk to the anonymous /ws/echo/ instead (no login)"
+    )
     parser.add_argument("--json", action="store_true", help="print frames raw, one per line")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for a connection or a reply (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="also log every HTTP request (httpx)"
+    )
     return parser
 
 
@@ -176,7 +232,7 @@ async def command_run(
     elif command == "/presence" and argument:
         await client.presence(argument)
     else:
-        note(HELP)
+        note(COMMANDS_HELP)
     return True
 
 
@@ -192,12 +248,10 @@ async def session_run(args: argparse.Namespace, password: str) -> int:
     )
     try:
         await client.connect()
-    except SwitchboardClosed as e:
-        note(f"refused: {e.code} {e.reason}")
-        return EXIT_CLOSED
     except SwitchboardError as e:
-        note(f"cannot connect: {e}")
-        return EXIT_FAILED
+        text, code = failure_report(e)
+        note(text)
+        return code
     lines = lines_start()
     stopped = asyncio.create_task(client.wait_closed())
     rooms: dict[str, Subscription] = {}
@@ -241,7 +295,10 @@ async def echo_run(args: argparse.Namespace) -> int:
     url = ws_url(base_url=args.url, path="/ws/echo/")
     try:
         ws = await connect(url, open_timeout=args.timeout)
-    except (OSError, TimeoutError, InvalidHandshake) as e:
+    except (OSError, TimeoutError) as e:
+        note(str(ServerUnreachable(origin(args.url), unreachable_why(e))))
+        return EXIT_FAILED
+    except InvalidHandshake as e:
         note(f"cannot connect: {type(e).__name__}: {e}")
         return EXIT_FAILED
     received = 0
@@ -291,11 +348,32 @@ async def run(args: argparse.Namespace) -> int:
     return await session_run(args, password_get(args))
 
 
+def failure_report(error: SwitchboardError) -> tuple[str, int]:
+    """What to print, and the exit code, when the first connect fails with `error`."""
+    if isinstance(error, LoginRefused | ServerUnreachable):
+        return str(error), EXIT_CLOSED if isinstance(error, LoginRefused) else EXIT_FAILED
+    if isinstance(error, RestError):  # 429 login_throttled, 5xx: may pass
+        return f"login failed: {error.detail} (HTTP {error.status} {error.code})", EXIT_FAILED
+    if isinstance(error, SwitchboardClosed):
+        return f"session refused: closed {error.code} ({error.reason})", EXIT_CLOSED
+    return f"cannot connect: {error}", EXIT_FAILED
+
+
+def logging_setup(*, verbose: bool) -> None:
+    """Log lines to stderr: the client's own (reconnects), and each HTTP request if `verbose`."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run, and return the exit code."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     try:
-        args = parser_build().parse_args(argv)
+        try:
+            args = parser_build().parse_args(argv)
+        except SystemExit as e:  # --help, printed: error() raises UsageError instead
+            return EXIT_OK if e.code is None else int(e.code)
+        logging_setup(verbose=args.verbose)
         if not args.echo and not args.username:
             raise UsageError("--username is required (or --echo)")
         return asyncio.run(run(args))

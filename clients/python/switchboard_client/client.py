@@ -29,6 +29,7 @@ from switchboard_client.errors import (
     RateLimited,
     RequestError,
     RestError,
+    ServerUnreachable,
     SwitchboardClosed,
     SwitchboardError,
     TokenExpired,
@@ -36,8 +37,9 @@ from switchboard_client.errors import (
     close_action,
     close_error,
     request_error,
+    unreachable_why,
 )
-from switchboard_client.rest import Tokens, tokens_login, tokens_refresh, ws_url
+from switchboard_client.rest import Tokens, origin, tokens_login, tokens_refresh, ws_url
 from switchboard_client.subscription import Subscription
 
 logger = logging.getLogger("switchboard_client")
@@ -357,7 +359,10 @@ class SwitchboardClient:
             if status >= 500 or status == 429:
                 raise ConnectionLost(None, f"handshake answered HTTP {status}") from e
             raise HandshakeRefused(status) from e
-        except (OSError, TimeoutError, InvalidHandshake) as e:
+        except (OSError, TimeoutError) as e:
+            failed = f"cannot connect: {type(e).__name__}"
+            raise ServerUnreachable(origin(self.base_url), unreachable_why(e), failed) from e
+        except InvalidHandshake as e:
             raise ConnectionLost(None, f"cannot connect: {type(e).__name__}") from e
         try:
             async with asyncio.timeout(self.open_timeout):

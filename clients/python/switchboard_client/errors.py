@@ -5,7 +5,10 @@ reconnect with the same credentials". This module turns that rule into a `CloseA
 (`close_action`) and a fatal close into its exception (`close_error`).
 """
 
+import socket
 from enum import Enum
+
+import httpx
 
 
 class SwitchboardError(Exception):
@@ -29,6 +32,17 @@ class Unauthorized(SwitchboardClosed):
     """4500: credentials refused (also a REST login refused with 401: `reason` is its code)."""
 
 
+class LoginRefused(Unauthorized):
+    """`POST /api/auth/token/` answered 401: bad username or password. `status` (401) and
+    `reason` (the body's code, `bad_credentials`); an Unauthorized (code 4500) as before, for
+    the callers that catch that."""
+
+    def __init__(self, reason: str, status: int = 401) -> None:
+        super().__init__(4500, reason)
+        self.args = (f"login refused: bad username or password (HTTP {status} {reason})",)
+        self.status = status
+
+
 class SessionRevoked(SwitchboardClosed):
     """4501: the user's tokens were revoked, or an operator disconnected this session."""
 
@@ -48,6 +62,37 @@ class ConnectionLost(SwitchboardError):
         super().__init__(f"connection lost ({code}): {reason}" if reason else f"lost ({code})")
         self.code = code
         self.reason = reason
+
+
+class ServerUnreachable(ConnectionLost):
+    """No connection could be made to the server at `url` (its scheme, host and port): `why`
+    says how in words ("connection refused", "host not found", "timed out"). A ConnectionLost
+    without a code, so reconnect loops treat it as transient."""
+
+    def __init__(self, url: str, why: str, reason: str = "") -> None:
+        super().__init__(None, reason or why)
+        self.args = (f"cannot reach {url}: {why}",)
+        self.url = url
+        self.why = why
+
+
+def unreachable_why(error: BaseException) -> str:
+    """Why a connection attempt failed, in words, from the innermost cause that says it
+    (httpx and websockets wrap the socket's own error)."""
+    causes = []
+    while error is not None and error not in causes:
+        causes.append(error)
+        error = error.__cause__ or error.__context__
+    for cause in reversed(causes):  # innermost first
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host not found"
+        if isinstance(cause, TimeoutError | httpx.TimeoutException):
+            return "timed out"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+    return str(causes[0]) or type(causes[0]).__name__
 
 
 class HandshakeRefused(SwitchboardError):

@@ -6,7 +6,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from switchboard_client.errors import ConnectionLost, RestError, Unauthorized
+from switchboard_client.errors import (
+    ConnectionLost,
+    LoginRefused,
+    RestError,
+    ServerUnreachable,
+    Unauthorized,
+    unreachable_why,
+)
 
 
 @dataclass
@@ -43,10 +50,19 @@ def _failure(response: httpx.Response) -> Exception:
     return RestError(response.status_code, code, detail)
 
 
+def origin(url: str | httpx.URL) -> str:
+    """`scheme://host[:port]` of `url`: the server, without path or query."""
+    parts = urlsplit(str(url))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 async def _post(http: httpx.AsyncClient, path: str, body: dict) -> dict:
     try:
         response = await http.post(path, json=body)
-    except httpx.HTTPError as e:  # connection refused, timeout: the same as a dropped socket
+    except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # nobody answered at all
+        failed = f"POST {path} failed: {type(e).__name__}"
+        raise ServerUnreachable(origin(http.base_url), unreachable_why(e), failed) from e
+    except httpx.HTTPError as e:  # a timeout, a dropped connection: as a dropped socket
         raise ConnectionLost(None, f"POST {path} failed: {type(e).__name__}") from e
     if response.status_code != 200:
         raise _failure(response)
@@ -54,9 +70,13 @@ async def _post(http: httpx.AsyncClient, path: str, body: dict) -> dict:
 
 
 async def tokens_login(*, http: httpx.AsyncClient, username: str, password: str) -> Tokens:
-    """`POST /api/auth/token/`: a new pair; Unauthorized (reason `bad_credentials`) on 401,
-    RestError on others (429 `login_throttled`)."""
-    body = await _post(http, "api/auth/token/", {"username": username, "password": password})
+    """`POST /api/auth/token/`: a new pair; LoginRefused (an Unauthorized, reason
+    `bad_credentials`) on 401, RestError on others (429 `login_throttled`), ServerUnreachable
+    when nothing answers."""
+    try:
+        body = await _post(http, "api/auth/token/", {"username": username, "password": password})
+    except Unauthorized as e:
+        raise LoginRefused(e.reason) from None
     return Tokens(access=body["access"], refresh=body["refresh"])
 
 

@@ -29,7 +29,8 @@ function errorWords(body) {
 
 /**
  * REST calls under `base` (the site's path prefix, ending in "/").
- * Events: "tokens" (logged in or refreshed), "logged-out" (tokens forgotten, with `detail`).
+ * Events: "tokens" (logged in or refreshed), "logged-out" (tokens forgotten; detail {why, kind}:
+ * words for people, and "info" when the person asked for it, "error" when they did not).
  */
 export class Api extends EventTarget {
   #access = null;
@@ -95,12 +96,13 @@ export class Api extends EventTarget {
     }
   }
 
-  /** Drop both tokens; `why` is told to whoever listens for "logged-out". */
-  forget(why) {
+  /** Drop both tokens; `why` and `kind` ("info", "error") go to the "logged-out" listeners,
+   * once: forgetting tokens already forgotten says nothing. */
+  forget(why, kind = "info") {
     const had = this.#access !== null;
     this.#access = null;
     this.#refresh = null;
-    if (had) this.dispatchEvent(new CustomEvent("logged-out", { detail: why }));
+    if (had) this.dispatchEvent(new CustomEvent("logged-out", { detail: { why, kind } }));
   }
 
   async #refreshOnce() {
@@ -112,7 +114,10 @@ export class Api extends EventTarget {
       this.#store(tokens);
     } catch (e) {
       // A refused refresh token will never work again; an unreachable server might.
-      if (!e.retryable) this.forget(`refresh refused (${e.code}): log in again`);
+      if (!e.retryable) {
+        const why = `logged out: the server refused the refresh token (${e.code}) — log in again`;
+        this.forget(why, "error");
+      }
       throw e;
     }
   }

@@ -61,6 +61,22 @@ export function closeDescribe(code) {
   return { reason: "closed", meaning: `closed with code ${code}` };
 }
 
+/** 4500-4999: the credentials are done for; the page drops them (logs out). */
+export function closeIsFatal(code) {
+  return code !== null && code >= 4500 && code <= 4999;
+}
+
+/**
+ * Error codes the server sends just before it closes the session (4001, 4500-4502): the page
+ * says nothing of the error frame, since the close that follows says it once.
+ */
+export const CLOSING_ERRORS = Object.freeze([
+  "unauthorized",
+  "token_expired",
+  "session_revoked",
+  "too_many_sessions",
+]);
+
 /** What to do after the close `code` of a connection the person did not close themselves. */
 export function closeAction(code) {
   if (code === 4001) return Action.REFRESH_THEN_RECONNECT;

@@ -1,19 +1,26 @@
 // `/ws/session/`: connect with a single-use ticket, keep the access token fresh (REST refresh,
-// then the in-band `refresh` frame), and rejoin the person's rooms after every reconnect.
+// then the in-band `refresh` frame), rejoin the person's rooms after every reconnect, match
+// each reply to the request it answers, and log out for good after a 4500-4999 close.
 
+import { CLOSING_ERRORS } from "./closecodes.js";
 import { ReconnectingSocket } from "./socket.js";
+import { SocketState } from "./states.js";
 
 // Refresh this long before the access token expires (at most half its remaining life): ahead
 // of the server's own `expiring` warning (30 s before, by default).
 const REFRESH_LEAD_MS = 60000;
 
 /**
- * Events: those of ReconnectingSocket ("status", "stopped") plus "welcome" (the frame),
- * "frame" (every parsed server frame) and "rooms" (the set of joined rooms changed).
+ * Events: "state" and "stopped" (those of ReconnectingSocket; on a 4500-4999 close the tokens
+ * are dropped first, so `api` has already said "logged-out"), "welcome" (the frame), "message"
+ * (a room's message frame), "rooms" (the set of joined rooms changed) and "reply" (detail
+ * {request, frame}: a reply, or an error frame, with the request it answers: {type, channel,
+ * sentAt}, or null for an error that names no request).
  */
 export class Session extends EventTarget {
   #nextId = 1;
   #refreshTimer = null;
+  #asked = new Map(); // id → the request it was sent with, until its reply comes
 
   constructor({ api, log, wsBase }) {
     super();
@@ -27,19 +34,29 @@ export class Session extends EventTarget {
       urlFor: async () => `${wsBase}ws/session/?ticket=${encodeURIComponent(await api.ticket())}`,
       beforeRetry: async () => this.api.refresh(), // 4001: a new access token before the ticket
     });
-    for (const name of ["status", "stopped"]) {
-      this.socket.addEventListener(name, (e) => this.dispatchEvent(new CustomEvent(name, { detail: e.detail })));
-    }
-    this.socket.addEventListener("stopped", () => this.#refreshCancel());
+    this.socket.addEventListener("state", (e) => this.#stateChanged(e.detail));
+    this.socket.addEventListener("stopped", (e) => this.#stopped(e.detail));
     this.socket.addEventListener("message", (e) => this.#received(e.detail));
   }
 
-  connect() {
-    this.socket.connect();
+  /** One of SocketState. */
+  get state() {
+    return this.socket.state;
   }
 
+  get text() {
+    return this.socket.text;
+  }
+
+  /** Connect (only when not connected); false otherwise. */
+  connect() {
+    return this.socket.connect();
+  }
+
+  /** The person's close: the rooms are left too (a new connection starts with none). */
   close() {
     this.#refreshCancel();
+    this.#roomsClear();
     this.socket.close();
   }
 
@@ -80,7 +97,27 @@ export class Session extends EventTarget {
   }
 
   #send(frame) {
-    return this.socket.send(JSON.stringify({ ...frame, id: this.#nextId++ }));
+    const id = this.#nextId++;
+    if (!this.socket.send(JSON.stringify({ ...frame, id }))) return false;
+    // The type and channel only: a refresh frame's token is not kept.
+    this.#asked.set(id, { type: frame.type, channel: frame.channel, sentAt: performance.now() });
+    return true;
+  }
+
+  #stateChanged(detail) {
+    if (detail.state !== SocketState.OPEN) this.#asked.clear(); // no reply will come now
+    this.dispatchEvent(new CustomEvent("state", { detail }));
+  }
+
+  #stopped(detail) {
+    this.#refreshCancel();
+    this.#roomsClear();
+    if (detail.fatal) {
+      // 4500-4999: these credentials must not connect again, so they are dropped for real.
+      const why = `logged out after close ${detail.code} (${detail.reason}): ${detail.meaning}`;
+      this.api.forget(why, "error");
+    }
+    this.dispatchEvent(new CustomEvent("stopped", { detail }));
   }
 
   #received(text) {
@@ -104,8 +141,21 @@ export class Session extends EventTarget {
     } else if (frame.type === "unsubscribed") {
       this.rooms.delete(frame.channel);
       this.dispatchEvent(new Event("rooms"));
+    } else if (frame.type === "message") {
+      this.dispatchEvent(new CustomEvent("message", { detail: frame }));
     }
-    this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
+    const request = this.#asked.get(frame.id) ?? null;
+    this.#asked.delete(frame.id);
+    if (frame.type === "error" && CLOSING_ERRORS.includes(frame.code)) return; // the close says it
+    if (request || frame.type === "error") {
+      this.dispatchEvent(new CustomEvent("reply", { detail: { request, frame } }));
+    }
+  }
+
+  #roomsClear() {
+    if (this.rooms.size === 0) return;
+    this.rooms.clear();
+    this.dispatchEvent(new Event("rooms"));
   }
 
   #refreshPlan(expiresAt) {

@@ -139,6 +139,7 @@ def test_with_debug_off_the_page_and_its_modules_resolve_through_the_manifest(se
         "log",
         "session",
         "socket",
+        "states",
     ]
     for name in imports:
         assert re.fullmatch(r"\w+\.[0-9a-f]{12}\.js", name), name
@@ -146,7 +147,7 @@ def test_with_debug_off_the_page_and_its_modules_resolve_through_the_manifest(se
 
 
 @pytest.mark.parametrize(
-    "name", ["api", "app", "backoff", "closecodes", "log", "session", "socket"]
+    "name", ["api", "app", "backoff", "closecodes", "log", "session", "socket", "states"]
 )
 def test_no_module_stores_anything_in_the_browser(name):
     source = (Path(__file__).resolve().parents[3] / f"console/static/console/{name}.js").read_text()
