@@ -2,13 +2,17 @@
 
 Counting is the `limits` library's moving window: on Redis one atomic Lua script per hit, so
 150 concurrent requests over two workers are counted exactly (a read-then-write throttle let
-all of them through). When Redis cannot answer, the same limit is counted in this worker's
-memory instead: a per-worker limiter, never none (`core.degrade`).
+all of them through). Every event is also counted in this worker's memory, against the same
+limit: when Redis cannot answer, that count decides (a per-worker limiter, never none:
+`core.degrade`), and since it was kept all along, falling back never starts a fresh allowance
+(an attacker who can make Redis fail for a moment gains nothing by it). While Redis answers
+the local count never binds first: a worker never counts more than every worker together.
 """
 
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from limits import RateLimitItem, WindowStats
 from limits import storage as sync_storage
@@ -54,15 +58,16 @@ class AsyncSharedLimiter:
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
         """Count one event; False when it is over `item`'s limit."""
+        local = await self._local.hit(item, *identifiers)
         if not self.shared:
-            return await self._local.hit(item, *identifiers)
+            return local
         try:
-            allowed = await self._shared().hit(item, *identifiers)
+            shared = await self._shared().hit(item, *identifiers)
         except Exception as e:  # any failure of the store: Redis down, busy, or confused
             self.degradation.fell_back(e)
-            return await self._local.hit(item, *identifiers)
+            return local
         self.degradation.answered()
-        return allowed
+        return local and shared
 
 
 class SharedLimiter:
@@ -80,29 +85,35 @@ class SharedLimiter:
             )
             self._shared = sync_strategies.MovingWindowRateLimiter(store)
 
-    def _call(self, action: Callable[[sync_strategies.MovingWindowRateLimiter], object]):
+    def _both(self, action: Callable[[sync_strategies.MovingWindowRateLimiter], Any]):
+        """`action` on this worker's count, and on the shared one when there is Redis:
+        (local result, shared result or None when Redis did not answer)."""
+        local = action(self._local)
         if self._shared is None:
-            return action(self._local)
+            return local, None
         try:
-            result = action(self._shared)
+            shared = action(self._shared)
         except Exception as e:
             self.degradation.fell_back(e)
-            return action(self._local)
+            return local, None
         self.degradation.answered()
-        return result
+        return local, shared
 
     def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
-        """Take `cost` from `item`'s allowance, atomically; False (nothing taken) when it
-        does not fit."""
-        return bool(self._call(lambda limiter: limiter.hit(item, *identifiers, cost=cost)))
+        """Take `cost` from `item`'s allowance, atomically; False when it does not fit."""
+        local, shared = self._both(lambda limiter: limiter.hit(item, *identifiers, cost=cost))
+        return bool(local) and shared is not False
 
     def test(self, item: RateLimitItem, *identifiers: str) -> bool:
         """Whether one more event fits (nothing counted)."""
-        return bool(self._call(lambda limiter: limiter.test(item, *identifiers)))
+        local, shared = self._both(lambda limiter: limiter.test(item, *identifiers))
+        return bool(local) and shared is not False
 
     def window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
-        """When `item`'s window frees an event, and how many are left in it."""
-        return self._call(lambda limiter: limiter.get_window_stats(item, *identifiers))
+        """When `item`'s window frees an event, and how many are left in it (the shared
+        window's, when Redis answers)."""
+        local, shared = self._both(lambda limiter: limiter.get_window_stats(item, *identifiers))
+        return shared if shared is not None else local
 
     def reset_in(self, item: RateLimitItem, *identifiers: str) -> float:
         """Seconds until the window of `item` frees an event."""
@@ -110,10 +121,10 @@ class SharedLimiter:
 
     def clear(self, item: RateLimitItem, *identifiers: str) -> None:
         """Forget what was counted against `item`."""
-        self._call(lambda limiter: limiter.clear(item, *identifiers))
+        self._both(lambda limiter: limiter.clear(item, *identifiers))
 
     def give_back(self, item: RateLimitItem, *identifiers: str) -> None:
         """Uncount the newest event counted against `item` (an attempt that turned out not
         to count, e.g. a good password)."""
         key = item.key_for(*identifiers)
-        self._call(lambda limiter: moving_window_give_back(storage=limiter.storage, key=key))
+        self._both(lambda limiter: moving_window_give_back(storage=limiter.storage, key=key))

@@ -290,19 +290,22 @@ class SessionConsumer(LimitedConsumer):
             except Exception as e:
                 layer_health.failed("receive", e)
 
-    async def groups_join(self) -> None:
+    async def groups_join(self) -> bool:
         """Join (or renew) the user's group and this session's presence in every subscribed
         room (after an outage Redis may have lost all of it; the worker's room fan-out
-        rejoins the room groups itself); failures are recorded, not raised.
-        While the layer is known to be down this waits for nothing: recovery rejoins."""
+        rejoins the room groups itself); whether it joined. Failures are recorded, not
+        raised. While the layer is known to be down this waits for nothing: recovery
+        rejoins."""
         if not layer_health.available:
-            return
+            return False
         try:
             await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
             for channel in list(self.rooms):
                 await self.presence_add(channel)
         except Exception as e:
             layer_health.failed("group_add", e)
+            return False
+        return True
 
     async def presence_add(self, channel: str) -> None:
         await presence().add(channel, self.channel_name, (self.user.pk, self.user.username))
@@ -393,8 +396,14 @@ class SessionConsumer(LimitedConsumer):
             error_code, close_code, outcome = refusal
             metrics.WS_CONNECTIONS.labels(self.endpoint, outcome).inc()
             return await self.close_with(close_code, error_code, msg_id)
+        # A session outside its user's group misses every revocation. During an outage the
+        # recovery rejoins and rechecks it against the database; a join that failed with
+        # Redis still "up" (a busy pool, an odd error) would never be repaired: refuse it.
+        if not await self.groups_join() and layer_health.available:
+            return await self.auth_refuse(
+                AuthUnavailable("user group not joined (channel layer)"), msg_id
+            )
         metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
-        await self.groups_join()
         layer_health.register(self, self.groups_join)
         # A revocation committed between the user lookup and the group join was sent to a
         # group this session was not in yet; its floor is in the cache.

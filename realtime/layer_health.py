@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from channels.layers import get_channel_layer
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.redis import redis_is_down
 from operations.metrics import LAYER_FAILURES, LAYER_OPERATIONS, label
@@ -30,6 +31,10 @@ async def layer_identity(layer) -> tuple | None:
         info = await asyncio.wait_for(layer.connection(index).info("server"), timeout=2)
         ids.append(info.get("run_id"))
     return tuple(ids)
+
+
+def _timeout(error: BaseException) -> bool:
+    return isinstance(error, TimeoutError | RedisTimeoutError)
 
 
 class LayerHealth:
@@ -98,12 +103,20 @@ class LayerHealth:
 
     async def _monitor_run(self) -> None:
         layer = get_channel_layer()
+        misses = 0
         while self.sessions or self.pending_leaves or not self.available:
             try:
                 identity = await layer_identity(layer)
-            except Exception:  # still down: try again next tick
+            except Exception as e:  # down (or slow): try again next tick
+                misses += 1
+                # An outage nobody's operation noticed still loses revocations: mark it, so
+                # that recovery rejoins and rechecks. A refused connection says it at once;
+                # a slow answer may be this worker's own load, so only a run of them does.
+                if self.available and redis_is_down(e) and (not _timeout(e) or misses >= 3):
+                    self.failed("monitor", e)
                 await asyncio.sleep(MONITOR_INTERVAL)
                 continue
+            misses = 0
             restarted = self._identity is not None and identity != self._identity
             self._identity = identity
             if not self.available or restarted:

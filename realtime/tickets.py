@@ -13,7 +13,6 @@ import secrets
 import time
 from functools import cache
 
-import redis
 from django.conf import settings
 from rest_framework_simplejwt.settings import api_settings
 
@@ -90,7 +89,7 @@ async def ticket_redeem(ticket: str, *, client_ip: str) -> dict:
         raise TokenRejected("malformed ticket")
     try:
         value = await ticket_store().take(_key(ticket))
-    except redis.RedisError as e:
+    except Exception as e:  # Redis down or busy, a socket error: the ticket cannot be checked
         raise AuthUnavailable(f"ticket store unavailable ({type(e).__name__})") from e
     if value is None:
         raise TokenRejected("ticket unknown, used or expired")

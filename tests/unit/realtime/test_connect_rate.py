@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import REGISTRY
@@ -222,12 +223,35 @@ async def test_an_unreachable_storage_falls_back_to_a_per_worker_limit_with_one_
     assert degraded_count("connect_rate") >= 3
 
 
+async def test_what_this_worker_counted_still_counts_once_the_storage_fails(
+    connect, per_minute, monkeypatch
+):
+    # Counted in Redis and locally all along: a failure of Redis gives no fresh allowance.
+    per_minute(2)
+    limiter = connect_rate.limiter()
+    shared = MovingWindowRateLimiter(MemoryStorage())
+
+    class Broken:
+        async def hit(self, *args, **kwargs):
+            raise ConnectionError("storage down")
+
+    monkeypatch.setattr(limiter, "shared", True)
+    monkeypatch.setattr(limiter, "_shared", lambda: shared)
+    for _ in range(2):
+        await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+    monkeypatch.setattr(limiter, "_shared", lambda: Broken())
+
+    refused = await echo_from(connect, "203.0.113.1")
+
+    assert await receive_close(refused) == (4008, "rate limited")
+
+
 async def test_the_shared_limit_applies_again_once_the_storage_is_back(
     connect, per_minute, monkeypatch, caplog
 ):
-    per_minute(2)
+    per_minute(3)
     limiter = connect_rate.limiter()
-    # A second memory store stands for Redis: what the worker counts alone is kept apart.
+    # A second memory store stands for Redis, where other workers count too.
     shared = MovingWindowRateLimiter(MemoryStorage())
 
     class Broken:
@@ -237,12 +261,13 @@ async def test_the_shared_limit_applies_again_once_the_storage_is_back(
     caplog.set_level(logging.WARNING, logger="switchboard.security")
     monkeypatch.setattr(limiter, "shared", True)
     monkeypatch.setattr(limiter, "_shared", lambda: Broken())
-    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
+    await assert_echo_works(await echo_from(connect, "203.0.113.1"))  # this worker: 1
     monkeypatch.setattr(limiter, "_shared", lambda: shared)
+    for _ in range(2):  # another worker's two connections from that address
+        await shared.hit(RateLimitItemPerMinute(3), "ws-connects", "203.0.113.1")
 
-    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
-    await assert_echo_works(await echo_from(connect, "203.0.113.1"))
-    refused = await echo_from(connect, "203.0.113.1")
+    await assert_echo_works(await echo_from(connect, "203.0.113.1"))  # shared: 3
+    refused = await echo_from(connect, "203.0.113.1")  # this worker: 3, shared: over
 
     assert await receive_close(refused) == (4008, "rate limited")
     assert not limiter.degradation.degraded

@@ -148,3 +148,47 @@ async def test_the_echo_endpoint_never_touches_the_channel_layer(connect, unreac
     await socket.send_to(text_data="hello")
     assert await socket.receive_from() == "Server received: hello"
     assert layer_health.available is True
+
+
+async def test_a_session_whose_group_join_finds_redis_busy_is_refused_1013_not_welcomed(
+    connect, user, monkeypatch
+):
+    # Busy is not an outage: no recovery would ever put it in its user's group, and it would
+    # miss every revocation. So it never opens.
+    from channels.layers import InMemoryChannelLayer
+
+    from core.redis import RedisBusy
+
+    async def busy(self, group, channel):
+        raise RedisBusy("no free Redis connection within 10 s")
+
+    monkeypatch.setattr(InMemoryChannelLayer, "group_add", busy)
+    socket = await connect(f"/ws/session/?token={access_for(user)}")
+
+    await assert_error_then_closed(socket, ErrorCode.UNAVAILABLE, CloseCode.TRY_AGAIN_LATER)
+    assert layer_health.available is True
+
+
+async def test_an_outage_no_operation_noticed_is_seen_by_the_monitor(monkeypatch):
+    # Redis gone while every session is idle: the monitor marks it, so that recovery rejoins
+    # the sessions and rechecks them (revocations sent meanwhile were lost).
+    import redis
+
+    from realtime import layer_health as module
+
+    async def refused(layer):
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(module, "layer_identity", refused)
+    monkeypatch.setattr(module, "MONITOR_INTERVAL", 0.01)
+
+    async def rejoin() -> None:
+        return None
+
+    layer_health.register(object(), rejoin)
+    for _ in range(50):
+        if not layer_health.available:
+            break
+        await asyncio.sleep(0.01)
+
+    assert layer_health.available is False
