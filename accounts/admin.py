@@ -9,7 +9,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from accounts.models import User
 from accounts.services import user_revoke_tokens
 from realtime.admin import WebSocketSessionInline, operator
-from realtime.registry import user_sessions_disconnect
+from realtime.registry.services import user_sessions_disconnect
 
 
 @admin.register(User)

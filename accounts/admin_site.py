@@ -12,8 +12,8 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
-from accounts.client_ip import request_client_ip
 from accounts.login import TooManyLoginFailures, login_authenticate, login_log_name
+from core.client_ip import request_client_ip
 
 security_log = logging.getLogger("switchboard.security")
 

@@ -9,10 +9,10 @@ from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 from rest_framework.request import Request
 
-from accounts.client_ip import request_client_ip
 from accounts.identity import username_key
 from accounts.login_throttle import login_throttle
 from accounts.models import User
+from core.client_ip import request_client_ip
 from operations.metrics import LOGINS
 
 security_log = logging.getLogger("switchboard.security")

@@ -18,11 +18,11 @@ from rest_framework_simplejwt.tokens import AccessToken as SimpleAccessToken
 from rest_framework_simplejwt.tokens import RefreshToken as SimpleRefreshToken
 from rest_framework_simplejwt.tokens import Token
 
-from accounts.async_cache import cache_get
 from accounts.jwt_keys import token_backend
 from accounts.models import User
+from core.async_cache import cache_get
+from core.db_batch import loop_batcher
 from core.degrade import Degradation
-from realtime.db_batch import loop_batcher
 
 VERSION_CLAIM = "ver"
 logger = logging.getLogger("switchboard.security")
@@ -203,7 +203,7 @@ _user_batchers: dict = {}
 
 async def user_by_id(user_id: int) -> User | None:
     """One user by primary key; the lookups of handshakes arriving meanwhile share one
-    query (`realtime.db_batch`)."""
+    query (`core.db_batch`)."""
     return await loop_batcher(_user_batchers, users_by_id).call(user_id)
 
 

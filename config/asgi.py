@@ -12,16 +12,16 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from config.root_path import RootPathPinned  # noqa: E402
-from realtime import daphne_compat  # noqa: E402
-from realtime.connect_rate import ConnectRateMiddleware  # noqa: E402
-from realtime.middleware import JWTAuthMiddlewareStack  # noqa: E402
-from realtime.origin import OriginCheckMiddleware  # noqa: E402
+from realtime.auth.middleware import JWTAuthMiddlewareStack  # noqa: E402
+from realtime.edge.connect_rate import ConnectRateMiddleware  # noqa: E402
+from realtime.edge.origin import OriginCheckMiddleware  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
-from realtime.shutdown import worker_retire  # noqa: E402
-from realtime.startup import startup_log  # noqa: E402
+from realtime.server import daphne_adapter  # noqa: E402
+from realtime.server.shutdown import worker_retire  # noqa: E402
+from realtime.server.startup import startup_log  # noqa: E402
 
 if settings.WS_DAPHNE_COMPAT:
-    daphne_compat.install(
+    daphne_adapter.install(
         max_message_bytes=settings.WS_MAX_MESSAGE_BYTES,
         max_send_backlog=settings.WS_MAX_SEND_BACKLOG,
         control_frames_per_second=settings.WS_MESSAGES_PER_SECOND,

@@ -140,7 +140,7 @@ if REDIS_MAX_CONNECTIONS < 2 or REDIS_POOL_TIMEOUT <= 0:
 # token refresh, which JWT_ACCESS_TTL forces far more often (checked at startup).
 CHANNEL_GROUP_EXPIRY = 86400
 
-# Room fan-out (realtime/room_fanout.py): each worker reads room messages on one channel of
+# Room fan-out (realtime/rooms/fanout.py): each worker reads room messages on one channel of
 # its own, which holds at most this many undelivered messages; past it Redis refuses them,
 # counted in switchboard_room_fanout_dropped_total and logged. (Redis only: the in-memory
 # layer keeps channels' default of 100 and drops silently; it serves one process anyway.)
@@ -305,13 +305,13 @@ if not 0 < WS_MAX_MESSAGE_BYTES <= 1024 * 1024:
         "WS_MAX_MESSAGE_BYTES must be between 1 and 1048576: daphne drops larger messages "
         "without a close frame before the application sees them."
     )
-# Install realtime.daphne_compat (1003/1008/1009 close codes, close reasons, early 1009,
+# Install realtime.server.daphne_adapter (1003/1008/1009 close codes, close reasons, early 1009,
 # access-log redaction). Only tests turn it off, to show what stock daphne does.
 WS_DAPHNE_COMPAT = env.bool("WS_DAPHNE_COMPAT", default=True)
 # Rooms: the authorization policy (a dotted path to a function(*, user, channel, action))
 # and the most rooms one connection may join.
 REALTIME_CHANNEL_POLICY = env(
-    "REALTIME_CHANNEL_POLICY", default="realtime.rooms.default_channel_policy"
+    "REALTIME_CHANNEL_POLICY", default="realtime.rooms.policy.default_channel_policy"
 )
 WS_MAX_SUBSCRIPTIONS = env.int("WS_MAX_SUBSCRIPTIONS", default=100)
 # Seconds after which a silent worker's (e.g. SIGKILLed) presence entries stop counting.
@@ -414,9 +414,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "redact_secrets": {"()": "config.log_redaction.RedactSecretsFilter"},
+        "redact_secrets": {"()": "core.log_redaction.RedactSecretsFilter"},
         "worker": {"()": "config.log_format.WorkerFilter"},
-        "room_overload": {"()": "realtime.fanout_overload.RoomOverloadFilter"},
+        "room_overload": {"()": "realtime.rooms.overload.RoomOverloadFilter"},
         "client_errors": {
             "()": "config.log_noise.ClientErrorRateFilter",
             "per_minute": LOG_4XX_PER_MINUTE,
@@ -468,7 +468,7 @@ LOGGING = {
         "switchboard.security": {"level": "INFO", "handlers": ["security_file"]},
         "django": {"level": "INFO"},
         "daphne": {"level": "INFO"},
-        # Its over-capacity record: a room message dropped (realtime/fanout_overload.py).
+        # Its over-capacity record: a room message dropped (realtime/rooms/overload.py).
         "channels_redis.core": {"level": "INFO", "filters": ["room_overload"]},
     },
 }

@@ -29,7 +29,7 @@ def _origin_checked(app, depth: int = 0) -> bool:
     from channels.routing import URLRouter
     from channels.security.websocket import OriginValidator
 
-    from realtime.origin import OriginCheckMiddleware
+    from realtime.edge.origin import OriginCheckMiddleware
 
     if isinstance(app, OriginCheckMiddleware | OriginValidator):
         return True
@@ -49,7 +49,7 @@ def _websocket_origin() -> list[CheckMessage]:
         Error(
             "The WebSocket routes are not behind an origin check: any web page a user visits "
             "can open a socket with the user's credentials (cross-site WebSocket hijacking).",
-            hint="Wrap the websocket router in realtime.origin.OriginCheckMiddleware "
+            hint="Wrap the websocket router in realtime.edge.origin.OriginCheckMiddleware "
             "(config/asgi.py).",
             id="switchboard.E002",
         )

@@ -8,8 +8,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
-from accounts.client_ip import request_client_ip
 from accounts.tokens import TokenRejected, user_for_token
+from core.client_ip import request_client_ip
 from operations.metrics import metrics_exposition
 from operations.readiness import readiness
 

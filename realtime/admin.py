@@ -1,16 +1,16 @@
 """The session registry in the Django admin: who is connected, from where, and a way to cut them.
 
 Read-only: rows are written by the workers. "Online" is computed per request from the
-workers' heartbeats (`realtime.workers`), so a killed worker's sessions show offline.
+workers' heartbeats (`realtime.cluster.workers`), so a killed worker's sessions show offline.
 """
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from realtime.cluster.workers import alive_workers_sync
 from realtime.models import WebSocketSession
-from realtime.registry import sessions_disconnect
-from realtime.workers import alive_workers_sync
+from realtime.registry.services import sessions_disconnect
 
 INLINE_RECENT = 20  # sessions shown on a user's admin page
 

@@ -11,10 +11,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
-from accounts.async_cache import cache_get
 from accounts.tokens import AuthUnavailable
+from core.async_cache import cache_get
 from operations.metrics import LAYER_FAILURES
-from realtime.rooms import channel_name_valid, room_group
+from realtime.rooms.policy import channel_name_valid, room_group
 
 logger = logging.getLogger("switchboard.realtime")
 

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from realtime.consumers import EchoConsumer, NotFoundConsumer, SessionConsumer
+from realtime.session.consumer import EchoConsumer, NotFoundConsumer, SessionConsumer
 
 websocket_urlpatterns = [
     path("ws/echo/", EchoConsumer.as_asgi()),

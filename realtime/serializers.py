@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from realtime.models import WebSocketSession
-from realtime.rooms import channel_name_valid
+from realtime.rooms.policy import channel_name_valid
 
 
 class PublishSerializer(serializers.Serializer):

@@ -14,22 +14,22 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from accounts.client_ip import request_client_ip
 from accounts.errors import ServiceUnavailable
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from accounts.tokens import Authenticated
+from core.client_ip import request_client_ip
 from core.once import once
 from core.rate_limits import SharedLimiter
+from realtime.auth.tickets import TICKET_TTL, ticket_issue
+from realtime.cluster.workers import alive_workers_sync
 from realtime.events import publish
-from realtime.registry import sessions_disconnect, sessions_online
+from realtime.registry.services import sessions_disconnect, sessions_online
 from realtime.serializers import (
     PublishedSerializer,
     PublishSerializer,
     SessionSerializer,
     TicketSerializer,
 )
-from realtime.tickets import TICKET_TTL, ticket_issue
-from realtime.workers import alive_workers_sync
 
 logger = logging.getLogger("switchboard.realtime")
 

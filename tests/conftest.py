@@ -75,11 +75,11 @@ def fresh_worker_state():
     """The heartbeat, presence store and connection-rate memory are built once per process,
     bound to one event loop and one REDIS_URL: each test gets new ones."""
     from core.redis import redis_clients
-    from realtime.connect_rate import connect_rate
-    from realtime.fanout_members import fanout_members
-    from realtime.presence import presence
+    from realtime.cluster.workers import heartbeat
+    from realtime.edge.connect_rate import connect_rate
+    from realtime.rooms.membership import fanout_members
+    from realtime.rooms.presence import presence
     from realtime.views import ticket_rate
-    from realtime.workers import heartbeat
 
     def reset() -> None:
         redis_clients.cache_clear()

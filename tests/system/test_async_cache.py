@@ -1,10 +1,10 @@
-"""`accounts.async_cache.cache_get` against a real redis-server: it reads what Django's Redis
+"""`core.async_cache.cache_get` against a real redis-server: it reads what Django's Redis
 cache wrote, byte for byte the same value, without Django's thread hop."""
 
 import pytest
 from django.core.cache import caches
 
-from accounts.async_cache import cache_get
+from core.async_cache import cache_get
 from core.redis import redis_clients
 
 VALUES = [7, -3, 2**40, "text", {"nested": [1, 2.5, None]}, b"\x00bytes", True]

@@ -1,4 +1,5 @@
-"""realtime/daphne_compat.py against a real daphne: each documented close arrives as written.
+"""realtime/server/daphne_adapter.py against a real daphne: each documented close arrives
+as written.
 
 A worker started with WS_DAPHNE_COMPAT=0 runs stock daphne 4.2.3 and shows each fix is needed.
 """

@@ -1,4 +1,4 @@
-"""No request text stalls a worker (config/log_redaction.py): long URLs, query strings and
+"""No request text stalls a worker (core/log_redaction.py): long URLs, query strings and
 paths, written by daphne's access log (on the reactor thread) and in log messages.
 
 A bystander's WebSocket pings the worker throughout; its round trip stays under 100 ms and it

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from core.redis import redis_clients
-from realtime.presence import RedisPresence, marker_key
-from realtime.workers import WORKER_ID, WorkerHeartbeat, worker_key
+from realtime.cluster.workers import WORKER_ID, WorkerHeartbeat, worker_key
+from realtime.rooms.presence import RedisPresence, marker_key
 from tests.system.conftest import user_register
 from tests.system.test_rooms_system import ROOM_ENV, request, subscribe, who
 from tests.system.wsclient import frame_json, session_open

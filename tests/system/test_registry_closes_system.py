@@ -14,7 +14,7 @@ from tests.system.wsclient import session_open
 
 LOCK_SECONDS = 4  # longer than AUTH_DB_TIMEOUT (2 s) and the worker's query timeout (1 s)
 NOT_RECORDED = "session close not recorded ("  # the old code's log line starts alike
-RETRY_MAX = 5  # realtime.registry_closes: the longest wait between two retries
+RETRY_MAX = 5  # realtime.registry.closes: the longest wait between two retries
 
 
 def registry_locked(url: str):

@@ -226,7 +226,8 @@ async def test_a_sigkilled_workers_channel_leaves_its_rooms_and_drops_nothing_af
             await subscribe(doomed_ws, room)
             assert len(group_members(private_redis, room)) == 2
 
-            doomed_id = f"{socket.gethostname()}:{doomed.proc.pid}:"  # realtime.workers.WORKER_ID
+            # realtime.cluster.workers.WORKER_ID
+            doomed_id = f"{socket.gethostname()}:{doomed.proc.pid}:"
             doomed.stop(signal.SIGKILL)  # no chance to leave its rooms
             # Its heartbeat lapses within WS_PRESENCE_TTL (3 s); worker 1 reaps every 3 s.
             worker1.output_wait("taken out of 1 room(s)", timeout=15)

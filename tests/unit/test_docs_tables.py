@@ -2,9 +2,9 @@
 
 - docs/CONFIGURATION.md: one row per environment variable config/settings.py reads (and
   PROMETHEUS_MULTIPROC_DIR, which prometheus-client reads), each also in .env.example;
-- docs/PROTOCOL.md: the close-code table is `realtime.protocol.CloseCode` with its reasons, the
-  error-code table `ErrorCode` with `ERROR_MESSAGES`, and every error frame it quotes says
-  what the server says;
+- docs/PROTOCOL.md: the close-code table is `realtime.protocol.frames.CloseCode` with its
+  reasons, the error-code table `ErrorCode` with `ERROR_MESSAGES`, and every error frame it
+  quotes says what the server says;
 - docs/OPERATIONS.md: the metrics table is the metrics the code defines;
 - docs/DEPLOYMENT.md: the `check --deploy` table is the checks `operations/deploy_checks.py` has;
 - README.md and docs/*.md: every relative link names a file (and heading) that exists;
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from realtime.connect_rate import REFUSED_MESSAGE
-from realtime.protocol import CLOSE_REASONS, ERROR_MESSAGES, CloseCode, ErrorCode
+from realtime.edge.connect_rate import REFUSED_MESSAGE
+from realtime.protocol.frames import CLOSE_REASONS, ERROR_MESSAGES, CloseCode, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

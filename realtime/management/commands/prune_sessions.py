@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts.services import refresh_tokens_flush
-from realtime.registry import sessions_prune, sessions_reap
-from realtime.workers import alive_workers_sync, dead_workers_knowable_sync
+from realtime.cluster.workers import alive_workers_sync, dead_workers_knowable_sync
+from realtime.registry.services import sessions_prune, sessions_reap
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from realtime.events import publish
-from realtime.rooms import channel_name_valid
+from realtime.rooms.policy import channel_name_valid
 
 
 class Command(BaseCommand):

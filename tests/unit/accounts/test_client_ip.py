@@ -1,4 +1,4 @@
-"""accounts.client_ip: X-Forwarded-For only from trusted proxies, read from the right."""
+"""core.client_ip: X-Forwarded-For only from trusted proxies, read from the right."""
 
 import ipaddress
 import logging
@@ -6,8 +6,8 @@ import logging
 import pytest
 from django.test import RequestFactory
 
-import accounts.client_ip
-from accounts.client_ip import client_ip, request_client_ip, scope_client_ip
+import core.client_ip
+from core.client_ip import client_ip, request_client_ip, scope_client_ip
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def trusted(settings):
 
 @pytest.fixture(autouse=True)
 def warn_again(monkeypatch):
-    monkeypatch.setattr(accounts.client_ip, "_warned_untrusted_forwarding", False)
+    monkeypatch.setattr(core.client_ip, "_warned_untrusted_forwarding", False)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import logging.config
 
 from django.conf import settings
 
-from config.log_redaction import REDACTED, RedactSecretsFilter
+from core.log_redaction import REDACTED, RedactSecretsFilter
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 

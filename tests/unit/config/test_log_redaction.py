@@ -1,4 +1,4 @@
-"""config.log_redaction: the last line of defence against credentials in logs."""
+"""core.log_redaction: the last line of defence against credentials in logs."""
 
 import io
 import logging
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from config.log_redaction import (
+from core.log_redaction import (
     MAX_LOGGED_CHARS,
     REDACTED,
     RedactSecretsFilter,
@@ -99,7 +99,7 @@ def test_every_configured_handler_carries_the_filter(settings):
     for name in ("console", "error_file"):
         assert "redact_secrets" in settings.LOGGING["handlers"][name]["filters"]
     assert settings.LOGGING["filters"]["redact_secrets"] == {
-        "()": "config.log_redaction.RedactSecretsFilter"
+        "()": "core.log_redaction.RedactSecretsFilter"
     }
 
 

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from realtime.protocol import CLOSE_REASONS, CloseCode, ErrorCode
+from realtime.protocol.frames import CLOSE_REASONS, CloseCode, ErrorCode
 
 SOURCE = (Path(__file__).resolve().parents[3] / "console/static/console/closecodes.js").read_text()
 JS_REASONS = {int(code): reason for code, reason in re.findall(r'(\d{4}): \[\s*"([^"]+)"', SOURCE)}

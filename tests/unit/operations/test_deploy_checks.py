@@ -4,7 +4,7 @@ import pytest
 from channels.routing import ProtocolTypeRouter, URLRouter
 
 from operations.deploy_checks import switchboard_deploy_checks
-from realtime.origin import OriginCheckMiddleware
+from realtime.edge.origin import OriginCheckMiddleware
 
 # ASGI applications for ASGI_APPLICATION to name.
 unprotected = ProtocolTypeRouter({"websocket": URLRouter([])})

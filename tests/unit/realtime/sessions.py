@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from config.asgi import application as asgi_application
+from realtime.cluster.workers import WORKER_ID
 from realtime.models import WebSocketSession
-from realtime.workers import WORKER_ID
 from tests.conftest import UserFactory, access_for
 
 DEAD_WORKER = "gone-host:4242:deadbeef"

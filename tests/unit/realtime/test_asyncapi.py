@@ -7,9 +7,10 @@ import msgspec
 import pytest
 import yaml
 
-from realtime import consumers, room_fanout
-from realtime.consumers import SessionConsumer
-from realtime.protocol import Auth, CloseCode, ErrorCode
+from realtime.protocol.frames import Auth, CloseCode, ErrorCode
+from realtime.rooms import fanout as room_fanout
+from realtime.session import consumer as consumers
+from realtime.session.consumer import SessionConsumer
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())

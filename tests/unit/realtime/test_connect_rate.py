@@ -1,4 +1,5 @@
-"""realtime.connect_rate: WS_CONNECTS_PER_MINUTE per client IP, checked before the JWT lookup."""
+"""realtime.edge.connect_rate: WS_CONNECTS_PER_MINUTE per client IP, checked before the JWT
+lookup."""
 
 import logging
 
@@ -8,8 +9,8 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import REGISTRY
 
-from realtime import middleware
-from realtime.connect_rate import REFUSED_MESSAGE, connect_rate
+from realtime.auth import middleware
+from realtime.edge.connect_rate import REFUSED_MESSAGE, connect_rate
 from realtime.models import WebSocketSession
 from tests.conftest import access_for
 from tests.unit.realtime.sessions import from_ip

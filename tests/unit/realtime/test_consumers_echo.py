@@ -1,8 +1,8 @@
-"""realtime.consumers.EchoConsumer: `/ws/echo/`, anonymous."""
+"""realtime.session.consumer.EchoConsumer: `/ws/echo/`, anonymous."""
 
 import pytest
 
-from realtime.protocol import CloseCode
+from realtime.protocol.frames import CloseCode
 from tests.unit.realtime.ws import assert_closed
 
 

@@ -11,8 +11,8 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts.services import user_revoke_tokens
-from realtime.protocol import CloseCode, ErrorCode
-from realtime.tickets import TICKET_TTL, ticket_store
+from realtime.auth.tickets import TICKET_TTL, ticket_store
+from realtime.protocol.frames import CloseCode, ErrorCode
 from tests.conftest import access_for
 from tests.unit.realtime.sessions import from_ip
 from tests.unit.realtime.ws import assert_error_then_closed, receive_close

@@ -1,5 +1,5 @@
-"""realtime.daphne_compat's version guard: it patches only the daphne, autobahn and Twisted it
-was checked against (what the patches do is shown against a real daphne in
+"""realtime.server.daphne_adapter's version guard: it patches only the daphne, autobahn and
+Twisted it was checked against (what the patches do is shown against a real daphne in
 tests/system/test_daphne_compat.py and test_control_frames.py)."""
 
 import logging
@@ -10,7 +10,7 @@ import pytest
 import twisted
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 
-from realtime import daphne_compat
+from realtime.server import daphne_adapter as daphne_compat
 
 LIMITS = {
     "max_message_bytes": 65536,
@@ -47,6 +47,6 @@ def test_an_unknown_version_patches_nothing_and_says_which(monkeypatch, caplog, 
     [record] = [r for r in caplog.records if r.name == "switchboard.realtime"]
     assert record.levelno == logging.WARNING
     assert record.getMessage().startswith(
-        f"{module.__name__} {version} not covered by realtime.daphne_compat (covers daphne "
+        f"{module.__name__} {version} not covered by realtime.server.daphne_adapter (covers daphne "
         "4.1.x/4.2.x, autobahn 26.x, twisted 26.x)"
     )

@@ -1,11 +1,11 @@
-"""realtime.db_batch.Batcher: every caller gets its own result or the shared error, and
+"""core.db_batch.Batcher: every caller gets its own result or the shared error, and
 nobody waits forever, even when the shared call is cancelled."""
 
 import asyncio
 
 import pytest
 
-from realtime.db_batch import Batcher
+from core.db_batch import Batcher
 
 pytestmark = pytest.mark.asyncio
 

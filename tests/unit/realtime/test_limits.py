@@ -1,9 +1,9 @@
-"""realtime.limits: the per-connection token bucket and the sliding-window counter."""
+"""realtime.session.limits: the per-connection token bucket and the sliding-window counter."""
 
 import pytest
 
-from realtime import limits
-from realtime.limits import TokenBucket, WindowCounter
+from realtime.session import limits
+from realtime.session.limits import TokenBucket, WindowCounter
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""realtime.middleware: `?token=` → `scope["user"]`, `scope["auth"]`, `scope["auth_error"]`."""
+"""realtime.auth.middleware: `?token=` → `scope["user"]`, `scope["auth"]`, `scope["auth_error"]`."""
 
 from urllib.parse import quote
 
@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 
 from accounts.tokens import TokenExpired, TokenRejected
-from realtime.middleware import (
+from realtime.auth.middleware import (
     CredentialsMissing,
     JWTAuthMiddleware,
     JWTAuthMiddlewareStack,

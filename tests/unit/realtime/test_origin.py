@@ -1,11 +1,11 @@
-"""realtime.origin: which browser origins may open a WebSocket."""
+"""realtime.edge.origin: which browser origins may open a WebSocket."""
 
 import logging
 
 import pytest
 from channels.routing import URLRouter
 
-from realtime.origin import OriginCheckMiddleware, origin_allowed, origin_parse
+from realtime.edge.origin import OriginCheckMiddleware, origin_allowed, origin_parse
 from realtime.routing import websocket_urlpatterns
 from tests.unit.realtime.sessions import from_ip
 from tests.unit.realtime.ws import receive_close

@@ -9,9 +9,9 @@ from django.db import OperationalError
 from prometheus_client import REGISTRY
 
 from accounts import tokens
-from realtime.consumers import SessionConsumer
-from realtime.layer_health import layer_health
-from realtime.protocol import CloseCode, ErrorCode
+from realtime.cluster.health import layer_health
+from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.session.consumer import SessionConsumer
 from tests.conftest import access_for
 from tests.unit.realtime.ws import assert_error_then_closed
 
@@ -174,7 +174,7 @@ async def test_an_outage_no_operation_noticed_is_seen_by_the_monitor(monkeypatch
     # the sessions and rechecks them (revocations sent meanwhile were lost).
     import redis
 
-    from realtime import layer_health as module
+    from realtime.cluster import health as module
 
     async def refused(layer):
         raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")

@@ -1,10 +1,10 @@
-"""realtime.protocol: frame decoding and encoding, error frames, close codes."""
+"""realtime.protocol.frames: frame decoding and encoding, error frames, close codes."""
 
 import json
 
 import pytest
 
-from realtime.protocol import (
+from realtime.protocol.frames import (
     CLOSE_REASONS,
     ERROR_MESSAGES,
     CloseCode,

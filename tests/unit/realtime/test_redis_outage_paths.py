@@ -5,8 +5,8 @@ import redis
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
-from realtime.protocol import CloseCode, ErrorCode
-from realtime.tickets import ticket_store
+from realtime.auth.tickets import ticket_store
+from realtime.protocol.frames import CloseCode, ErrorCode
 from tests.conftest import access_for, refresh_for
 from tests.unit.realtime.ws import assert_error_then_closed
 

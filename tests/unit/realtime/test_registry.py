@@ -1,4 +1,4 @@
-"""realtime.registry and the session consumer's use of it: one row per accepted session,
+"""realtime.registry.services and the session consumer's use of it: one row per accepted session,
 the per-user limit (4502), the close code recorded, disconnects, reaping and pruning."""
 
 import asyncio
@@ -13,10 +13,11 @@ from channels.layers import get_channel_layer
 from django.db import OperationalError
 from django.utils import timezone
 
-from realtime import registry
+from realtime.cluster.workers import WORKER_ID, LocalWorkers, alive_of
 from realtime.models import WebSocketSession
-from realtime.protocol import CloseCode, ErrorCode
-from realtime.registry import (
+from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.registry import services as registry
+from realtime.registry.services import (
     ABNORMAL_CLOSURE,
     SessionOpen,
     TooManySessions,
@@ -30,7 +31,6 @@ from realtime.registry import (
     sessions_record_open,
     worker_sessions_close,
 )
-from realtime.workers import WORKER_ID, LocalWorkers, alive_of
 from tests.conftest import UserFactory, access_for
 from tests.unit.realtime.sessions import (
     DEAD_WORKER,

@@ -1,4 +1,4 @@
-"""realtime.registry_batched: a close alone is written at once; closes that arrive while a
+"""realtime.registry.batched: a close alone is written at once; closes that arrive while a
 write runs share the next one; each caller returns once its own row is written."""
 
 import asyncio
@@ -8,11 +8,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import OperationalError
 
-from realtime import registry
+from realtime.cluster.workers import WORKER_ID
 from realtime.models import WebSocketSession
-from realtime.registry import SessionOpen
-from realtime.registry_batched import session_record_close_batched, session_record_open_batched
-from realtime.workers import WORKER_ID
+from realtime.registry import services as registry
+from realtime.registry.batched import session_record_close_batched, session_record_open_batched
+from realtime.registry.services import SessionOpen
 from tests.conftest import UserFactory, access_for
 from tests.unit.realtime.sessions import WebSocketSessionFactory
 from tests.unit.realtime.ws import receive_close

@@ -1,4 +1,4 @@
-"""realtime.registry_closes: a close the database did not take is retried until written, and
+"""realtime.registry.closes: a close the database did not take is retried until written, and
 never counts toward its user's WS_MAX_SESSIONS_PER_USER meanwhile."""
 
 import asyncio
@@ -11,11 +11,12 @@ from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 
-from realtime import registry, registry_closes
+from realtime.cluster.workers import WORKER_ID
 from realtime.models import WebSocketSession
-from realtime.registry import SessionOpen, sessions_record_close, sessions_record_open
-from realtime.registry_batched import session_record_close_retrying
-from realtime.workers import WORKER_ID
+from realtime.registry import closes as registry_closes
+from realtime.registry import services as registry
+from realtime.registry.batched import session_record_close_retrying
+from realtime.registry.services import SessionOpen, sessions_record_close, sessions_record_open
 from tests.unit.realtime.sessions import WebSocketSessionFactory, session_open
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,7 +4,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from realtime.registry import commit_without_flush
+from realtime.registry.services import commit_without_flush
 
 
 def synchronous_commit() -> str:

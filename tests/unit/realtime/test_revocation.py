@@ -7,9 +7,9 @@ from django.core.cache import cache
 from django.db.models import F
 
 from accounts.models import User
+from realtime.cluster.health import layer_health
 from realtime.events import _floor_key, user_group
-from realtime.layer_health import layer_health
-from realtime.protocol import CloseCode, ErrorCode
+from realtime.protocol.frames import CloseCode, ErrorCode
 from tests.conftest import UserFactory, access_for
 from tests.unit.realtime.ws import assert_error_then_closed
 
@@ -22,7 +22,7 @@ def clean_state():
     if layer_health._monitor is not None:
         layer_health._monitor.cancel()
     layer_health.__init__()
-    from realtime.consumers import sessions_revalidate
+    from realtime.session.consumer import sessions_revalidate
 
     layer_health.recovery_hooks.append(sessions_revalidate)
 

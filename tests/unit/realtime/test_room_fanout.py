@@ -9,9 +9,9 @@ from channels.layers import get_channel_layer
 from prometheus_client import REGISTRY
 
 from realtime import events
-from realtime.fanout_overload import OVER_CAPACITY
-from realtime.layer_health import layer_health
-from realtime.room_fanout import room_fanout, room_fanout_rejoin
+from realtime.cluster.health import layer_health
+from realtime.rooms.fanout import room_fanout, room_fanout_rejoin
+from realtime.rooms.overload import OVER_CAPACITY
 from tests.conftest import UserFactory
 from tests.unit.realtime.test_rooms import exchange, session_for, subscribed
 

@@ -12,10 +12,10 @@ from django.db import transaction
 
 from accounts.models import User
 from realtime import events
-from realtime.layer_health import layer_health
-from realtime.presence import presence
-from realtime.protocol import ERROR_MESSAGES, CloseCode, ErrorCode
-from realtime.rooms import channel_policy
+from realtime.cluster.health import layer_health
+from realtime.protocol.frames import ERROR_MESSAGES, CloseCode, ErrorCode
+from realtime.rooms.policy import channel_policy
+from realtime.rooms.presence import presence
 from tests.conftest import UserFactory, access_for
 from tests.unit.realtime.test_outages import UNREACHABLE_REDIS
 from tests.unit.realtime.ws import assert_closed

@@ -1,10 +1,11 @@
-"""realtime.rooms: the channel-name rule and the default policy, without sockets or a database."""
+"""realtime.rooms.policy: the channel-name rule and the default policy, without sockets or a
+database."""
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
 
 from accounts.models import User
-from realtime.rooms import (
+from realtime.rooms.policy import (
     channel_allowed,
     channel_name_valid,
     channel_policy,
@@ -155,7 +156,7 @@ def test_the_policy_is_loaded_once_until_the_cache_is_cleared(settings, fresh_po
 
 
 def test_a_policy_path_that_names_nothing_fails_loudly(settings, fresh_policy):
-    settings.REALTIME_CHANNEL_POLICY = "realtime.rooms.no_such_policy"
+    settings.REALTIME_CHANNEL_POLICY = "realtime.rooms.policy.no_such_policy"
 
     with pytest.raises(ImportError, match="no_such_policy"):
         channel_allowed(user=member(), channel="lobby", action="subscribe")

@@ -5,10 +5,10 @@ import asyncio
 import pytest
 from django.core.checks import run_checks
 
+from realtime.cluster.health import layer_health
 from realtime.events import publish
-from realtime.layer_health import layer_health
-from realtime.presence import distinct_users, presence
-from realtime.rooms import channel_policy, default_channel_policy
+from realtime.rooms.policy import channel_policy, default_channel_policy
+from realtime.rooms.presence import distinct_users, presence
 from tests.conftest import access_for
 
 

@@ -3,8 +3,8 @@ is the client's `invalid_message`, with its id, not an internal error."""
 
 import pytest
 
-from realtime.consumers import SessionConsumer
-from realtime.protocol import ErrorCode, ProtocolError
+from realtime.protocol.frames import ErrorCode, ProtocolError
+from realtime.session.consumer import SessionConsumer
 
 pytestmark = pytest.mark.asyncio
 

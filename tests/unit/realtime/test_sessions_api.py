@@ -9,9 +9,9 @@ from asgiref.sync import sync_to_async
 from rest_framework.test import APIClient
 
 from realtime import views
+from realtime.cluster.workers import WORKER_ID
 from realtime.models import WebSocketSession
-from realtime.protocol import CloseCode, ErrorCode
-from realtime.workers import WORKER_ID
+from realtime.protocol.frames import CloseCode, ErrorCode
 from tests.conftest import UserFactory, access_for
 from tests.unit.realtime.sessions import DEAD_WORKER, WebSocketSessionFactory, session_open
 from tests.unit.realtime.ws import assert_error_then_closed

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from realtime.startup import startup_log
+from realtime.server.startup import startup_log
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 REDIS = {"default": {"BACKEND": "core.channel_layer.RedisChannelLayer", "CONFIG": {}}}

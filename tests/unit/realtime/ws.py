@@ -2,7 +2,7 @@
 
 from channels.testing import WebsocketCommunicator
 
-from realtime.protocol import ERROR_MESSAGES, CloseCode, ErrorCode
+from realtime.protocol.frames import ERROR_MESSAGES, CloseCode, ErrorCode
 
 
 async def receive_close(socket: WebsocketCommunicator, wait: float = 1) -> tuple[int, str]:

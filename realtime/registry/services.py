@@ -1,7 +1,7 @@
 """The session registry's operations: record, close, find online, disconnect, reap and prune.
 
 A session is online when its row is open and its worker's heartbeat is alive
-(`realtime.workers`): a SIGKILLed worker's sessions stop counting within WS_PRESENCE_TTL
+(`realtime.cluster.workers`): a SIGKILLed worker's sessions stop counting within WS_PRESENCE_TTL
 seconds, with no request to that worker. Disconnects travel through `realtime.events`.
 """
 

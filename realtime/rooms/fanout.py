@@ -3,13 +3,13 @@
 A publish is one `group_send` to the room's group, whose members are workers, not sessions:
 each worker receives a message once, encodes its frame once and hands it to its local
 subscribers in order. The first local subscriber of a room adds the worker's channel to the
-room's group; the last one out discards it. Presence stays per session (`realtime.presence`).
+room's group; the last one out discards it. Presence stays per session (`realtime.rooms.presence`).
 
 With Redis, the worker channel lives on its own channel layer (`CHANNEL_LAYERS["rooms"]`):
 channels-redis lets one coroutine at a time block on a process's inbound key, so sharing the
 sessions' layer would let idle sessions hold room messages back. Its capacity is
 `WS_ROOM_FANOUT_CAPACITY` undelivered messages; past it Redis refuses the write, which
-`realtime.fanout_overload` counts and logs. Without that alias (the in-memory layer), the
+`realtime.rooms.overload` counts and logs. Without that alias (the in-memory layer), the
 default layer carries it.
 """
 
@@ -23,10 +23,10 @@ from channels.layers import DEFAULT_CHANNEL_LAYER, get_channel_layer
 from django.conf import settings
 
 from operations import metrics
-from realtime.fanout_members import fanout_members
-from realtime.layer_health import layer_health
-from realtime.protocol import frame_encode
-from realtime.rooms import room_group
+from realtime.cluster.health import layer_health
+from realtime.protocol.frames import frame_encode
+from realtime.rooms.membership import fanout_members
+from realtime.rooms.policy import room_group
 
 logger = logging.getLogger("switchboard.realtime")
 

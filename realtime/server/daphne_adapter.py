@@ -39,9 +39,9 @@ from dataclasses import dataclass
 
 from autobahn.util import encode_truncate
 
-from config.log_redaction import redact
-from realtime.limits import TokenBucket, WindowCounter
-from realtime.protocol import CloseCode
+from core.log_redaction import redact
+from realtime.protocol.frames import CloseCode
+from realtime.session.limits import TokenBucket, WindowCounter
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
@@ -372,8 +372,9 @@ def install(
     uncovered = versions_uncovered()
     if uncovered:
         logger.warning(
-            "%s not covered by realtime.daphne_compat (covers %s); close codes 1003/1007/1008/"
-            "1009, close reasons and the control-frame and backlog limits may not hold",
+            "%s not covered by realtime.server.daphne_adapter (covers %s); close codes "
+            "1003/1007/1008/1009, close reasons and the control-frame and backlog limits may "
+            "not hold",
             ", ".join(uncovered),
             ", ".join(
                 f"{name} {'/'.join(v + 'x' for v in versions)}"

@@ -1,7 +1,7 @@
 """Who is in which room right now, across every worker.
 
 With Redis, each room is a hash of `<worker>|<connection>` → `[user_id, username]`. A worker
-killed with SIGKILL stops its heartbeat (`realtime.workers`): within WS_PRESENCE_TTL its
+killed with SIGKILL stops its heartbeat (`realtime.cluster.workers`): within WS_PRESENCE_TTL its
 entries stop counting, and the next presence query deletes them. Without Redis, presence is
 this process's memory.
 
@@ -20,7 +20,7 @@ from functools import cache
 
 from django.conf import settings
 
-from realtime.workers import KEY_PREFIX, WORKER_ID, WorkerHeartbeat, heartbeat
+from realtime.cluster.workers import KEY_PREFIX, WORKER_ID, WorkerHeartbeat, heartbeat
 
 logger = logging.getLogger("switchboard.realtime")
 
@@ -64,7 +64,7 @@ class MemoryPresence:
 
 class RedisPresence:
     """Presence shared by every worker through Redis; entries of dead workers (no heartbeat,
-    see `realtime.workers`) stop counting and are deleted by the next query. This worker's
+    see `realtime.cluster.workers`) stop counting and are deleted by the next query. This worker's
     entries are also kept here, to be written again when another worker deleted them."""
 
     def __init__(self, workers: WorkerHeartbeat) -> None:

@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from operations import metrics
-from realtime import registry
-from realtime.registry import Close
+from realtime.registry import services as registry
+from realtime.registry.services import Close
 
 logger = logging.getLogger("switchboard.realtime")
 

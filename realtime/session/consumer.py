@@ -14,7 +14,6 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from accounts.client_ip import scope_client_ip
 from accounts.tokens import (
     VERSION_CLAIM,
     Authenticated,
@@ -25,14 +24,14 @@ from accounts.tokens import (
     auser_for_token,
     users_token_state,
 )
+from core.client_ip import scope_client_ip
 from core.degrade import Degradation
 from operations import metrics
+from realtime.auth.middleware import SUBPROTOCOL, CredentialsMissing
+from realtime.cluster.health import layer_health
+from realtime.cluster.workers import WORKER_ID, heartbeat
 from realtime.events import revocation_floor, room_event, user_group
-from realtime.layer_health import layer_health
-from realtime.limits import TokenBucket, WindowCounter
-from realtime.middleware import SUBPROTOCOL, CredentialsMissing
-from realtime.presence import presence
-from realtime.protocol import (
+from realtime.protocol.frames import (
     ERROR_MESSAGES,
     NOT_CLIENT_MISTAKES,
     Auth,
@@ -50,11 +49,12 @@ from realtime.protocol import (
     frame_decode,
     frame_encode,
 )
-from realtime.registry import SessionOpen, TooManySessions
-from realtime.registry_batched import session_record_close_retrying, session_record_open_batched
-from realtime.room_fanout import room_fanout
-from realtime.rooms import channel_allowed, channel_name_valid, room_group
-from realtime.workers import WORKER_ID, heartbeat
+from realtime.registry.batched import session_record_close_retrying, session_record_open_batched
+from realtime.registry.services import SessionOpen, TooManySessions
+from realtime.rooms.fanout import room_fanout
+from realtime.rooms.policy import channel_allowed, channel_name_valid, room_group
+from realtime.rooms.presence import presence
+from realtime.session.limits import TokenBucket, WindowCounter
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
@@ -480,7 +480,7 @@ class SessionConsumer(LimitedConsumer):
         await self.session_record_close(CloseCode.TRY_AGAIN_LATER)
 
     async def session_record_close(self, code: int | None) -> None:
-        # Not written in time: retried until the database answers (`realtime.registry_closes`).
+        # Not written in time: retried until the database answers (`realtime.registry.closes`).
         failure = await session_record_close_retrying(
             session_id=self.session_id,
             code=code,
@@ -686,7 +686,7 @@ class SessionConsumer(LimitedConsumer):
 
     async def room_send(self, channel: str, text: str) -> None:
         """Send a `message` frame of room `channel`, encoded once for the worker
-        (`realtime.room_fanout`); held back while this session handles an event."""
+        (`realtime.rooms.fanout`); held back while this session handles an event."""
         if self.closing:
             return
         if not self.dispatching:

@@ -11,10 +11,10 @@ import time
 from django.conf import settings
 from limits import RateLimitItemPerMinute
 
-from accounts.client_ip import scope_client_ip
+from core.client_ip import scope_client_ip
 from core.rate_limits import AsyncSharedLimiter
 from operations.metrics import WS_CONNECTIONS, endpoint_label
-from realtime.protocol import CloseCode, ErrorCode, frame_encode
+from realtime.protocol.frames import CloseCode, ErrorCode, frame_encode
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")

@@ -1,4 +1,4 @@
-"""The session registry's writes from the WebSocket path, batched (`realtime.db_batch`):
+"""The session registry's writes from the WebSocket path, batched (`core.db_batch`):
 alone, a write runs at once; the opens (or closes) that arrive while one runs share the next
 transaction.
 
@@ -10,10 +10,10 @@ client sees, and when the row is visible, do not change.
 
 import asyncio
 
-from realtime import registry
-from realtime.db_batch import loop_batcher
-from realtime.registry import Close, SessionOpen, TooManySessions, UserGone
-from realtime.registry_closes import registry_closes
+from core.db_batch import loop_batcher
+from realtime.registry import services as registry
+from realtime.registry.closes import registry_closes
+from realtime.registry.services import Close, SessionOpen, TooManySessions, UserGone
 
 _open_batchers: dict = {}
 _close_batchers: dict = {}
@@ -21,7 +21,7 @@ _close_batchers: dict = {}
 
 async def _open(opens: list[SessionOpen]) -> dict[SessionOpen, bool | None]:
     # Closes of these users not recorded yet go first, in the same transaction: a session
-    # that closed never counts toward its user's limit (`realtime.registry_closes`).
+    # that closed never counts toward its user's limit (`realtime.registry.closes`).
     closes = registry_closes().of_users({o.user_id for o in opens})
     recorded = await registry.asessions_record_open(opens, closes=closes)
     registry_closes().written(closes)
@@ -53,7 +53,7 @@ async def session_record_close_retrying(
     *, session_id: str, code: int | None, user_id: int, wait: float
 ) -> Exception | None:
     """Record that a session closed, waiting at most `wait` seconds: None once written; else what
-    the write raised, and the close is retried until written (`realtime.registry_closes`).
+    the write raised, and the close is retried until written (`realtime.registry.closes`).
     Until then an open of the same user on this worker writes it first."""
     closes = registry_closes()
     closes.keep(session_id=session_id, code=code, user_id=user_id)

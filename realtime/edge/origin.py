@@ -1,7 +1,7 @@
 """Origin check for WebSocket handshakes (channels' stock validator ignores ports).
 
 A refused handshake still counts toward WS_CONNECTS_PER_MINUTE for its client address
-(`realtime.connect_rate`): a flood of foreign-origin handshakes is not free, and leaves that
+(`realtime.edge.connect_rate`): a flood of foreign-origin handshakes is not free, and leaves that
 address no fresh budget for its next, same-origin ones. Its answer stays 403 whatever the
 count, so the check runs first (`config.asgi`): a page on a foreign origin is told that
 origin is refused, never anything about the rate, and the rate refusal (an accepted socket,
@@ -16,9 +16,9 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from accounts.client_ip import scope_client_ip
+from core.client_ip import scope_client_ip
 from operations.metrics import WS_CONNECTIONS, endpoint_label
-from realtime.connect_rate import connect_rate
+from realtime.edge.connect_rate import connect_rate
 
 security_log = logging.getLogger("switchboard.security")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}

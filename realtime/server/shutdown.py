@@ -4,9 +4,9 @@ import logging
 
 from django.db import close_old_connections, connections
 
-from realtime.protocol import CloseCode
-from realtime.registry import worker_sessions_close
-from realtime.workers import WORKER_ID, worker_retire_sync
+from realtime.cluster.workers import WORKER_ID, worker_retire_sync
+from realtime.protocol.frames import CloseCode
+from realtime.registry.services import worker_sessions_close
 
 logger = logging.getLogger("switchboard.realtime")
 

@@ -15,9 +15,9 @@ from urllib.parse import parse_qs
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 
-from accounts.client_ip import scope_client_ip
 from accounts.tokens import TokenRejected, auser_for_claims, auser_for_token
-from realtime.tickets import ticket_redeem
+from core.client_ip import scope_client_ip
+from realtime.auth.tickets import ticket_redeem
 
 SUBPROTOCOL = "switchboard.v1"
 BEARER_SUBPROTOCOL_PREFIX = "bearer."

@@ -2,7 +2,7 @@
 
 channels-redis writes a group message only to member channels below their capacity and
 reports the rest in one INFO record on `channels_redis.core`. Room groups hold one channel
-per worker (`realtime.room_fanout`), so each refused write is a message that one worker's
+per worker (`realtime.rooms.fanout`), so each refused write is a message that one worker's
 subscribers will never see. This filter, installed on that logger by `config/settings.py`,
 turns such a record into `switchboard_room_fanout_dropped_total{reason="worker_channel_full"}`
 and a warning naming the room.

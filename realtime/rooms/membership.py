@@ -5,7 +5,7 @@ Without this, a dead worker's channel stays in its rooms' groups until
 `CHANNEL_GROUP_EXPIRY` (a day): it fills to `WS_ROOM_FANOUT_CAPACITY`, and from then on every
 message to those rooms is counted and logged as dropped for a worker that no longer exists.
 Every worker reaps, every `WS_PRESENCE_TTL` seconds, the workers whose heartbeat
-(`realtime.workers`) has lapsed. A worker that finds its own record gone (reaped while it
+(`realtime.cluster.workers`) has lapsed. A worker that finds its own record gone (reaped while it
 stalled, or Redis restarted empty) adds its channel back to its rooms.
 """
 
@@ -15,8 +15,8 @@ from functools import cache
 
 from django.conf import settings
 
-from realtime.rooms import room_group
-from realtime.workers import WORKER_ID, WorkerHeartbeat, heartbeat
+from realtime.cluster.workers import WORKER_ID, WorkerHeartbeat, heartbeat
+from realtime.rooms.policy import room_group
 
 logger = logging.getLogger("switchboard.realtime")
 
