@@ -20,7 +20,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 
 ENDPOINTS = frozenset({"echo", "session"})
 CONNECTION_OUTCOMES = frozenset(

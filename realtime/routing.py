@@ -2,7 +2,8 @@
 
 from django.urls import path, re_path
 
-from realtime.session.consumer import EchoConsumer, NotFoundConsumer, SessionConsumer
+from realtime.session.consumer import SessionConsumer
+from realtime.session.echo import EchoConsumer, NotFoundConsumer
 
 websocket_urlpatterns = [
     path("ws/echo/", EchoConsumer.as_asgi()),

@@ -14,7 +14,8 @@ from limits import RateLimitItemPerMinute
 from core.client_ip import scope_client_ip
 from core.rate_limits import AsyncSharedLimiter
 from operations.metrics import WS_CONNECTIONS, endpoint_label
-from realtime.protocol.frames import CloseCode, ErrorCode, frame_encode
+from realtime.protocol.codes import CloseCode, ErrorCode
+from realtime.protocol.frames import frame_encode
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
@@ -86,9 +87,10 @@ class ConnectRateMiddleware:
                 WS_CONNECTIONS.labels(endpoint_label(scope.get("path", "")), "rate_limited").inc()
                 if connect_rate.should_log(ip):
                     security_log.warning(
-                        "websocket connection rate exceeded (%d/minute), closing 4008: "
+                        "websocket connection rate exceeded (%d/minute), closing %d: "
                         "path=%s client=%s",
                         settings.WS_CONNECTS_PER_MINUTE,
+                        CloseCode.RATE_LIMITED,
                         scope.get("path"),
                         ip,
                     )

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from autobahn.util import encode_truncate
 
 from core.log_redaction import redact
-from realtime.protocol.frames import CloseCode
+from realtime.protocol.codes import CloseCode
 from realtime.session.limits import TokenBucket, WindowCounter
 
 logger = logging.getLogger("switchboard.realtime")
@@ -49,7 +49,6 @@ security_log = logging.getLogger("switchboard.security")
 COVERED_VERSIONS = {"daphne": ("4.1.", "4.2."), "autobahn": ("26.",), "twisted": ("26.",)}
 MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
 SHUTDOWN_GRACE = 2.0  # seconds the close handshakes get before daphne drops what is left
-SLOW_CLIENT_CODE = 4009
 SLOW_CLIENT_CLOSE_WAIT = 10.0  # seconds a shed client gets to read up to its close frame
 # Seconds a client gets to answer the server's close frame before the TCP connection is cut
 # (autobahn's batched timer rounds the deadline down to the whole second: 4-5 s).
@@ -57,9 +56,8 @@ CLOSE_HANDSHAKE_WAIT = 5.0
 # What autobahn fails a connection with, as the protocol documents it (its own reasons quote
 # octet offsets and opcodes; they go to the log).
 FAIL_CLOSES = {
-    1002: CloseCode.PROTOCOL_ERROR,
-    1007: CloseCode.INVALID_PAYLOAD,
-    1009: CloseCode.MESSAGE_TOO_BIG,
+    int(code): code
+    for code in (CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_PAYLOAD, CloseCode.MESSAGE_TOO_BIG)
 }
 
 
@@ -86,10 +84,15 @@ def _close_code_remember(protocol, code: int) -> None:
 
 def _server_close(self, code=None, reason=None):
     """Close with any valid code and a reason, bypassing autobahn's application-code filter."""
-    code = 1000 if code is None else code
+    code = int(CloseCode.NORMAL) if code is None else code
     _close_code_remember(self, code)
     reason_bytes = encode_truncate(reason, MAX_REASON_BYTES) if reason else None
     self.sendCloseFrame(code=code, reasonUtf8=reason_bytes, isReply=False)
+
+
+def close_as(protocol, code: CloseCode) -> None:
+    """Close `protocol` (through its patched `serverClose`) with `code` and its reason."""
+    protocol.serverClose(code=int(code), reason=code.reason)
 
 
 def send_backlog(transport) -> int:
@@ -108,13 +111,14 @@ def _shed_slow_client(protocol, backlog: int, limit: int) -> None:
         transport._tempDataLen = 0
     protocol.closeHandshakeTimeout = SLOW_CLIENT_CLOSE_WAIT
     security_log.warning(
-        "slow client: %d bytes queued for sending (limit %d), closing 4009: path=%s client=%s",
+        "slow client: %d bytes queued for sending (limit %d), closing %d: path=%s client=%s",
         backlog,
         limit,
+        CloseCode.SLOW_CLIENT,
         getattr(protocol.request, "path", None),
         protocol.client_addr[0] if protocol.client_addr else None,
     )
-    protocol.serverClose(code=SLOW_CLIENT_CODE, reason="slow client")
+    close_as(protocol, CloseCode.SLOW_CLIENT)
 
 
 def _handle_reply_factory(original, max_send_backlog: int):
@@ -142,13 +146,17 @@ def _frame_begin_factory(original, max_bytes: int):
             self.message_data_total_length += length
             self.failedByMe = True
             security_log.warning(
-                "websocket message too big (%d > %d bytes), closing 1009: path=%s client=%s",
+                "websocket message too big (%d > %d bytes), closing %d: path=%s client=%s",
                 self.message_data_total_length,
                 max_bytes,
+                CloseCode.MESSAGE_TOO_BIG,
                 getattr(self.request, "path", None),
                 self.client_addr[0] if self.client_addr else None,
             )
-            self.sendCloseFrame(code=1009, reasonUtf8=b"message too big", isReply=False)
+            too_big = CloseCode.MESSAGE_TOO_BIG
+            self.sendCloseFrame(
+                code=int(too_big), reasonUtf8=too_big.reason.encode(), isReply=False
+            )
             return
         original(self, length)
 
@@ -242,11 +250,12 @@ def _control_frame_counted(protocol, limits: ControlFrameLimits) -> bool:
         return True
     if protocol.control_abuse.hit() and protocol.state == protocol.STATE_OPEN:
         security_log.warning(
-            "websocket control frame flood, closing 4008: path=%s client=%s",
+            "websocket control frame flood, closing %d: path=%s client=%s",
+            CloseCode.RATE_LIMITED,
             getattr(protocol.request, "path", None),
             protocol.client_addr[0] if protocol.client_addr else None,
         )
-        protocol.serverClose(code=int(CloseCode.RATE_LIMITED), reason=CloseCode.RATE_LIMITED.reason)
+        close_as(protocol, CloseCode.RATE_LIMITED)
     return False
 
 
@@ -294,10 +303,12 @@ def _going_away():
     sockets = list(_open_sockets)
     for protocol in sockets:
         try:
-            protocol.serverClose(code=1001, reason="server going away")
+            close_as(protocol, CloseCode.GOING_AWAY)
         except Exception:
-            logger.exception("could not send 1001 to a client")
-    logger.warning("shutting down: closed %d WebSocket(s) with 1001", len(sockets))
+            logger.exception("could not send %d to a client", CloseCode.GOING_AWAY)
+    logger.warning(
+        "shutting down: closed %d WebSocket(s) with %d", len(sockets), CloseCode.GOING_AWAY
+    )
 
     def settled(elapsed=[0.0]):  # noqa: B006  (a counter across calls)
         elapsed[0] += 0.1

@@ -5,7 +5,7 @@ import logging
 from django.db import close_old_connections, connections
 
 from realtime.cluster.workers import WORKER_ID, worker_retire_sync
-from realtime.protocol.frames import CloseCode
+from realtime.protocol.codes import CloseCode
 from realtime.registry.services import worker_sessions_close
 
 logger = logging.getLogger("switchboard.realtime")
@@ -17,7 +17,9 @@ def worker_retire() -> None:
     try:
         close_old_connections()
         closed = worker_sessions_close(worker=WORKER_ID, code=int(CloseCode.GOING_AWAY))
-        logger.warning("shutting down: %d session(s) recorded closed with 1001", closed)
+        logger.warning(
+            "shutting down: %d session(s) recorded closed with %d", closed, CloseCode.GOING_AWAY
+        )
     except Exception:
         logger.exception("shutting down: could not record this worker's sessions closed")
     finally:

@@ -3,7 +3,7 @@
 - docs/CONFIGURATION.md: one row per environment variable config/settings.py reads (and
   PROMETHEUS_MULTIPROC_DIR, which prometheus-client reads), each also in .env.example;
 - docs/PROTOCOL.md: the close-code table is `realtime.protocol.frames.CloseCode` with its
-  reasons, the error-code table `ErrorCode` with `ERROR_MESSAGES`, and every error frame it
+  reasons, the error-code table `ErrorCode` with its messages, and every error frame it
   quotes says what the server says;
 - docs/OPERATIONS.md: the metrics table is the metrics the code defines;
 - docs/DEPLOYMENT.md: the `check --deploy` table is the checks `operations/deploy_checks.py` has;
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from realtime.edge.connect_rate import REFUSED_MESSAGE
-from realtime.protocol.frames import CLOSE_REASONS, ERROR_MESSAGES, CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -248,7 +248,15 @@ PROTOCOL = (DOCS / "PROTOCOL.md").read_text()
 
 def test_the_close_code_table_is_closecode_with_its_reasons():
     documented = {int(row[0]): code_span(row[1]) for row in section_table(PROTOCOL, "close-codes")}
-    assert documented == {int(code): CLOSE_REASONS[code] for code in CloseCode}
+    assert documented == {int(code): code.reason for code in CloseCode}
+
+
+def test_the_close_code_tables_client_should_column_says_reconnect_exactly_when_it_may():
+    """ "reconnect" (or "then reconnect") in the `client should` column iff `code.reconnect`."""
+    advice = {int(row[0]): row[3] for row in section_table(PROTOCOL, "close-codes")}
+    assert {
+        code: "reconnect" in advice[code] and "do not" not in advice[code] for code in advice
+    } == {int(code): code.reconnect for code in CloseCode}
 
 
 def test_the_close_code_table_has_each_code_once():
@@ -260,14 +268,14 @@ def test_the_error_code_table_is_errorcode_with_its_messages():
     rows = section_table(PROTOCOL, "error-codes")
     documented = {code_span(row[0]): code_span(row[1]) for row in rows}
     assert len(rows) == len(documented), "an error code has two rows"
-    assert documented == {str(code): ERROR_MESSAGES[code] for code in ErrorCode}
+    assert documented == {str(code): code.message for code in ErrorCode}
 
 
 def test_every_quoted_error_frame_says_what_the_server_says():
     frames = re.findall(r'\{"type":"error","code":"(\w+)","message":"([^"]*)"\}', PROTOCOL)
     assert len(frames) >= 5
     for code, message in frames:
-        expected = {ERROR_MESSAGES[ErrorCode(code)]}
+        expected = {ErrorCode(code).message}
         if code == ErrorCode.RATE_LIMITED:
             expected.add(REFUSED_MESSAGE)  # the handshake's refusal says more
         assert message in expected, (code, message)

@@ -3,15 +3,15 @@
 import re
 from pathlib import Path
 
-from realtime.protocol.frames import CLOSE_REASONS, CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 
 SOURCE = (Path(__file__).resolve().parents[3] / "console/static/console/closecodes.js").read_text()
 JS_REASONS = {int(code): reason for code, reason in re.findall(r'(\d{4}): \[\s*"([^"]+)"', SOURCE)}
 
 
 def test_every_close_code_the_server_sends_has_its_reason_text_in_the_console():
-    assert {code: JS_REASONS.get(int(code)) for code in CLOSE_REASONS} == {
-        code: reason for code, reason in CLOSE_REASONS.items()
+    assert {int(code): JS_REASONS.get(int(code)) for code in CloseCode} == {
+        int(code): code.reason for code in CloseCode
     }
 
 

@@ -4,7 +4,7 @@ sessions it opened, while the user's other tokens keep working."""
 from asgiref.sync import sync_to_async
 from rest_framework.test import APIClient
 
-from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 from tests.conftest import access_for, refresh_for
 from tests.unit.realtime.ws import assert_error_then_closed
 

@@ -7,9 +7,10 @@ import msgspec
 import pytest
 import yaml
 
-from realtime.protocol.frames import Auth, CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
+from realtime.protocol.frames import Auth
 from realtime.rooms import fanout as room_fanout
-from realtime.session import consumer as consumers
+from realtime.session import base, consumer, credentials, handlers
 from realtime.session.consumer import SessionConsumer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -27,12 +28,19 @@ def documented(direction: str) -> dict[str, dict]:
 
 
 def server_frame_types() -> set[str]:
-    """Every literal frame type the server sends: the consumers' `send_frame("kind", …)`, and
-    the room fan-out's `frame_encode("kind", …)` (one encoding for all local subscribers)."""
-    senders = {consumers: "send_frame", room_fanout: "frame_encode"}
+    """Every literal frame type the server sends: the session's `send_frame("kind", …)` (its
+    consumer, handlers and credential timers), and the room fan-out's `frame_encode("kind", …)`
+    (one encoding for all local subscribers)."""
+    senders = [
+        (base, "send_frame"),
+        (consumer, "send_frame"),
+        (handlers, "send_frame"),
+        (credentials, "send_frame"),
+        (room_fanout, "frame_encode"),
+    ]
     return {
         node.args[0].value
-        for module, call in senders.items()
+        for module, call in senders
         for node in ast.walk(ast.parse(Path(module.__file__).read_text()))
         if isinstance(node, ast.Call)
         and getattr(node.func, "attr", getattr(node.func, "id", None)) == call

@@ -2,7 +2,7 @@
 
 import pytest
 
-from realtime.protocol.frames import CloseCode
+from realtime.protocol.codes import CloseCode
 from tests.unit.realtime.ws import assert_closed
 
 

@@ -18,7 +18,7 @@ from accounts.models import User
 from accounts.services import user_revoke_tokens
 from accounts.tokens import token_pair_for_user
 from realtime.events import user_group
-from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 from tests.conftest import access_for, refresh_for
 from tests.unit.realtime.ws import assert_closed, assert_error_then_closed, receive_close
 from tests.unit.token_cases import BAD_TOKENS, BadToken

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import user_revoke_tokens
 from realtime.auth.tickets import TICKET_TTL, ticket_store
-from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 from tests.conftest import access_for
 from tests.unit.realtime.sessions import from_ip
 from tests.unit.realtime.ws import assert_error_then_closed, receive_close

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from accounts import tokens
 from realtime.cluster.health import layer_health
-from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.session.consumer import SessionConsumer
 from tests.conftest import access_for
 from tests.unit.realtime.ws import assert_error_then_closed

@@ -4,18 +4,8 @@ import json
 
 import pytest
 
-from realtime.protocol.frames import (
-    CLOSE_REASONS,
-    ERROR_MESSAGES,
-    CloseCode,
-    Echo,
-    ErrorCode,
-    Ping,
-    ProtocolError,
-    Refresh,
-    frame_decode,
-    frame_encode,
-)
+from realtime.protocol.codes import CloseCode, ErrorCode
+from realtime.protocol.frames import Echo, Ping, ProtocolError, Refresh, frame_decode, frame_encode
 
 SCHEMAS = {"echo": Echo, "ping": Ping, "refresh": Refresh}
 
@@ -162,7 +152,7 @@ def test_every_error_code_has_a_message():
         "too_many_sessions",
     }
     for code in ErrorCode:
-        assert ERROR_MESSAGES[code]
+        assert code.message
 
 
 def test_close_codes_are_the_documented_ones_with_short_reasons():
@@ -183,7 +173,7 @@ def test_close_codes_are_the_documented_ones_with_short_reasons():
         4501: "session revoked",
         4502: "too many sessions",
     }
-    assert all(len(reason.encode()) < 120 for reason in CLOSE_REASONS.values())
+    assert all(len(reason.encode()) < 120 for reason in (code.reason for code in CloseCode))
 
 
 def test_close_codes_follow_the_reconnect_rule():
@@ -200,3 +190,37 @@ def test_close_codes_follow_the_reconnect_rule():
         CloseCode.SESSION_REVOKED,
         CloseCode.TOO_MANY_SESSIONS,
     }
+
+
+def test_a_close_code_may_reconnect_exactly_when_the_python_client_reconnects_on_it():
+    from switchboard_client.errors import CloseAction, close_action
+
+    assert {code for code in CloseCode if code.reconnect} == {
+        CloseCode.GOING_AWAY,
+        CloseCode.INTERNAL_ERROR,
+        CloseCode.TRY_AGAIN_LATER,
+        CloseCode.TOKEN_EXPIRED,
+        CloseCode.RATE_LIMITED,
+        CloseCode.SLOW_CLIENT,
+    }
+    assert {code for code in CloseCode if close_action(int(code)) is not CloseAction.STOP} == {
+        code for code in CloseCode if code.reconnect
+    }
+
+
+def test_a_refused_handshake_closes_with_its_error_codes_refusal():
+    from realtime.protocol.codes import refusal_for
+
+    assert refusal_for("token_expired") == (
+        ErrorCode.TOKEN_EXPIRED,
+        CloseCode.TOKEN_EXPIRED,
+        "expired",
+    )
+    assert refusal_for("unavailable") == (
+        ErrorCode.UNAVAILABLE,
+        CloseCode.TRY_AGAIN_LATER,
+        "unavailable",
+    )
+    # Not a refusal (or not a code at all): unauthorized.
+    for code in ("unauthorized", "forbidden", "no_such_code"):
+        assert refusal_for(code) == (ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, "unauthorized")

@@ -29,7 +29,8 @@ from jsonschema import Draft202012Validator
 
 from accounts.models import User
 from config.asgi import application as asgi_application
-from realtime.protocol.frames import CloseCode, ErrorCode, ProtocolError, frame_decode
+from realtime.protocol.codes import CloseCode, ErrorCode
+from realtime.protocol.frames import ProtocolError, frame_decode
 from realtime.session.consumer import SessionConsumer
 from tests.conftest import access_for, forge, valid_claims
 

@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from realtime.auth.tickets import ticket_store
-from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 from tests.conftest import access_for, refresh_for
 from tests.unit.realtime.ws import assert_error_then_closed
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from realtime.cluster.workers import WORKER_ID, LocalWorkers, alive_of
 from realtime.models import WebSocketSession
-from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.registry import services as registry
 from realtime.registry.services import (
     ABNORMAL_CLOSURE,

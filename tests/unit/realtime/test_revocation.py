@@ -9,7 +9,7 @@ from django.db.models import F
 from accounts.models import User
 from realtime.cluster.health import layer_health
 from realtime.events import _floor_key, user_group
-from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 from tests.conftest import UserFactory, access_for
 from tests.unit.realtime.ws import assert_error_then_closed
 

@@ -13,7 +13,7 @@ from django.db import transaction
 from accounts.models import User
 from realtime import events
 from realtime.cluster.health import layer_health
-from realtime.protocol.frames import ERROR_MESSAGES, CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.rooms.policy import channel_policy
 from realtime.rooms.presence import presence
 from tests.conftest import UserFactory, access_for
@@ -70,7 +70,7 @@ async def exchange(socket: WebsocketCommunicator, message) -> dict:
 
 
 def error(code: ErrorCode, msg_id=None) -> dict:
-    frame = {"type": "error", "code": str(code), "message": ERROR_MESSAGES[code]}
+    frame = {"type": "error", "code": str(code), "message": code.message}
     if msg_id is not None:
         frame["id"] = msg_id
     return frame

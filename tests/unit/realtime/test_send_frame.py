@@ -3,7 +3,8 @@ is the client's `invalid_message`, with its id, not an internal error."""
 
 import pytest
 
-from realtime.protocol.frames import ErrorCode, ProtocolError
+from realtime.protocol.codes import ErrorCode
+from realtime.protocol.frames import ProtocolError
 from realtime.session.consumer import SessionConsumer
 
 pytestmark = pytest.mark.asyncio

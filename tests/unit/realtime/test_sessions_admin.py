@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from realtime.admin import WebSocketSessionAdmin
 from realtime.models import WebSocketSession
-from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 from tests.conftest import UserFactory
 from tests.unit.realtime.sessions import DEAD_WORKER, WebSocketSessionFactory, session_open
 from tests.unit.realtime.ws import assert_error_then_closed

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from realtime import views
 from realtime.cluster.workers import WORKER_ID
 from realtime.models import WebSocketSession
-from realtime.protocol.frames import CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 from tests.conftest import UserFactory, access_for
 from tests.unit.realtime.sessions import DEAD_WORKER, WebSocketSessionFactory, session_open
 from tests.unit.realtime.ws import assert_error_then_closed

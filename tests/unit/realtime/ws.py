@@ -2,7 +2,7 @@
 
 from channels.testing import WebsocketCommunicator
 
-from realtime.protocol.frames import ERROR_MESSAGES, CloseCode, ErrorCode
+from realtime.protocol.codes import CloseCode, ErrorCode
 
 
 async def receive_close(socket: WebsocketCommunicator, wait: float = 1) -> tuple[int, str]:
@@ -25,6 +25,6 @@ async def assert_error_then_closed(
     assert await socket.receive_json_from(wait) == {
         "type": "error",
         "code": str(error),
-        "message": ERROR_MESSAGES[error],
+        "message": error.message,
     }
     await assert_closed(socket, code)

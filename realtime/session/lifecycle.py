@@ -1,0 +1,116 @@
+"""A session's row in the registry: recorded before the welcome (under the per-user cap),
+recorded closed after the last frame, whatever the database does meanwhile."""
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from core.client_ip import scope_client_ip
+from core.degrade import Degradation
+from realtime.cluster.workers import WORKER_ID, heartbeat
+from realtime.protocol.codes import CloseCode, ErrorCode, refusal_for
+from realtime.registry.batched import session_record_close_retrying, session_record_open_batched
+from realtime.registry.services import SessionOpen, TooManySessions
+
+if TYPE_CHECKING:
+    from realtime.session.consumer import SessionConsumer
+
+logger = logging.getLogger("switchboard.realtime")
+
+background_tasks: set[asyncio.Task[None]] = set()
+
+SESSION_CAP = Degradation(
+    "session_cap",
+    answer="local_rule",
+    rule="the per-user session cap counts every open session in the registry",
+)
+
+Refusal = tuple[ErrorCode, CloseCode, str]  # error frame, close code, outcome label
+
+
+async def workers_alive() -> frozenset[str] | None:
+    """The alive workers, this one included (its heartbeat started); None when Redis cannot
+    say: the session cap then counts every open session the registry holds, whichever
+    worker (stricter than counting this worker's alone)."""
+    try:
+        await heartbeat().ensure()
+        alive = await heartbeat().alive_all() | {WORKER_ID}
+    except Exception as e:
+        SESSION_CAP.fell_back(e)
+        return None
+    SESSION_CAP.answered()
+    return frozenset(alive)
+
+
+async def session_record(session: "SessionConsumer") -> Refusal | None:
+    """Record `session` in the registry; what to refuse with when it may not open."""
+    alive = await workers_alive()
+    headers = dict(session.scope.get("headers", ()))
+    opening = asyncio.ensure_future(
+        session_record_open_batched(
+            SessionOpen(
+                session_id=session.session_id,
+                user_id=session.user.pk,
+                username=session.user.get_username(),
+                channel_name=session.channel_name,
+                client_ip=scope_client_ip(session.scope),
+                user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
+                worker=WORKER_ID,
+                alive_workers=alive,
+            )
+        )
+    )
+    try:
+        await asyncio.wait_for(asyncio.shield(opening), timeout=settings.AUTH_DB_TIMEOUT)
+    except TooManySessions:
+        session.security_event(
+            f"more than {settings.WS_MAX_SESSIONS_PER_USER} sessions, closing "
+            f"{int(CloseCode.TOO_MANY_SESSIONS)}"
+        )
+        return refusal_for(ErrorCode.TOO_MANY_SESSIONS)
+    except Exception as e:
+        logger.warning(
+            "session not recorded (%s), closing %d: session_id=%s",
+            type(e).__name__,
+            CloseCode.TRY_AGAIN_LATER,
+            session.session_id,
+            extra=session.log_extra(),
+        )
+        # A timed-out insert may still commit later: once it has, close its row.
+        task = asyncio.ensure_future(session_record_close_after(session, opening))
+        background_tasks.add(task)  # a task nobody references may be collected mid-way
+        task.add_done_callback(background_tasks.discard)
+        return refusal_for(ErrorCode.UNAVAILABLE)
+    session.recorded = True
+    return None
+
+
+async def session_record_close_after(
+    session: "SessionConsumer", opening: "asyncio.Future[object]"
+) -> None:
+    """Record `session` closed with 1013 once its (timed-out) open is settled."""
+    # Whatever the open came to (recorded, refused, failed), the close goes after it.
+    await asyncio.wait([opening])
+    await session_record_close(session, CloseCode.TRY_AGAIN_LATER)
+
+
+async def session_record_close(session: "SessionConsumer", code: int | None) -> None:
+    """Record `session` closed with `code`; a write not done in time is retried until the
+    database answers (`realtime.registry.closes`)."""
+    failure = await session_record_close_retrying(
+        session_id=session.session_id,
+        code=code,
+        user_id=session.user.pk,
+        wait=settings.AUTH_DB_TIMEOUT,
+    )
+    if failure is not None:
+        logger.warning(
+            "session close not recorded (%s), retrying until the database answers: "
+            "session_id=%s code=%s",
+            type(failure).__name__,
+            session.session_id,
+            code,
+            extra=session.log_extra(),
+        )
