@@ -13,7 +13,7 @@ from django.db import transaction
 
 from accounts.tokens import AuthUnavailable
 from core.async_cache import cache_get
-from operations.metrics import LAYER_FAILURES
+from realtime.metrics import LAYER_FAILURES
 from realtime.rooms.policy import channel_name_valid, room_group
 
 logger = logging.getLogger("switchboard.realtime")

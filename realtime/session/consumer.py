@@ -26,7 +26,7 @@ from accounts.tokens import (
 )
 from core.client_ip import scope_client_ip
 from core.degrade import Degradation
-from operations import metrics
+from realtime import metrics
 from realtime.auth.middleware import SUBPROTOCOL, CredentialsMissing
 from realtime.cluster.health import layer_health
 from realtime.cluster.workers import WORKER_ID, heartbeat
