@@ -56,10 +56,6 @@ def user_group(user_id: int) -> str:
     return f"sessions.user.{user_id}"
 
 
-# A deleted user's floor: no token version reaches it.
-REVOKED_ALL = 2**62
-
-
 def _floor_key(user_id: int) -> str:
     return f"switchboard:revoked-below:{user_id}"
 
