@@ -1,5 +1,6 @@
-"""User management in the Django admin: token revocation, the user's sessions, disconnects;
-simplejwt's refresh-token pages without the raw tokens."""
+"""User management in the Django admin: token revocation; simplejwt's refresh-token pages
+without the raw tokens. The user's sessions and their disconnect action are realtime's: its
+admin extends this user page (realtime/admin.py)."""
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -8,8 +9,6 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from accounts.models import User
 from accounts.services import user_revoke_tokens
-from realtime.admin import WebSocketSessionInline, operator
-from realtime.registry.services import user_sessions_disconnect
 
 
 @admin.register(User)
@@ -22,10 +21,7 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),
     )
-    actions = ["revoke_tokens", "disconnect_sessions"]
-
-    def get_inlines(self, request, obj):
-        return [WebSocketSessionInline] if obj is not None else []
+    actions = ["revoke_tokens"]
 
     @admin.action(description="Revoke tokens and disconnect all sessions", permissions=["change"])
     def revoke_tokens(self, request, queryset):
@@ -33,16 +29,6 @@ class UserAdmin(DjangoUserAdmin):
             user_revoke_tokens(user=user, reason=f"admin action by {request.user.pk}")
         self.message_user(
             request, f"Revoked tokens of {queryset.count()} user(s).", messages.SUCCESS
-        )
-
-    @admin.action(description="Disconnect all sessions (tokens stay valid)", permissions=["change"])
-    def disconnect_sessions(self, request, queryset):
-        for user in queryset:
-            user_sessions_disconnect(user_id=user.pk, by=operator(request))
-        self.message_user(
-            request,
-            f"Disconnected every session of {queryset.count()} user(s) (close 4501).",
-            messages.SUCCESS,
         )
 
 

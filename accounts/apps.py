@@ -6,7 +6,8 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from accounts import (  # noqa: F401  (registers receivers and the OpenAPI scheme)
+        from accounts import (  # noqa: F401  (registers receivers, metrics and the OpenAPI scheme)
+            metrics,
             schema,
             signals,
         )

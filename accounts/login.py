@@ -11,9 +11,9 @@ from rest_framework.request import Request
 
 from accounts.identity import username_key
 from accounts.login_throttle import login_throttle
+from accounts.metrics import LOGINS
 from accounts.models import User
 from core.client_ip import request_client_ip
-from operations.metrics import LOGINS
 
 security_log = logging.getLogger("switchboard.security")
 USERNAME_HASH_SALT = "switchboard.accounts.login.username"

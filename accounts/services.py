@@ -1,4 +1,5 @@
-"""Account actions with side effects: revoking a user's tokens and closing their sessions."""
+"""Account actions with side effects: revoking a user's tokens (the apps holding sessions are
+told through `accounts.revocation_signals`), registering, refreshing."""
 
 import logging
 import time
@@ -11,6 +12,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import User, user_identity_conflicts
+from accounts.revocation_signals import access_token_revoked, tokens_revoked
 from accounts.tokens import (
     AuthUnavailable,
     RefreshToken,
@@ -22,8 +24,6 @@ from accounts.tokens import (
     token_user_id,
     user_for_token,
 )
-from realtime import events
-from realtime.events import user_sessions_revoke_on_commit
 
 security_log = logging.getLogger("switchboard.security")
 
@@ -48,7 +48,7 @@ def user_revoke_tokens(*, user: User, reason: str) -> None:
         )
         user.refresh_from_db(fields=["token_version", "tokens_revoked_at"])
         user_blacklist_refresh_tokens(user=user)
-        user_sessions_revoke_on_commit(user_id=user.pk, revoked_below=user.token_version)
+        tokens_revoked.send(sender=User, user_id=user.pk, revoked_below=user.token_version)
     security_log.warning("tokens revoked: user_id=%s reason=%s", user.pk, reason)
 
 
@@ -68,7 +68,7 @@ def access_token_revoke(*, token, user_id: int) -> None:
             user_id,
         )
         raise AuthUnavailable(f"revoked-token list unwritable ({type(e).__name__})") from e
-    events.user_sessions_revoke_token_on_commit(user_id=user_id, jti=token["jti"])
+    access_token_revoked.send(sender=User, user_id=user_id, jti=token["jti"])
     security_log.warning("access token revoked (logout): user_id=%s", user_id)
 
 

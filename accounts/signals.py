@@ -1,7 +1,8 @@
 """Revoke a user's tokens when their password changes, they are deactivated or deleted.
 
 These receivers catch every path (admin forms, shell, management commands); the work
-itself is `accounts.services`, and sockets are told only after the transaction commits.
+itself is `accounts.services`. Other apps hear of it through `accounts.revocation_signals`
+(realtime closes the sockets, only after the transaction commits).
 """
 
 from django.contrib.auth.hashers import check_password
@@ -9,8 +10,8 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from accounts.models import User
+from accounts.revocation_signals import REVOKED_ALL, tokens_revoked
 from accounts.services import user_revoke_tokens
-from realtime.events import REVOKED_ALL, user_sessions_revoke_on_commit
 
 _WATCHED = {"password", "is_active"}
 
@@ -47,4 +48,4 @@ def user_post_save(sender, instance: User, created: bool, **kwargs) -> None:
 
 @receiver(post_delete, sender=User)
 def user_post_delete(sender, instance: User, **kwargs) -> None:
-    user_sessions_revoke_on_commit(user_id=instance.pk, revoked_below=REVOKED_ALL)
+    tokens_revoked.send(sender=User, user_id=instance.pk, revoked_below=REVOKED_ALL)

@@ -1,4 +1,5 @@
-"""The session registry in the Django admin: who is connected, from where, and a way to cut them.
+"""The session registry in the Django admin: who is connected, from where, and a way to cut them;
+on a user's page (accounts' user admin, extended here), their recent sessions and a disconnect.
 
 Read-only: rows are written by the workers. "Online" is computed per request from the
 workers' heartbeats (`realtime.cluster.workers`), so a killed worker's sessions show offline.
@@ -8,9 +9,11 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.admin import UserAdmin as AccountsUserAdmin
+from accounts.models import User
 from realtime.cluster.workers import alive_workers_sync
 from realtime.models import WebSocketSession
-from realtime.registry.services import sessions_disconnect
+from realtime.registry.services import sessions_disconnect, user_sessions_disconnect
 
 INLINE_RECENT = 20  # sessions shown on a user's admin page
 
@@ -138,3 +141,28 @@ class WebSocketSessionInline(ReadOnlySessionMixin, admin.TabularInline):
         if user_id is None:
             return queryset.none()
         return queryset.filter(pk__in=recent.filter(user_id=user_id)[:INLINE_RECENT])
+
+
+# The user page is accounts'; what it shows of sessions comes from here, so that accounts
+# imports nothing of realtime. Importing accounts.admin above registered it first.
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(AccountsUserAdmin):
+    """Accounts' user admin, with the user's recent sessions and a disconnect action."""
+
+    actions = [*AccountsUserAdmin.actions, "disconnect_sessions"]
+
+    def get_inlines(self, request, obj):
+        return [WebSocketSessionInline] if obj is not None else []
+
+    @admin.action(description="Disconnect all sessions (tokens stay valid)", permissions=["change"])
+    def disconnect_sessions(self, request, queryset):
+        for user in queryset:
+            user_sessions_disconnect(user_id=user.pk, by=operator(request))
+        self.message_user(
+            request,
+            f"Disconnected every session of {queryset.count()} user(s) (close 4501).",
+            messages.SUCCESS,
+        )

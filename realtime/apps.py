@@ -5,4 +5,8 @@ class RealtimeConfig(AppConfig):
     name = "realtime"
 
     def ready(self) -> None:
-        from realtime import checks  # noqa: F401  (registers the system checks)
+        from realtime import (  # noqa: F401  (registers checks, receivers and metrics)
+            checks,
+            metrics,
+            receivers,
+        )

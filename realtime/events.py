@@ -13,7 +13,7 @@ from django.db import transaction
 
 from accounts.tokens import AuthUnavailable
 from core.async_cache import cache_get
-from operations.metrics import LAYER_FAILURES
+from realtime.metrics import LAYER_FAILURES
 from realtime.rooms.policy import channel_name_valid, room_group
 
 logger = logging.getLogger("switchboard.realtime")
@@ -54,10 +54,6 @@ def publish(channel: str, data: Any) -> None:
 def user_group(user_id: int) -> str:
     """The channel-layer group that holds every open session of one user, on every worker."""
     return f"sessions.user.{user_id}"
-
-
-# A deleted user's floor: no token version reaches it.
-REVOKED_ALL = 2**62
 
 
 def _floor_key(user_id: int) -> str:

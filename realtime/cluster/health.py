@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.redis import redis_is_down
-from operations.metrics import LAYER_FAILURES, LAYER_OPERATIONS, label
+from realtime.metrics import LAYER_FAILURES, LAYER_OPERATIONS, label
 
 logger = logging.getLogger("switchboard.realtime")
 

@@ -13,7 +13,7 @@ from limits import RateLimitItemPerMinute
 
 from core.client_ip import scope_client_ip
 from core.rate_limits import AsyncSharedLimiter
-from operations.metrics import WS_CONNECTIONS, endpoint_label
+from realtime.metrics import WS_CONNECTIONS, endpoint_label
 from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.protocol.frames import frame_encode
 

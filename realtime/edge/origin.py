@@ -17,8 +17,8 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from core.client_ip import scope_client_ip
-from operations.metrics import WS_CONNECTIONS, endpoint_label
 from realtime.edge.connect_rate import connect_rate
+from realtime.metrics import WS_CONNECTIONS, endpoint_label
 
 security_log = logging.getLogger("switchboard.security")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}

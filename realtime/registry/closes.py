@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from operations import metrics
+from realtime import metrics
 from realtime.registry import services as registry
 from realtime.registry.services import Close
 

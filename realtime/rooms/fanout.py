@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from channels.layers import DEFAULT_CHANNEL_LAYER, get_channel_layer
 from django.conf import settings
 
-from operations import metrics
+from realtime import metrics
 from realtime.cluster.health import layer_health
 from realtime.protocol.frames import frame_encode
 from realtime.rooms.membership import fanout_members

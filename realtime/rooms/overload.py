@@ -27,7 +27,7 @@ class RoomOverloadFilter(logging.Filter):
             return True
         from django.conf import settings
 
-        from operations.metrics import ROOM_FANOUT_DROPPED
+        from realtime.metrics import ROOM_FANOUT_DROPPED
 
         ROOM_FANOUT_DROPPED.labels("worker_channel_full").inc(int(dropped))
         logger.warning(

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from core.client_ip import scope_client_ip
-from operations import metrics
+from realtime import metrics
 from realtime.auth.middleware import SUBPROTOCOL
 from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.protocol.frames import MessageId, ProtocolError, frame_encode

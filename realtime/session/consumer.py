@@ -23,7 +23,7 @@ from accounts.tokens import (
     auser_for_token,
     users_token_state,
 )
-from operations import metrics
+from realtime import metrics
 from realtime.auth.middleware import CredentialsMissing
 from realtime.cluster.health import layer_health
 from realtime.cluster.workers import heartbeat

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from accounts.tokens import VERSION_CLAIM
-from operations import metrics
+from realtime import metrics
 from realtime.protocol.codes import CloseCode, ErrorCode
 
 if TYPE_CHECKING:

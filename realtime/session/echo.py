@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from operations import metrics
+from realtime import metrics
 from realtime.protocol.codes import CloseCode
 from realtime.server.channels_adapter import EventLoopConsumer
 from realtime.session.base import LimitedConsumer, frame_too_big

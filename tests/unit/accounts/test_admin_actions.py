@@ -37,7 +37,7 @@ def test_a_view_only_staff_user_cannot_run_the_disconnect_action_by_posting_it(
     victim = UserFactory()
     calls = []
     monkeypatch.setattr(
-        "accounts.admin.user_sessions_disconnect", lambda **kwargs: calls.append(kwargs)
+        "realtime.admin.user_sessions_disconnect", lambda **kwargs: calls.append(kwargs)
     )
 
     response = staff_with("view_user").post(

@@ -18,9 +18,10 @@ from django.test import Client
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from accounts.models import User
+from accounts.revocation_signals import REVOKED_ALL
 from accounts.services import user_revoke_tokens
 from accounts.tokens import TokenRejected, auser_for_token, user_for_token
-from realtime.events import REVOKED_ALL, user_group
+from realtime.events import user_group
 from tests.conftest import PASSWORD, UserFactory, access_for, refresh_for
 
 pytestmark = pytest.mark.django_db
