@@ -3,6 +3,8 @@ room fan-out and the session registry (served at /metrics by `operations`). Ever
 value comes from a fixed set, never from user input.
 """
 
+import time
+
 from prometheus_client import Counter, Gauge, Histogram
 
 # Re-exported: call sites count through this module alone (`metrics.labelled(metrics.WS_SENT, …)`).
@@ -102,3 +104,10 @@ REGISTRY_CLOSES_DROPPED = Counter(
     "switchboard_registry_closes_dropped",
     "Session closes not kept for retries: too many were waiting already.",
 )
+
+
+def fanout_observe(kind: str, event: dict[str, object]) -> None:
+    """Record how long a server-side event (its `sent_at`) took to reach this worker."""
+    sent_at = event.get("sent_at")
+    if isinstance(sent_at, int | float):
+        FANOUT_LATENCY.labels(kind).observe(max(0.0, time.time() - sent_at))

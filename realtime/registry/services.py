@@ -133,41 +133,6 @@ def sessions_record_open(
     return outcome
 
 
-def session_record_open(
-    *,
-    session_id: str,
-    user,
-    channel_name: str,
-    client_ip: str | None,
-    user_agent: str,
-    worker: str,
-    alive_workers: set[str],
-    limit: int,
-) -> None:
-    """Record one accepted session. TooManySessions, with nothing recorded, when the user
-    already has `limit` sessions online."""
-    one = SessionOpen(
-        session_id=session_id,
-        user_id=user.pk,
-        username=user.get_username(),
-        channel_name=channel_name,
-        client_ip=client_ip,
-        user_agent=user_agent,
-        worker=worker,
-        alive_workers=frozenset(alive_workers),
-    )
-    recorded = sessions_record_open([one], limit=limit)[session_id]
-    if recorded is None:
-        raise UserGone
-    if not recorded:
-        raise TooManySessions
-
-
-def session_record_close(*, session_id: str, code: int | None) -> None:
-    """Record that a session closed, with the close code sent or received."""
-    sessions_record_close([(session_id, code)])
-
-
 def sessions_record_close(closes: Iterable[Close]) -> None:
     """Record that sessions closed, each with its code, in one transaction."""
     with transaction.atomic():

@@ -15,7 +15,6 @@ default layer carries it.
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -200,9 +199,7 @@ class RoomFanout:
         members = self.rooms.get(event["channel"])
         if not members:
             return  # the last subscriber left while it was on its way
-        sent_at = event.get("sent_at")
-        if isinstance(sent_at, int | float):
-            metrics.FANOUT_LATENCY.labels("room.message").observe(max(0.0, time.time() - sent_at))
+        metrics.fanout_observe("room.message", event)
         channel, text = event["channel"], message_frame(event)
         sent = 0
         for deliver in list(members.values()):

@@ -8,7 +8,6 @@ Credentials and their timers are in `realtime.session.credentials`, the registry
 """
 
 import logging
-import time
 import uuid
 from collections import deque
 from typing import Any
@@ -48,13 +47,6 @@ ROOM_PENDING_LIMIT = 1000
 
 class RoomBacklogFull(Exception):
     """A session busy for too long to take more room messages."""
-
-
-def fanout_observe(kind: str, event: dict[str, Any]) -> None:
-    """Record how long a server-side event took to reach this worker."""
-    sent_at = event.get("sent_at")
-    if isinstance(sent_at, int | float):
-        metrics.FANOUT_LATENCY.labels(kind).observe(max(0.0, time.time() - sent_at))
 
 
 class SessionConsumer(LimitedConsumer):
@@ -309,17 +301,17 @@ class SessionConsumer(LimitedConsumer):
         self.room_pending.append((channel, text))
 
     async def session_revoke(self, event: dict[str, Any]) -> None:
-        fanout_observe("session.revoke", event)
+        metrics.fanout_observe("session.revoke", event)
         if self.credentials.revoked_below(event.get("revoked_below")):
             await self.revoke("session revoked")
 
     async def session_revoke_token(self, event: dict[str, Any]) -> None:
-        fanout_observe("session.revoke_token", event)
+        metrics.fanout_observe("session.revoke_token", event)
         if self.credentials.is_token(event.get("jti")):
             await self.revoke("access token revoked (logout)")
 
     async def session_disconnect(self, event: dict[str, Any]) -> None:
-        fanout_observe("session.disconnect", event)
+        metrics.fanout_observe("session.disconnect", event)
         await self.revoke("disconnected by an operator")
 
     async def revoke(self, why: str) -> None:

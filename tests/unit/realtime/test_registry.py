@@ -21,13 +21,13 @@ from realtime.registry.services import (
     ABNORMAL_CLOSURE,
     SessionOpen,
     TooManySessions,
+    UserGone,
     ip_or_none,
-    session_record_close,
-    session_record_open,
     sessions_disconnect,
     sessions_online,
     sessions_prune,
     sessions_reap,
+    sessions_record_close,
     sessions_record_open,
     worker_sessions_close,
 )
@@ -45,19 +45,24 @@ DISCONNECT_EVENT = {"type": "session.disconnect"}
 
 
 def record(user, *, limit: int = 5, alive: set[str] | None = None, **fields) -> str:
-    """`session_record_open` on this worker with plain values; the new session's id."""
+    """One session recorded open on this worker with plain values (as the batched open does,
+    alone); the new session's id. TooManySessions over `limit`."""
     session_id = str(uuid.uuid4())
     values = {
         "session_id": session_id,
-        "user": user,
+        "user_id": user.pk,
+        "username": user.get_username(),
         "channel_name": f"specific.inmemory!{session_id[:8]}",
         "client_ip": "198.51.100.7",
         "user_agent": "agent/1",
         "worker": WORKER_ID,
-        "alive_workers": {WORKER_ID} if alive is None else alive,
-        "limit": limit,
+        "alive_workers": frozenset({WORKER_ID} if alive is None else alive),
     }
-    session_record_open(**{**values, **fields})
+    recorded = sessions_record_open([SessionOpen(**{**values, **fields})], limit=limit)
+    if recorded[session_id] is None:
+        raise UserGone
+    if not recorded[session_id]:
+        raise TooManySessions
     return session_id
 
 
@@ -101,7 +106,7 @@ def test_ip_or_none_keeps_ip_addresses_normalized_and_drops_anything_else(value,
     assert ip_or_none(value) == stored
 
 
-# -- session_record_open ----------------------------------------------------------------
+# -- sessions_record_open ---------------------------------------------------------------
 
 
 @pytest.mark.django_db
@@ -220,9 +225,9 @@ def test_recording_a_close_sets_the_time_and_the_code_once():
     row = WebSocketSessionFactory()
     before = timezone.now()
 
-    session_record_close(session_id=str(row.id), code=4501)
+    sessions_record_close([(str(row.id), 4501)])
     first = WebSocketSession.objects.get(pk=row.pk)
-    session_record_close(session_id=str(row.id), code=1000)
+    sessions_record_close([(str(row.id), 1000)])
 
     again = WebSocketSession.objects.get(pk=row.pk)
     assert before <= first.closed_at <= timezone.now()
