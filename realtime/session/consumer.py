@@ -28,9 +28,9 @@ from core.client_ip import scope_client_ip
 from core.degrade import Degradation
 from operations import metrics
 from realtime.auth.middleware import SUBPROTOCOL, CredentialsMissing
-from realtime.cluster.health import layer_health
-from realtime.cluster.workers import WORKER_ID, heartbeat
+from realtime.cluster.workers import WORKER_ID
 from realtime.events import revocation_floor, room_event, user_group
+from realtime.hub import hub
 from realtime.protocol.frames import (
     ERROR_MESSAGES,
     NOT_CLIENT_MISTAKES,
@@ -51,15 +51,11 @@ from realtime.protocol.frames import (
 )
 from realtime.registry.batched import session_record_close_retrying, session_record_open_batched
 from realtime.registry.services import SessionOpen, TooManySessions
-from realtime.rooms.fanout import room_fanout
 from realtime.rooms.policy import channel_allowed, channel_name_valid, room_group
-from realtime.rooms.presence import presence
 from realtime.session.limits import TokenBucket, WindowCounter
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
-
-background_tasks: set[asyncio.Task] = set()
 
 SESSION_CAP = Degradation(
     "session_cap",
@@ -101,8 +97,8 @@ async def workers_alive() -> frozenset[str] | None:
     say: the session cap then counts every open session the registry holds, whichever
     worker (stricter than counting this worker's alone)."""
     try:
-        await heartbeat().ensure()
-        alive = await heartbeat().alive_all() | {WORKER_ID}
+        await hub().heartbeat.ensure()
+        alive = await hub().heartbeat.alive_all() | {WORKER_ID}
     except Exception as e:
         SESSION_CAP.fell_back(e)
         return None
@@ -284,11 +280,11 @@ class SessionConsumer(LimitedConsumer):
     async def layer_receive(self) -> dict:
         """The next channel-layer event for this session; waits out layer outages."""
         while True:
-            await layer_health.wait_up()
+            await hub().health.wait_up()
             try:
                 return await self.channel_layer.receive(self.channel_name)
             except Exception as e:
-                layer_health.failed("receive", e)
+                hub().health.failed("receive", e)
 
     async def groups_join(self) -> bool:
         """Join (or renew) the user's group and this session's presence in every subscribed
@@ -296,34 +292,34 @@ class SessionConsumer(LimitedConsumer):
         rejoins the room groups itself); whether it joined. Failures are recorded, not
         raised. While the layer is known to be down this waits for nothing: recovery
         rejoins."""
-        if not layer_health.available:
+        if not hub().health.available:
             return False
         try:
             await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
             for channel in list(self.rooms):
                 await self.presence_add(channel)
         except Exception as e:
-            layer_health.failed("group_add", e)
+            hub().health.failed("group_add", e)
             return False
         return True
 
     async def presence_add(self, channel: str) -> None:
-        await presence().add(channel, self.channel_name, (self.user.pk, self.user.username))
+        await hub().presence.add(channel, self.channel_name, (self.user.pk, self.user.username))
 
     async def room_join(self, channel: str) -> None:
         """Receive the room's messages (through this worker's fan-out) and be present in it."""
-        await room_fanout().subscribe(channel, self, self.room_send)
+        await hub().room_fanout.subscribe(channel, self, self.room_send)
         await self.presence_add(channel)
 
     async def room_leave(self, channel: str) -> None:
         """Leave a room; while the layer is unreachable the leave waits for its recovery."""
-        await room_fanout().unsubscribe(channel, self)
+        await hub().room_fanout.unsubscribe(channel, self)
         name = self.channel_name
 
         async def leave() -> None:
-            await presence().remove(channel, name)
+            await hub().presence.remove(channel, name)
 
-        await layer_health.leave_now_or_later(leave)
+        await hub().health.leave_now_or_later(leave)
 
     async def connect(self):
         self.session_id = str(uuid.uuid4())
@@ -399,15 +395,15 @@ class SessionConsumer(LimitedConsumer):
         # A session outside its user's group misses every revocation. During an outage the
         # recovery rejoins and rechecks it against the database; a join that failed with
         # Redis still "up" (a busy pool, an odd error) would never be repaired: refuse it.
-        if not await self.groups_join() and layer_health.available:
+        if not await self.groups_join() and hub().health.available:
             return await self.auth_refuse(
                 AuthUnavailable("user group not joined (channel layer)"), msg_id
             )
         metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
-        layer_health.register(self, self.groups_join)
+        hub().health.register(self, self.groups_join)
         # A revocation committed between the user lookup and the group join was sent to a
         # group this session was not in yet; its floor is in the cache.
-        if layer_health.available:
+        if hub().health.available:
             try:
                 floor = await revocation_floor(self.user.pk)
                 revoked = await aaccess_token_revoked(auth.token)
@@ -466,9 +462,7 @@ class SessionConsumer(LimitedConsumer):
                 extra=self.log_extra(),
             )
             # A timed-out insert may still commit later: once it has, close its row.
-            task = asyncio.ensure_future(self.session_record_close_after(opening))
-            background_tasks.add(task)  # a task nobody references may be collected mid-way
-            task.add_done_callback(background_tasks.discard)
+            hub().spawn(self.session_record_close_after(opening))
             return AUTH_FAILURES["unavailable"]
         self.recorded = True
         return None
@@ -507,15 +501,15 @@ class SessionConsumer(LimitedConsumer):
         if self.recorded:
             # The code this server sent when it closed, else the client's (1006: dropped).
             await self.session_record_close(self.close_code or code)
-        layer_health.unregister(self)
+        hub().health.unregister(self)
         for channel in list(self.rooms):
             await self.room_leave(channel)
         self.rooms.clear()
-        if layer_health.available:
+        if hub().health.available:
             try:
                 await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
             except Exception as e:
-                layer_health.failed("group_discard", e)
+                hub().health.failed("group_discard", e)
         logger.info(
             "session closed: session_id=%s user_id=%s code=%s",
             self.session_id,
@@ -623,7 +617,7 @@ class SessionConsumer(LimitedConsumer):
             try:
                 await self.room_join(channel)
             except Exception as e:
-                layer_health.failed("group_add", e)
+                hub().health.failed("group_add", e)
                 await self.room_leave(channel)
                 raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
             self.rooms.add(channel)
@@ -645,16 +639,16 @@ class SessionConsumer(LimitedConsumer):
                 room_group(channel), room_event(channel=channel, data=message.data, sender=sender)
             )
         except Exception as e:
-            layer_health.failed("group_send", e)
+            hub().health.failed("group_send", e)
             raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
         await self.send_frame("published", message.id, channel=channel)
 
     async def on_presence(self, message: Presence) -> None:
         channel = self.room_checked(message.channel, "presence", message.id)
         try:
-            users = await presence().users(channel)
+            users = await hub().presence.users(channel)
         except Exception as e:
-            layer_health.failed("receive", e)
+            hub().health.failed("receive", e)
             raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
         await self.send_frame(
             "presence",
@@ -778,11 +772,7 @@ async def sessions_revalidate(sessions: list["SessionConsumer"]) -> None:
 async def heartbeat_renew(sessions: list["SessionConsumer"]) -> None:
     """After an outage: beat at once (a restarted Redis has forgotten every heartbeat, and
     this worker's sessions must not look offline until the next regular beat)."""
-    await heartbeat().beat()
-
-
-layer_health.recovery_hooks.append(sessions_revalidate)
-layer_health.recovery_hooks.append(heartbeat_renew)
+    await hub().heartbeat.beat()
 
 
 class NotFoundConsumer(EventLoopConsumer):
