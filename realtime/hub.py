@@ -206,7 +206,7 @@ class Hub:
     def tasks(self) -> list[asyncio.Task]:
         """Every task the hub's parts run, not done yet."""
         built = [self._parts[name] for name in ("heartbeat", "presence") if name in self._parts]
-        tasks = [*self._spawned, *(t for part in [self.health, *built] for t in part.tasks())]
+        tasks = [*list(self._spawned), *(t for p in [self.health, *built] for t in p.tasks())]
         tasks += [t for parts in list(self._loops.values()) for t in parts.tasks()]
         return [task for task in tasks if not task.done()]
 
