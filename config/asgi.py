@@ -15,11 +15,13 @@ from config.root_path import RootPathPinned  # noqa: E402
 from realtime.auth.middleware import JWTAuthMiddlewareStack  # noqa: E402
 from realtime.edge.connect_rate import ConnectRateMiddleware  # noqa: E402
 from realtime.edge.origin import OriginCheckMiddleware  # noqa: E402
+from realtime.hub import Hub, hub_install  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.server import daphne_adapter  # noqa: E402
-from realtime.server.shutdown import worker_retire  # noqa: E402
+from realtime.server.shutdown import worker_stop  # noqa: E402
 from realtime.server.startup import startup_log  # noqa: E402
 
+hub_install(Hub())  # this worker's shared state, torn down by `worker_stop`
 if settings.WS_DAPHNE_COMPAT:
     daphne_adapter.install(
         max_message_bytes=settings.WS_MAX_MESSAGE_BYTES,
@@ -27,7 +29,7 @@ if settings.WS_DAPHNE_COMPAT:
         control_frames_per_second=settings.WS_MESSAGES_PER_SECOND,
         control_frame_burst=settings.WS_MESSAGE_BURST,
         rate_abuse_window=settings.WS_RATE_ABUSE_WINDOW,
-        on_shutdown=(worker_retire,),
+        on_shutdown=(worker_stop,),
     )
 startup_log()
 

@@ -2,7 +2,9 @@
 
 Channel layers, cache reads, tickets, heartbeats, the connection rate, presence, fan-out
 membership and throttles all get their clients (or pools) from `redis_clients()`, so that
-pool sizes, timeouts and what counts as an outage are decided once.
+pool sizes, timeouts and what counts as an outage are decided once. A worker's factory is
+held by its hub (`realtime.hub`), which names itself the source here when it is installed
+(core never imports the apps).
 
 Pools wait for a free connection instead of failing. redis-py's default pool raises
 `MaxConnectionsError` the moment 100 connections are in use, and a burst of handshakes
@@ -14,6 +16,7 @@ operation fails (and a security check that needed it refuses), nothing else chan
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +149,22 @@ class RedisClients:
 
 
 @once
-def redis_clients() -> RedisClients:
-    """This process's Redis client factory, built from settings on first use."""
+def _process_clients() -> RedisClients:
+    """The process's own factory, for code that runs without a hub (a management command)."""
     return RedisClients(RedisOptions.from_settings())
+
+
+_source: Callable[[], RedisClients] = _process_clients
+
+
+def redis_clients() -> RedisClients:
+    """This worker's Redis client factory: its hub's (`realtime.hub`), else the process's own,
+    built from settings on first use."""
+    return _source()
+
+
+def redis_clients_source(source: Callable[[], RedisClients] | None) -> None:
+    """Where `redis_clients()` takes the factory from (the installed hub's); None: the
+    process's own."""
+    global _source
+    _source = _process_clients if source is None else source

@@ -18,11 +18,10 @@ from accounts.errors import ServiceUnavailable
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from accounts.tokens import Authenticated
 from core.client_ip import request_client_ip
-from core.once import once
-from core.rate_limits import SharedLimiter
 from realtime.auth.tickets import TICKET_TTL, ticket_issue
 from realtime.cluster.workers import alive_workers_sync
 from realtime.events import publish
+from realtime.hub import hub
 from realtime.registry.services import sessions_disconnect, sessions_online
 from realtime.serializers import (
     PublishedSerializer,
@@ -135,16 +134,10 @@ class TicketThrottle(BaseThrottle):
         item = RateLimitItemPerMinute(settings.WS_TICKETS_PER_MINUTE)
         self.ids = ("ws-tickets", request_client_ip(request))
         self.item = item
-        return ticket_rate().hit(item, *self.ids)
+        return hub().ticket_rate.hit(item, *self.ids)
 
     def wait(self) -> float | None:
-        return max(1.0, ticket_rate().reset_in(self.item, *self.ids))
-
-
-@once
-def ticket_rate() -> SharedLimiter:
-    """This process's ticket-rate limiter."""
-    return SharedLimiter("ticket_rate", shared=bool(settings.REDIS_URL))
+        return max(1.0, hub().ticket_rate.reset_in(self.item, *self.ids))
 
 
 class TicketView(APIView):
@@ -164,7 +157,9 @@ class TicketView(APIView):
     def post(self, request: Request) -> Response:
         auth = Authenticated(user=request.user, token=request.auth)
         try:
-            ticket = ticket_issue(auth=auth, client_ip=request_client_ip(request))
+            ticket = ticket_issue(
+                store=hub().tickets, auth=auth, client_ip=request_client_ip(request)
+            )
         except Exception as e:
             logger.warning("ticket not stored (%s)", type(e).__name__)
             raise ServiceUnavailable from e

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from django.conf import settings as django_settings
 from accounts.login_throttle import login_throttle
 from accounts.models import User
 from accounts.tokens import VERSION_CLAIM, AccessToken, RefreshToken
+from realtime.hub import Hub, hub_install
 
 PASSWORD = "correct horse battery staple"
 
@@ -71,27 +73,15 @@ def fresh_cache():
 
 
 @pytest.fixture(autouse=True)
-def fresh_worker_state():
-    """The heartbeat, presence store and connection-rate memory are built once per process,
-    bound to one event loop and one REDIS_URL: each test gets new ones."""
-    from core.redis import redis_clients
-    from realtime.cluster.workers import heartbeat
-    from realtime.edge.connect_rate import connect_rate
-    from realtime.rooms.membership import fanout_members
-    from realtime.rooms.presence import presence
-    from realtime.views import ticket_rate
-
-    def reset() -> None:
-        redis_clients.cache_clear()
-        ticket_rate.cache_clear()
-        heartbeat.cache_clear()
-        fanout_members.cache_clear()
-        presence.cache_clear()
-        connect_rate.__init__()
-
-    reset()
-    yield
-    reset()
+def worker_hub() -> Iterator[Hub]:
+    """Each test runs on a hub of its own (`realtime.hub`: the Redis clients, layer health and
+    its recovery hooks, heartbeat, presence, connection rate, tickets, room fan-out…), its
+    parts built on first use from the settings the test set; the previous hub is back after."""
+    fresh = Hub()
+    previous = hub_install(fresh)
+    yield fresh
+    fresh.close()
+    hub_install(previous)
 
 
 @pytest.fixture

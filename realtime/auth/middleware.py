@@ -18,6 +18,7 @@ from django.contrib.auth.models import AnonymousUser
 from accounts.tokens import TokenRejected, auser_for_claims, auser_for_token
 from core.client_ip import scope_client_ip
 from realtime.auth.tickets import ticket_redeem
+from realtime.hub import hub
 
 SUBPROTOCOL = "switchboard.v1"
 BEARER_SUBPROTOCOL_PREFIX = "bearer."
@@ -92,7 +93,8 @@ async def authenticate(scope: dict):
         raise TokenRejected(f"credentials in more than one place ({', '.join(sorted(given))})")
     place, value = given.popitem()
     if place == "ticket":
-        return await auser_for_claims(await ticket_redeem(value, client_ip=scope_client_ip(scope)))
+        claims = await ticket_redeem(value, store=hub().tickets, client_ip=scope_client_ip(scope))
+        return await auser_for_claims(claims)
     return await auser_for_token(value)
 
 

@@ -11,7 +11,6 @@ import hashlib
 import json
 import secrets
 import time
-from functools import cache
 
 from django.conf import settings
 from rest_framework_simplejwt.settings import api_settings
@@ -62,13 +61,10 @@ class MemoryTickets:
         return value if expires > time.monotonic() else None
 
 
-@cache
-def ticket_store() -> RedisTickets | MemoryTickets:
-    """This process's ticket store, chosen by REDIS_URL."""
-    return RedisTickets() if settings.REDIS_URL else MemoryTickets()
+TicketStore = RedisTickets | MemoryTickets  # the worker's is its hub's (`realtime.hub`)
 
 
-def ticket_issue(*, auth: Authenticated, client_ip: str) -> str:
+def ticket_issue(*, store: TicketStore, auth: Authenticated, client_ip: str) -> str:
     """A new ticket for the user of `auth`, valid once within TICKET_TTL seconds (sync)."""
     ticket = secrets.token_urlsafe(TICKET_BYTES)
     claims = {
@@ -78,17 +74,17 @@ def ticket_issue(*, auth: Authenticated, client_ip: str) -> str:
         "jti": auth.token.get("jti"),
         "ip": client_ip if settings.WS_TICKET_BIND_IP else None,
     }
-    ticket_store().put(_key(ticket), json.dumps(claims))
+    store.put(_key(ticket), json.dumps(claims))
     return ticket
 
 
-async def ticket_redeem(ticket: str, *, client_ip: str) -> dict:
+async def ticket_redeem(ticket: str, *, store: TicketStore, client_ip: str) -> dict:
     """The claims a ticket stands for, consuming it; TokenRejected when it is unknown,
     used, expired, or (bound to an IP) presented from another address."""
     if not ticket or len(ticket) > TICKET_MAX_CHARS:
         raise TokenRejected("malformed ticket")
     try:
-        value = await ticket_store().take(_key(ticket))
+        value = await store.take(_key(ticket))
     except Exception as e:  # Redis down or busy, a socket error: the ticket cannot be checked
         raise AuthUnavailable(f"ticket store unavailable ({type(e).__name__})") from e
     if value is None:

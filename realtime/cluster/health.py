@@ -38,7 +38,8 @@ def _timeout(error: BaseException) -> bool:
 
 
 class LayerHealth:
-    """Process-wide state of the channel layer, shared by every consumer of this worker."""
+    """Worker-wide state of the channel layer, shared by every consumer of this worker (held
+    by its hub, `realtime.hub`, which registers the recovery hooks)."""
 
     def __init__(self) -> None:
         self.available = True
@@ -96,6 +97,10 @@ class LayerHealth:
 
     def unregister(self, key: object) -> None:
         self.sessions.pop(key, None)
+
+    def tasks(self) -> list[asyncio.Task]:
+        """The task this runs (the monitor), for the hub to cancel when it closes."""
+        return [self._monitor] if self._monitor is not None else []
 
     def monitor_start(self) -> None:
         if self._monitor is None or self._monitor.done():
@@ -166,6 +171,3 @@ class LayerHealth:
                 await hook(list(self.sessions))
             except Exception:
                 logger.exception("recovery hook %s failed", getattr(hook, "__name__", hook))
-
-
-layer_health = LayerHealth()

@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import uuid
-from functools import cache
 
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -37,7 +36,8 @@ def alive_of(workers: list[str], beats: list) -> set[str]:
 
 
 class WorkerHeartbeat:
-    """This worker's heartbeat, and the alive-worker queries, on one Redis per event loop."""
+    """This worker's heartbeat, and the alive-worker queries, on one Redis per event loop
+    (held by the hub, `realtime.hub`)."""
 
     def __init__(self) -> None:
         self._task: asyncio.Task | None = None
@@ -63,6 +63,10 @@ class WorkerHeartbeat:
             self._task = asyncio.get_running_loop().create_task(self._run())
         if not self.beating:
             await self.beat()
+
+    def tasks(self) -> list[asyncio.Task]:
+        """The task this runs (the beat), for the hub to cancel when it closes."""
+        return [self._task] if self._task is not None else []
 
     async def _run(self) -> None:
         while True:
@@ -105,11 +109,8 @@ class LocalWorkers:
     async def alive_all(self) -> set[str]:
         return {WORKER_ID}
 
-
-@cache
-def heartbeat() -> WorkerHeartbeat | LocalWorkers:
-    """This process's heartbeat, chosen by REDIS_URL."""
-    return WorkerHeartbeat() if settings.REDIS_URL else LocalWorkers()
+    def tasks(self) -> list[asyncio.Task]:
+        return []
 
 
 def alive_workers_sync() -> set[str]:

@@ -13,6 +13,7 @@ from limits import RateLimitItemPerMinute
 
 from core.client_ip import scope_client_ip
 from core.rate_limits import AsyncSharedLimiter
+from realtime.hub import hub
 from realtime.metrics import WS_CONNECTIONS, endpoint_label
 from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.protocol.frames import frame_encode
@@ -26,7 +27,8 @@ LOGGED_MAX = 10_000  # addresses remembered for LOG_EVERY (bounded under a distr
 
 
 class ConnectRate:
-    """The limiter of this worker, and when it last logged each address."""
+    """The limiter of this worker, and when it last logged each address (held by the hub,
+    `realtime.hub`)."""
 
     def __init__(self) -> None:
         self._limiter: AsyncSharedLimiter | None = None
@@ -55,9 +57,6 @@ class ConnectRate:
         return True
 
 
-connect_rate = ConnectRate()
-
-
 async def refuse_rate_limited(scope, receive, send) -> None:
     """Accept, say why (`rate_limited`, on `/ws/session/` whose protocol has error frames),
     and close with 4008; no consumer runs."""
@@ -83,6 +82,7 @@ class ConnectRateMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket":
             ip = scope_client_ip(scope)
+            connect_rate = hub().connect_rate
             if not await connect_rate.allowed(ip):
                 WS_CONNECTIONS.labels(endpoint_label(scope.get("path", "")), "rate_limited").inc()
                 if connect_rate.should_log(ip):

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from core.client_ip import scope_client_ip
-from realtime.edge.connect_rate import connect_rate
+from realtime.hub import hub
 from realtime.metrics import WS_CONNECTIONS, endpoint_label
 
 security_log = logging.getLogger("switchboard.security")
@@ -84,6 +84,6 @@ class OriginCheckMiddleware:
                         scope.get("path"),
                         client,
                     )
-                    await connect_rate.allowed(client)  # counted; refused 403 either way
+                    await hub().connect_rate.allowed(client)  # counted; refused 403 either way
                     return await WebsocketDenier()(scope, receive, send)
         return await self.inner(scope, receive, send)

@@ -10,25 +10,23 @@ client sees, and when the row is visible, do not change.
 
 import asyncio
 
-from core.db_batch import loop_batcher
+from realtime.hub import hub
 from realtime.registry import services as registry
-from realtime.registry.closes import registry_closes
 from realtime.registry.services import Close, SessionOpen, TooManySessions, UserGone
 
-_open_batchers: dict = {}
-_close_batchers: dict = {}
 
-
-async def _open(opens: list[SessionOpen]) -> dict[SessionOpen, bool | None]:
+async def opens_write(opens: list[SessionOpen]) -> dict[SessionOpen, bool | None]:
+    """One batch of opens (the hub's `open_batcher` runs it)."""
     # Closes of these users not recorded yet go first, in the same transaction: a session
     # that closed never counts toward its user's limit (`realtime.registry.closes`).
-    closes = registry_closes().of_users({o.user_id for o in opens})
+    closes = hub().registry_closes.of_users({o.user_id for o in opens})
     recorded = await registry.asessions_record_open(opens, closes=closes)
-    registry_closes().written(closes)
+    hub().registry_closes.written(closes)
     return {o: recorded[o.session_id] for o in opens}
 
 
-async def _close(closes: list[Close]) -> None:
+async def closes_write(closes: list[Close]) -> None:
+    """One batch of closes (the hub's `close_batcher` runs it)."""
     await registry.asessions_record_close(closes)
 
 
@@ -36,7 +34,7 @@ async def session_record_open_batched(session: SessionOpen) -> None:
     """Record an accepted session. TooManySessions, with nothing recorded, when its user
     already has WS_MAX_SESSIONS_PER_USER sessions online; UserGone when the user was deleted
     meanwhile; raises what the write raised."""
-    recorded = await loop_batcher(_open_batchers, _open).call(session)
+    recorded = await hub().open_batcher.call(session)
     if recorded is None:
         raise UserGone  # answered like a database failure: 1013, nothing recorded
     if not recorded:
@@ -46,7 +44,7 @@ async def session_record_open_batched(session: SessionOpen) -> None:
 async def session_record_close_batched(*, session_id: str, code: int | None) -> None:
     """Record that a session closed (with the close code sent or received); raises what the
     write raised."""
-    await loop_batcher(_close_batchers, _close).call((session_id, code))
+    await hub().close_batcher.call((session_id, code))
 
 
 async def session_record_close_retrying(
@@ -55,7 +53,7 @@ async def session_record_close_retrying(
     """Record that a session closed, waiting at most `wait` seconds: None once written; else what
     the write raised, and the close is retried until written (`realtime.registry.closes`).
     Until then an open of the same user on this worker writes it first."""
-    closes = registry_closes()
+    closes = hub().registry_closes
     closes.keep(session_id=session_id, code=code, user_id=user_id)
     try:
         await asyncio.wait_for(session_record_close_batched(session_id=session_id, code=code), wait)

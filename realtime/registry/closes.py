@@ -44,7 +44,8 @@ class Pending:
 
 
 class RegistryCloses:
-    """This worker's closes not recorded yet (on one event loop), and their retries."""
+    """This worker's closes not recorded yet (on one event loop), and their retries (one per
+    loop, held by the hub: `realtime.hub`)."""
 
     def __init__(self) -> None:
         self.pending: dict[str, Pending] = {}  # session id → its close: written now, or failed
@@ -101,6 +102,10 @@ class RegistryCloses:
             for session_id in self.by_user.get(user_id, ())
         ]
 
+    def tasks(self) -> list[asyncio.Task]:
+        """The task this runs (the retries), for the hub to cancel when it closes."""
+        return [self.retrier] if self.retrier is not None else []
+
     async def _retry_run(self) -> None:
         delay, attempts = RETRY_FIRST, 0
         while self.failed:
@@ -122,16 +127,3 @@ class RegistryCloses:
                 "%d session close(s) recorded on retry (attempt %d)", len(closes), attempts
             )
             delay, attempts = RETRY_FIRST, 0
-
-
-_owners: dict[asyncio.AbstractEventLoop, RegistryCloses] = {}
-
-
-def registry_closes() -> RegistryCloses:
-    """The running event loop's pending closes (made on first use; closed loops' dropped)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _owners:
-        for closed in [other for other in _owners if other.is_closed()]:
-            del _owners[closed]
-        _owners[loop] = RegistryCloses()
-    return _owners[loop]

@@ -18,13 +18,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from channels.layers import DEFAULT_CHANNEL_LAYER, get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 
 from realtime import metrics
-from realtime.cluster.health import layer_health
+from realtime.cluster.health import LayerHealth
 from realtime.protocol.frames import frame_encode
-from realtime.rooms.membership import fanout_members
+from realtime.rooms.membership import LocalFanoutMembers, RedisFanoutMembers
 from realtime.rooms.policy import room_group
 
 logger = logging.getLogger("switchboard.realtime")
@@ -51,10 +51,15 @@ def message_frame(event: dict) -> str:
 
 
 class RoomFanout:
-    """This worker's room subscribers on one event loop, and the channel they share."""
+    """This worker's room subscribers on one event loop, and the channel they share (one per
+    loop, held by the hub: `realtime.hub`)."""
 
-    def __init__(self, layer) -> None:
+    def __init__(
+        self, layer, *, health: LayerHealth, members: RedisFanoutMembers | LocalFanoutMembers
+    ) -> None:
         self.layer = layer
+        self.health = health
+        self.members = members
         self.channel_name: str | None = None
         # room → subscriber → deliver(room, text); dicts keep the order they joined in.
         self.rooms: dict[str, dict[object, Deliver]] = {}
@@ -79,6 +84,10 @@ class RoomFanout:
         for task in self._tasks:
             task.cancel()
 
+    def tasks(self) -> list[asyncio.Task]:
+        """The tasks this runs (receive, renew, reap), for the hub to cancel when it closes."""
+        return list(self._tasks)
+
     @asynccontextmanager
     async def _room_lock(self, channel: str) -> AsyncIterator[None]:
         """Joins and leaves of one room, one at a time (a lock that goes when unused)."""
@@ -102,7 +111,7 @@ class RoomFanout:
             if channel not in self.joined:
                 await self.layer.group_add(room_group(channel), self.channel_name)
                 self.joined.add(channel)
-                await self._members_update(fanout_members().room_added, channel)
+                await self._members_update(self.members.room_added, channel)
             self.rooms.setdefault(channel, {})[subscriber] = deliver
 
     async def unsubscribe(self, channel: str, subscriber: object) -> None:
@@ -122,14 +131,14 @@ class RoomFanout:
             async with self._room_lock(channel):
                 if channel not in self.joined:  # nobody subscribed again meanwhile
                     await self.layer.group_discard(room_group(channel), self.channel_name)
-                    await self._members_update(fanout_members().room_removed, channel)
+                    await self._members_update(self.members.room_removed, channel)
 
-        await layer_health.leave_now_or_later(discard)
+        await self.health.leave_now_or_later(discard)
 
     async def groups_renew(self) -> None:
         """Add the worker channel again to every room group it belongs in: after an outage
         (Redis may have forgotten them) and before `CHANNEL_GROUP_EXPIRY` lapses."""
-        if not layer_health.available or self.channel_name is None:
+        if not self.health.available or self.channel_name is None:
             return
         try:
             for channel in sorted(self.joined):
@@ -137,12 +146,12 @@ class RoomFanout:
                     if channel in self.joined:
                         await self.layer.group_add(room_group(channel), self.channel_name)
         except Exception as e:
-            layer_health.failed("group_add", e)
+            self.health.failed("group_add", e)
             return
         await self._members_record()
 
     async def _members_record(self) -> None:
-        await self._members_update(fanout_members().worker_record, self.channel_name, self.joined)
+        await self._members_update(self.members.worker_record, self.channel_name, self.joined)
 
     async def _members_update(self, update, *args) -> None:
         """One membership-record write; a failure is logged: the next reap pass repairs it."""
@@ -154,9 +163,9 @@ class RoomFanout:
     async def reap_once(self) -> None:
         """Take dead workers' channels out of their rooms; put this worker's channel back
         into its rooms if its own record is gone (it was reaped, or Redis lost it)."""
-        if not layer_health.available or self.channel_name is None:
+        if not self.health.available or self.channel_name is None:
             return
-        members = fanout_members()
+        members = self.members
         try:
             if not await members.recorded():
                 logger.warning("room fan-out: this worker's record was gone; rejoining rooms")
@@ -178,11 +187,11 @@ class RoomFanout:
     async def _receive_run(self) -> None:
         """Read the worker channel for as long as the worker runs; waits out layer outages."""
         while True:
-            await layer_health.wait_up()
+            await self.health.wait_up()
             try:
                 event = await self.layer.receive(self.channel_name)
             except Exception as e:
-                layer_health.failed("receive", e)
+                self.health.failed("receive", e)
                 continue
             try:
                 await self.deliver(event)
@@ -214,30 +223,3 @@ class RoomFanout:
                     type(e).__name__,
                 )
         metrics.labelled(metrics.WS_SENT, "session", "message").inc(sent)
-
-
-_fanouts: dict[asyncio.AbstractEventLoop, RoomFanout] = {}
-
-
-def room_fanout() -> RoomFanout:
-    """This event loop's fan-out (a new one when the configured layer changed)."""
-    loop = asyncio.get_running_loop()
-    layer = get_channel_layer(room_layer_alias())
-    fanout = _fanouts.get(loop)
-    if fanout is None or fanout.layer is not layer:
-        if fanout is not None:
-            fanout.stop()
-        for closed in [other for other in _fanouts if other.is_closed()]:
-            del _fanouts[closed]
-        fanout = _fanouts[loop] = RoomFanout(layer)
-    return fanout
-
-
-async def room_fanout_rejoin(sessions: list) -> None:
-    """After an outage: the worker channel back into every room group, once per worker."""
-    fanout = _fanouts.get(asyncio.get_running_loop())
-    if fanout is not None:
-        await fanout.groups_renew()
-
-
-layer_health.recovery_hooks.append(room_fanout_rejoin)

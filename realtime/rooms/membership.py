@@ -11,11 +11,8 @@ stalled, or Redis restarted empty) adds its channel back to its rooms.
 
 import logging
 from collections.abc import Iterable
-from functools import cache
 
-from django.conf import settings
-
-from realtime.cluster.workers import WORKER_ID, WorkerHeartbeat, heartbeat
+from realtime.cluster.workers import WORKER_ID, WorkerHeartbeat
 from realtime.rooms.policy import room_group
 
 logger = logging.getLogger("switchboard.realtime")
@@ -99,12 +96,3 @@ class LocalFanoutMembers:
 
     async def dead_reap(self, layer) -> int:
         return 0
-
-
-@cache
-def fanout_members() -> RedisFanoutMembers | LocalFanoutMembers:
-    """This process's membership records, chosen by REDIS_URL."""
-    beat = heartbeat()
-    if settings.REDIS_URL and isinstance(beat, WorkerHeartbeat):
-        return RedisFanoutMembers(beat)
-    return LocalFanoutMembers()

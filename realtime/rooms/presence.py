@@ -16,11 +16,10 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from functools import cache
 
 from django.conf import settings
 
-from realtime.cluster.workers import KEY_PREFIX, WORKER_ID, WorkerHeartbeat, heartbeat
+from realtime.cluster.workers import KEY_PREFIX, WORKER_ID, WorkerHeartbeat
 
 logger = logging.getLogger("switchboard.realtime")
 
@@ -60,6 +59,9 @@ class MemoryPresence:
 
     async def users(self, channel: str) -> list[User]:
         return distinct_users(self.rooms.get(channel, {}).values())
+
+    def tasks(self) -> list[asyncio.Task]:
+        return []
 
 
 class RedisPresence:
@@ -112,6 +114,10 @@ class RedisPresence:
                 del self._watchers[closed]
             self._watchers[loop] = loop.create_task(self._watch_run())
 
+    def tasks(self) -> list[asyncio.Task]:
+        """The tasks this runs (a marker watcher per loop), for the hub to cancel."""
+        return list(self._watchers.values())
+
     async def _watch_run(self) -> None:
         while True:
             await asyncio.sleep(settings.WS_PRESENCE_TTL / 3)
@@ -150,10 +156,3 @@ class RedisPresence:
             )
         self.marked = True
         return len(entries)
-
-
-@cache
-def presence() -> MemoryPresence | RedisPresence:
-    """This process's presence store, chosen by REDIS_URL."""
-    workers = heartbeat()
-    return RedisPresence(workers) if isinstance(workers, WorkerHeartbeat) else MemoryPresence()

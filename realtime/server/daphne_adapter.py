@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from autobahn.util import encode_truncate
 
 from core.log_redaction import redact
+from realtime.hub import hub
 from realtime.protocol.codes import CloseCode
 from realtime.session.limits import TokenBucket, WindowCounter
 
@@ -71,7 +72,6 @@ class ControlFrameLimits:
     window: float
 
 
-_open_sockets: set = set()
 _listening_ports: list = []  # daphne's listening ports, closed first on SIGTERM
 _shutdown_hooks: list[Callable[[], None]] = []
 
@@ -165,7 +165,7 @@ def _frame_begin_factory(original, max_bytes: int):
 
 def _on_open_factory(original):
     def onOpen(self):  # noqa: N802  (autobahn's name)
-        _open_sockets.add(self)
+        hub().open_sockets.add(self)
         return original(self)
 
     return onOpen
@@ -173,7 +173,7 @@ def _on_open_factory(original):
 
 def _on_close_factory(original):
     def onClose(self, wasClean, code, reason):  # noqa: N802, N803  (autobahn's names)
-        _open_sockets.discard(self)
+        hub().open_sockets.discard(self)
         # The application learns the code the server closed with, also when the client never
         # answered it (a shed slow client, a worker going away) and the drop says 1006.
         code = getattr(self, "server_close_code", None) or code
@@ -300,7 +300,8 @@ def _going_away():
             port.stopListening()
         except Exception:  # the sockets must get their 1001 whatever happens here
             logger.exception("could not stop listening on %s", port)
-    sockets = list(_open_sockets)
+    open_sockets = hub().open_sockets
+    sockets = list(open_sockets)
     for protocol in sockets:
         try:
             close_as(protocol, CloseCode.GOING_AWAY)
@@ -312,7 +313,7 @@ def _going_away():
 
     def settled(elapsed=[0.0]):  # noqa: B006  (a counter across calls)
         elapsed[0] += 0.1
-        if not _open_sockets or elapsed[0] >= SHUTDOWN_GRACE:
+        if not open_sockets or elapsed[0] >= SHUTDOWN_GRACE:
             return None
         return task.deferLater(reactor, 0.1, settled)
 

@@ -5,6 +5,7 @@ import logging
 from django.db import close_old_connections, connections
 
 from realtime.cluster.workers import WORKER_ID, worker_retire_sync
+from realtime.hub import hub
 from realtime.protocol.codes import CloseCode
 from realtime.registry.services import worker_sessions_close
 
@@ -28,3 +29,11 @@ def worker_retire() -> None:
         worker_retire_sync()
     except Exception:
         logger.exception("shutting down: could not drop this worker's heartbeat")
+
+
+def worker_stop() -> None:
+    """The worker's shutdown (daphne's SIGTERM hook, `realtime.server.daphne_adapter`):
+    retire it, then close its hub (`realtime.hub`: every task it runs cancelled). An ASGI
+    lifespan shutdown would do the same, awaiting `hub().aclose()` on the loop instead."""
+    worker_retire()
+    hub().close()

@@ -24,9 +24,8 @@ from accounts.tokens import (
 )
 from realtime import metrics
 from realtime.auth.middleware import CredentialsMissing
-from realtime.cluster.health import layer_health
-from realtime.cluster.workers import heartbeat
 from realtime.events import revocation_floor
+from realtime.hub import hub
 from realtime.protocol.codes import CloseCode, ErrorCode, refusal_for
 from realtime.protocol.frames import Auth, MessageId, ProtocolError, frame_decode
 from realtime.session.base import LimitedConsumer, frame_too_big
@@ -88,11 +87,11 @@ class SessionConsumer(LimitedConsumer):
         """The next channel-layer event for this session; waits out layer outages (a failing
         layer pauses cross-worker delivery instead of killing the socket with 1011)."""
         while True:
-            await layer_health.wait_up()
+            await hub().health.wait_up()
             try:
                 return await self.channel_layer.receive(self.channel_name)
             except Exception as e:
-                layer_health.failed("receive", e)
+                hub().health.failed("receive", e)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Room frames arrive from the worker's fan-out task, not through this loop: the ones
@@ -248,15 +247,15 @@ class SessionConsumer(LimitedConsumer):
         # A session outside its user's group misses every revocation. During an outage the
         # recovery rejoins and rechecks it against the database; a join that failed with
         # Redis still "up" (a busy pool, an odd error) would never be repaired: refuse it.
-        if not await groups_join(self) and layer_health.available:
+        if not await groups_join(self) and hub().health.available:
             return await self.auth_refuse(
                 AuthUnavailable("user group not joined (channel layer)"), msg_id
             )
         metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
-        layer_health.register(self, self.groups_rejoin)
+        hub().health.register(self, self.groups_rejoin)
         # A revocation committed between the user lookup and the group join was sent to a
         # group this session was not in yet; its floor is in the cache.
-        if layer_health.available:
+        if hub().health.available:
             try:
                 floor = await revocation_floor(self.user.pk)
                 revoked = await aaccess_token_revoked(auth.token)
@@ -352,8 +351,4 @@ async def sessions_revalidate(sessions: list[SessionConsumer]) -> None:
 async def heartbeat_renew(sessions: list[SessionConsumer]) -> None:
     """After an outage: beat at once (a restarted Redis has forgotten every heartbeat, and
     this worker's sessions must not look offline until the next regular beat)."""
-    await heartbeat().beat()
-
-
-layer_health.recovery_hooks.append(sessions_revalidate)
-layer_health.recovery_hooks.append(heartbeat_renew)
+    await hub().heartbeat.beat()

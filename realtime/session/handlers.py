@@ -11,8 +11,8 @@ import msgspec
 from django.conf import settings
 
 from accounts.tokens import AuthUnavailable, TokenExpired, TokenRejected, auser_for_token
-from realtime.cluster.health import layer_health
 from realtime.events import room_event
+from realtime.hub import hub
 from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.protocol.frames import (
     Echo,
@@ -26,7 +26,6 @@ from realtime.protocol.frames import (
     Unsubscribe,
 )
 from realtime.rooms.policy import channel_allowed, channel_name_valid, room_group
-from realtime.rooms.presence import presence
 from realtime.session.credentials import iso_utc
 from realtime.session.membership import groups_join, room_join, room_leave
 from realtime.session.state import SessionEnd
@@ -131,7 +130,7 @@ async def on_subscribe(session: "SessionConsumer", message: Subscribe) -> None:
         try:
             await room_join(session, channel)
         except Exception as e:
-            layer_health.failed("group_add", e)
+            hub().health.failed("group_add", e)
             await room_leave(session, channel)
             raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
         session.rooms.add(channel)
@@ -157,7 +156,7 @@ async def on_publish(session: "SessionConsumer", message: Publish) -> None:
             room_group(channel), room_event(channel=channel, data=message.data, sender=sender)
         )
     except Exception as e:
-        layer_health.failed("group_send", e)
+        hub().health.failed("group_send", e)
         raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
     await session.send_frame("published", message.id, channel=channel)
 
@@ -166,9 +165,9 @@ async def on_publish(session: "SessionConsumer", message: Publish) -> None:
 async def on_presence(session: "SessionConsumer", message: Presence) -> None:
     channel = room_checked(session, message.channel, "presence", message.id)
     try:
-        users = await presence().users(channel)
+        users = await hub().presence.users(channel)
     except Exception as e:
-        layer_health.failed("receive", e)
+        hub().health.failed("receive", e)
         raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
     await session.send_frame(
         "presence",

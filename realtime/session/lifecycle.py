@@ -9,7 +9,8 @@ from django.conf import settings
 
 from core.client_ip import scope_client_ip
 from core.degrade import Degradation
-from realtime.cluster.workers import WORKER_ID, heartbeat
+from realtime.cluster.workers import WORKER_ID
+from realtime.hub import hub
 from realtime.protocol.codes import CloseCode, ErrorCode, refusal_for
 from realtime.registry.batched import session_record_close_retrying, session_record_open_batched
 from realtime.registry.services import SessionOpen, TooManySessions
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
     from realtime.session.consumer import SessionConsumer
 
 logger = logging.getLogger("switchboard.realtime")
-
-background_tasks: set[asyncio.Task[None]] = set()
 
 SESSION_CAP = Degradation(
     "session_cap",
@@ -35,8 +34,8 @@ async def workers_alive() -> frozenset[str] | None:
     say: the session cap then counts every open session the registry holds, whichever
     worker (stricter than counting this worker's alone)."""
     try:
-        await heartbeat().ensure()
-        alive = await heartbeat().alive_all() | {WORKER_ID}
+        await hub().heartbeat.ensure()
+        alive = await hub().heartbeat.alive_all() | {WORKER_ID}
     except Exception as e:
         SESSION_CAP.fell_back(e)
         return None
@@ -79,9 +78,7 @@ async def session_record(session: "SessionConsumer") -> Refusal | None:
             extra=session.log_extra(),
         )
         # A timed-out insert may still commit later: once it has, close its row.
-        task = asyncio.ensure_future(session_record_close_after(session, opening))
-        background_tasks.add(task)  # a task nobody references may be collected mid-way
-        task.add_done_callback(background_tasks.discard)
+        hub().spawn(session_record_close_after(session, opening))
         return refusal_for(ErrorCode.UNAVAILABLE)
     session.recorded = True
     return None

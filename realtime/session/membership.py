@@ -3,10 +3,8 @@ to (through this worker's room fan-out) and its presence in them."""
 
 from typing import TYPE_CHECKING
 
-from realtime.cluster.health import layer_health
 from realtime.events import user_group
-from realtime.rooms.fanout import room_fanout
-from realtime.rooms.presence import presence
+from realtime.hub import hub
 
 if TYPE_CHECKING:
     from realtime.session.consumer import SessionConsumer
@@ -17,50 +15,50 @@ async def groups_join(session: "SessionConsumer") -> bool:
     room (after an outage Redis may have lost all of it; the worker's room fan-out rejoins
     the room groups itself); whether it joined. Failures are recorded, not raised. While
     the layer is known to be down this waits for nothing: recovery rejoins."""
-    if not layer_health.available:
+    if not hub().health.available:
         return False
     try:
         await session.channel_layer.group_add(user_group(session.user.pk), session.channel_name)
         for channel in list(session.rooms):
             await presence_add(session, channel)
     except Exception as e:
-        layer_health.failed("group_add", e)
+        hub().health.failed("group_add", e)
         return False
     return True
 
 
 async def presence_add(session: "SessionConsumer", channel: str) -> None:
     user = session.user
-    await presence().add(channel, session.channel_name, (user.pk, user.username))
+    await hub().presence.add(channel, session.channel_name, (user.pk, user.username))
 
 
 async def room_join(session: "SessionConsumer", channel: str) -> None:
     """Receive the room's messages (through this worker's fan-out) and be present in it."""
-    await room_fanout().subscribe(channel, session, session.room_send)
+    await hub().room_fanout.subscribe(channel, session, session.room_send)
     await presence_add(session, channel)
 
 
 async def room_leave(session: "SessionConsumer", channel: str) -> None:
     """Leave a room; while the layer is unreachable the leave waits for its recovery."""
-    await room_fanout().unsubscribe(channel, session)
+    await hub().room_fanout.unsubscribe(channel, session)
     name = session.channel_name
 
     async def leave() -> None:
-        await presence().remove(channel, name)
+        await hub().presence.remove(channel, name)
 
-    await layer_health.leave_now_or_later(leave)
+    await hub().health.leave_now_or_later(leave)
 
 
 async def groups_leave(session: "SessionConsumer") -> None:
     """Leave every room and the user's group (the session is gone)."""
-    layer_health.unregister(session)
+    hub().health.unregister(session)
     for channel in list(session.rooms):
         await room_leave(session, channel)
     session.rooms.clear()
-    if layer_health.available:
+    if hub().health.available:
         try:
             await session.channel_layer.group_discard(
                 user_group(session.user.pk), session.channel_name
             )
         except Exception as e:
-            layer_health.failed("group_discard", e)
+            hub().health.failed("group_discard", e)

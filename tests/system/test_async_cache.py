@@ -5,7 +5,6 @@ import pytest
 from django.core.cache import caches
 
 from core.async_cache import cache_get
-from core.redis import redis_clients
 
 VALUES = [7, -3, 2**40, "text", {"nested": [1, 2.5, None]}, b"\x00bytes", True]
 
@@ -20,12 +19,10 @@ def redis_cache(settings, redis_server):
             "KEY_PREFIX": "async-cache-test",
         }
     }
-    redis_clients.cache_clear()
-    cache = caches["default"]
+    cache = caches["default"]  # its pool: the test's hub's Redis factory, built from these
     assert type(cache).__name__ == "FactoryRedisCache"
     yield cache
     cache.clear()
-    redis_clients.cache_clear()
 
 
 @pytest.mark.asyncio

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
-from core.redis import redis_clients
 from realtime.cluster.workers import WORKER_ID, WorkerHeartbeat, worker_key
 from realtime.rooms.presence import RedisPresence, marker_key
 from tests.system.conftest import user_register
@@ -76,15 +75,13 @@ async def test_a_worker_stalled_past_the_presence_ttl_is_present_again_once_it_r
 
 @pytest.fixture
 async def store(private_redis, settings) -> AsyncIterator[RedisPresence]:
-    settings.REDIS_URL = private_redis.url  # the Redis client factory's
-    redis_clients.cache_clear()
+    settings.REDIS_URL = private_redis.url  # the Redis client factory's (the test's hub's)
     presence = RedisPresence(WorkerHeartbeat())
     yield presence
     for task in [presence.workers._task, *presence._watchers.values()]:
         if task is not None:
             task.cancel()
     await presence.workers.client().aclose()
-    redis_clients.cache_clear()
 
 
 def room_hash(server, room: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import REGISTRY
 
 from realtime.auth import middleware
-from realtime.edge.connect_rate import REFUSED_MESSAGE, connect_rate
+from realtime.edge.connect_rate import REFUSED_MESSAGE
 from realtime.models import WebSocketSession
 from tests.conftest import access_for
 from tests.unit.realtime.sessions import from_ip
@@ -201,7 +201,7 @@ async def test_allowed_connections_are_not_counted_as_rate_limited(connect, per_
 
 
 async def test_an_unreachable_storage_falls_back_to_a_per_worker_limit_with_one_warning(
-    connect, per_minute, settings, caplog
+    connect, per_minute, settings, caplog, worker_hub
 ):
     per_minute(1)
     settings.REDIS_URL = UNREACHABLE_REDIS_URL
@@ -211,7 +211,7 @@ async def test_an_unreachable_storage_falls_back_to_a_per_worker_limit_with_one_
     refused = [await echo_from(connect, "203.0.113.1") for _ in range(2)]
 
     assert [await receive_close(ws) for ws in refused] == [(4008, "rate limited")] * 2
-    assert connect_rate.limiter().degradation.degraded
+    assert worker_hub.connect_rate.limiter().degradation.degraded
     lines = [
         r.getMessage()
         for r in caplog.records
@@ -225,11 +225,11 @@ async def test_an_unreachable_storage_falls_back_to_a_per_worker_limit_with_one_
 
 
 async def test_what_this_worker_counted_still_counts_once_the_storage_fails(
-    connect, per_minute, monkeypatch
+    connect, per_minute, monkeypatch, worker_hub
 ):
     # Counted in Redis and locally all along: a failure of Redis gives no fresh allowance.
     per_minute(2)
-    limiter = connect_rate.limiter()
+    limiter = worker_hub.connect_rate.limiter()
     shared = MovingWindowRateLimiter(MemoryStorage())
 
     class Broken:
@@ -248,10 +248,10 @@ async def test_what_this_worker_counted_still_counts_once_the_storage_fails(
 
 
 async def test_the_shared_limit_applies_again_once_the_storage_is_back(
-    connect, per_minute, monkeypatch, caplog
+    connect, per_minute, monkeypatch, caplog, worker_hub
 ):
     per_minute(3)
-    limiter = connect_rate.limiter()
+    limiter = worker_hub.connect_rate.limiter()
     # A second memory store stands for Redis, where other workers count too.
     shared = MovingWindowRateLimiter(MemoryStorage())
 

@@ -11,20 +11,13 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts.services import user_revoke_tokens
-from realtime.auth.tickets import TICKET_TTL, ticket_store
+from realtime.auth.tickets import TICKET_TTL
 from realtime.protocol.codes import CloseCode, ErrorCode
 from tests.conftest import access_for
 from tests.unit.realtime.sessions import from_ip
 from tests.unit.realtime.ws import assert_error_then_closed, receive_close
 
 UNAUTHORIZED = {"type": "error", "code": "unauthorized", "message": "Unauthorized"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_tickets():
-    ticket_store.cache_clear()
-    yield
-    ticket_store.cache_clear()
 
 
 async def welcome_of(socket) -> dict:
@@ -143,11 +136,11 @@ def test_tickets_per_client_ip_are_limited_with_429_and_retry_after(user):
     assert other_ip.post("/api/realtime/ticket/").status_code == 201
 
 
-def test_a_ticket_store_that_fails_answers_503_unavailable(user, monkeypatch):
+def test_a_ticket_store_that_fails_answers_503_unavailable(user, monkeypatch, worker_hub):
     def broken(key, value):
         raise ConnectionError("redis down")
 
-    monkeypatch.setattr(ticket_store(), "put", broken)
+    monkeypatch.setattr(worker_hub.tickets, "put", broken)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_for(user)}")
 
@@ -181,9 +174,9 @@ async def test_a_ticket_works_once(connect, user, caplog):
     assert ticket not in caplog.text
 
 
-async def test_an_expired_ticket_is_unauthorized(connect, user):
+async def test_an_expired_ticket_is_unauthorized(connect, user, worker_hub):
     ticket = await sync(ticket_for)(user)
-    store = ticket_store()
+    store = worker_hub.tickets
     store.items = {key: (time.monotonic() - 1, value) for key, (_, value) in store.items.items()}
 
     socket = await connect(f"/ws/session/?ticket={ticket}")

@@ -9,7 +9,6 @@ from django.db import OperationalError
 from prometheus_client import REGISTRY
 
 from accounts import tokens
-from realtime.cluster.health import layer_health
 from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.session.consumer import SessionConsumer
 from tests.conftest import access_for
@@ -26,14 +25,6 @@ UNREACHABLE_REDIS = {
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture(autouse=True)
-def fresh_layer_health():
-    yield
-    if layer_health._monitor is not None:
-        layer_health._monitor.cancel()
-    layer_health.__init__()
 
 
 @pytest.fixture
@@ -123,7 +114,7 @@ async def test_an_exception_in_a_handler_answers_internal_error_logs_it_and_carr
 
 
 async def test_an_unreachable_channel_layer_still_welcomes_and_serves_the_session(
-    connect, user, unreachable_layer
+    connect, user, unreachable_layer, worker_hub
 ):
     def failures() -> float:
         # Whichever fails first (the join, or the receive loop while the session is being
@@ -139,19 +130,21 @@ async def test_an_unreachable_channel_layer_still_welcomes_and_serves_the_sessio
     assert await socket.receive_json_from(2) == {"type": "echo", "data": [1, "two"]}
     await socket.send_json_to({"type": "ping"})
     assert await socket.receive_json_from(2) == {"type": "pong"}
-    assert layer_health.available is False
+    assert worker_hub.health.available is False
     assert failures() == before + 1
 
 
-async def test_the_echo_endpoint_never_touches_the_channel_layer(connect, unreachable_layer):
+async def test_the_echo_endpoint_never_touches_the_channel_layer(
+    connect, unreachable_layer, worker_hub
+):
     socket = await connect("/ws/echo/")
     await socket.send_to(text_data="hello")
     assert await socket.receive_from() == "Server received: hello"
-    assert layer_health.available is True
+    assert worker_hub.health.available is True
 
 
 async def test_a_session_whose_group_join_finds_redis_busy_is_refused_1013_not_welcomed(
-    connect, user, monkeypatch
+    connect, user, monkeypatch, worker_hub
 ):
     # Busy is not an outage: no recovery would ever put it in its user's group, and it would
     # miss every revocation. So it never opens.
@@ -166,10 +159,10 @@ async def test_a_session_whose_group_join_finds_redis_busy_is_refused_1013_not_w
     socket = await connect(f"/ws/session/?token={access_for(user)}")
 
     await assert_error_then_closed(socket, ErrorCode.UNAVAILABLE, CloseCode.TRY_AGAIN_LATER)
-    assert layer_health.available is True
+    assert worker_hub.health.available is True
 
 
-async def test_an_outage_no_operation_noticed_is_seen_by_the_monitor(monkeypatch):
+async def test_an_outage_no_operation_noticed_is_seen_by_the_monitor(monkeypatch, worker_hub):
     # Redis gone while every session is idle: the monitor marks it, so that recovery rejoins
     # the sessions and rechecks them (revocations sent meanwhile were lost).
     import redis
@@ -185,10 +178,10 @@ async def test_an_outage_no_operation_noticed_is_seen_by_the_monitor(monkeypatch
     async def rejoin() -> None:
         return None
 
-    layer_health.register(object(), rejoin)
+    worker_hub.health.register(object(), rejoin)
     for _ in range(50):
-        if not layer_health.available:
+        if not worker_hub.health.available:
             break
         await asyncio.sleep(0.01)
 
-    assert layer_health.available is False
+    assert worker_hub.health.available is False

@@ -224,3 +224,10 @@ def test_a_refused_handshake_closes_with_its_error_codes_refusal():
     # Not a refusal (or not a code at all): unauthorized.
     for code in ("unauthorized", "forbidden", "no_such_code"):
         assert refusal_for(code) == (ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, "unauthorized")
+
+
+def test_every_credential_error_accounts_raises_is_an_error_code_a_handshake_is_refused_with():
+    from accounts.tokens import AuthUnavailable, TokenExpired, TokenRejected
+
+    for error in (TokenRejected, TokenExpired, AuthUnavailable):
+        assert ErrorCode(error.code).refusal is not None, error

@@ -5,19 +5,18 @@ import redis
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
-from realtime.auth.tickets import ticket_store
 from realtime.protocol.codes import CloseCode, ErrorCode
 from tests.conftest import access_for, refresh_for
 from tests.unit.realtime.ws import assert_error_then_closed
 
 
 async def test_a_ticket_store_that_fails_on_redeem_answers_unavailable_1013(
-    connect, user, monkeypatch
+    connect, user, monkeypatch, worker_hub
 ):
     async def broken(key):
         raise redis.ConnectionError("down")
 
-    monkeypatch.setattr(ticket_store(), "take", broken)
+    monkeypatch.setattr(worker_hub.tickets, "take", broken)
 
     socket = await connect("/ws/session/?ticket=" + "t" * 43)
 

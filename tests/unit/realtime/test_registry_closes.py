@@ -125,7 +125,7 @@ async def test_a_close_that_timed_out_is_retried_too(connect, user, fast_retries
 
 
 async def test_a_session_whose_close_is_not_written_yet_does_not_count_toward_the_limit(
-    connect, user, settings, monkeypatch, database_down
+    connect, user, settings, monkeypatch, database_down, worker_hub
 ):
     settings.WS_MAX_SESSIONS_PER_USER = 1
     monkeypatch.setattr(registry_closes, "RETRY_FIRST", 60.0)  # only the open can write it
@@ -142,8 +142,8 @@ async def test_a_session_whose_close_is_not_written_yet_does_not_count_toward_th
         str(pk) async for pk in WebSocketSession.objects.open().values_list("pk", flat=True)
     ]
     assert open_ids == [second["session_id"]]
-    assert registry_closes.registry_closes().pending == {}
-    assert registry_closes.registry_closes().failed == set()
+    assert worker_hub.registry_closes.pending == {}
+    assert worker_hub.registry_closes.failed == set()
     assert sample("switchboard_registry_closes_pending") == 0
 
 
@@ -184,7 +184,7 @@ def test_many_closes_are_written_in_updates_of_at_most_the_chunk_size():
 
 
 async def test_past_the_bound_a_close_is_not_kept_and_the_log_and_metric_say_so(
-    user, monkeypatch, database_down, caplog
+    user, monkeypatch, database_down, caplog, worker_hub
 ):
     monkeypatch.setattr(registry_closes, "PENDING_MAX", 2)
     monkeypatch.setattr(registry_closes, "RETRY_FIRST", 60.0)
@@ -198,7 +198,7 @@ async def test_past_the_bound_a_close_is_not_kept_and_the_log_and_metric_say_so(
         )
         assert type(failure) is OperationalError
 
-    owner = registry_closes.registry_closes()
+    owner = worker_hub.registry_closes
     assert list(owner.pending) == ids[:2]
     assert owner.failed == set(ids[:2])
     assert sample("switchboard_registry_closes_dropped_total") - dropped_before == 2

@@ -7,7 +7,6 @@ from django.core.cache import cache
 from django.db.models import F
 
 from accounts.models import User
-from realtime.cluster.health import layer_health
 from realtime.events import _floor_key, user_group
 from realtime.protocol.codes import CloseCode, ErrorCode
 from tests.conftest import UserFactory, access_for
@@ -19,12 +18,6 @@ def clean_state():
     cache.clear()
     yield
     cache.clear()
-    if layer_health._monitor is not None:
-        layer_health._monitor.cancel()
-    layer_health.__init__()
-    from realtime.session.consumer import sessions_revalidate
-
-    layer_health.recovery_hooks.append(sessions_revalidate)
 
 
 async def open_session(connect, user):
@@ -49,23 +42,27 @@ async def test_a_floor_at_or_below_the_tokens_version_lets_the_session_live(conn
     assert await socket.receive_json_from() == {"type": "pong"}
 
 
-async def test_after_a_layer_outage_sessions_revoked_meanwhile_are_closed(connect, user):
+async def test_after_a_layer_outage_sessions_revoked_meanwhile_are_closed(
+    connect, user, worker_hub
+):
     bystander = await sync_to_async(UserFactory)()
     revoked, kept = await open_session(connect, user), await open_session(connect, bystander)
     # Revoked while the layer was down: the database knows, no event arrived.
     await User.objects.filter(pk=user.pk).aupdate(token_version=F("token_version") + 1)
 
-    await layer_health._rejoin_all()
+    await worker_hub.health._rejoin_all()
 
     await assert_error_then_closed(revoked, ErrorCode.SESSION_REVOKED, CloseCode.SESSION_REVOKED)
     await kept.send_json_to({"type": "ping"})
     assert await kept.receive_json_from() == {"type": "pong"}
 
 
-async def test_after_a_layer_outage_a_deactivated_users_sessions_are_closed(connect, user):
+async def test_after_a_layer_outage_a_deactivated_users_sessions_are_closed(
+    connect, user, worker_hub
+):
     socket = await open_session(connect, user)
     await User.objects.filter(pk=user.pk).aupdate(is_active=False)
-    await layer_health._rejoin_all()
+    await worker_hub.health._rejoin_all()
     await assert_error_then_closed(socket, ErrorCode.SESSION_REVOKED, CloseCode.SESSION_REVOKED)
 
 

@@ -9,23 +9,11 @@ from channels.layers import get_channel_layer
 from prometheus_client import REGISTRY
 
 from realtime import events
-from realtime.cluster.health import layer_health
-from realtime.rooms.fanout import room_fanout, room_fanout_rejoin
 from realtime.rooms.overload import OVER_CAPACITY
 from tests.conftest import UserFactory
 from tests.unit.realtime.test_rooms import exchange, session_for, subscribed
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def fresh_layer_health():
-    yield
-    if layer_health._monitor is not None:
-        layer_health._monitor.cancel()
-    hooks = layer_health.recovery_hooks
-    layer_health.__init__()
-    layer_health.recovery_hooks = hooks
 
 
 def sample(name: str, **labels: str) -> float:
@@ -38,31 +26,31 @@ def group_members(channel: str) -> set[str]:
 
 
 async def test_the_first_local_subscriber_adds_the_worker_channel_to_the_group_once(
-    connect, user, other_user
+    connect, user, other_user, worker_hub
 ):
     first = await session_for(connect, user)
     second = await session_for(connect, other_user)
 
     await subscribed(first, "lobby")
-    worker_channel = room_fanout().channel_name
+    worker_channel = worker_hub.room_fanout.channel_name
     after_first = group_members("lobby")
     await subscribed(second, "lobby")
 
     assert worker_channel.startswith("rooms.")
     assert after_first == {worker_channel}
     assert group_members("lobby") == {worker_channel}  # not one member per session
-    assert room_fanout().joined == {"lobby"}
-    assert len(room_fanout().rooms["lobby"]) == 2
+    assert worker_hub.room_fanout.joined == {"lobby"}
+    assert len(worker_hub.room_fanout.rooms["lobby"]) == 2
 
 
 async def test_the_last_local_subscriber_out_takes_the_worker_channel_out(
-    connect, user, other_user
+    connect, user, other_user, worker_hub
 ):
     first = await session_for(connect, user)
     second = await session_for(connect, other_user)
     await subscribed(first, "lobby")
     await subscribed(second, "lobby")
-    worker_channel = room_fanout().channel_name
+    worker_channel = worker_hub.room_fanout.channel_name
 
     await exchange(first, {"type": "unsubscribe", "channel": "lobby"})
     after_one = group_members("lobby")
@@ -70,27 +58,27 @@ async def test_the_last_local_subscriber_out_takes_the_worker_channel_out(
 
     assert after_one == {worker_channel}
     assert group_members("lobby") == set()
-    assert room_fanout().rooms == {}
-    assert room_fanout().joined == set()
+    assert worker_hub.room_fanout.rooms == {}
+    assert worker_hub.room_fanout.joined == set()
 
 
 async def test_a_disconnect_leaves_every_room_and_the_last_one_empties_the_group(
-    connect, user, other_user
+    connect, user, other_user, worker_hub
 ):
     leaving = await session_for(connect, user)
     staying = await session_for(connect, other_user)
     await subscribed(leaving, "one")
     await subscribed(leaving, "two")
     await subscribed(staying, "two")
-    worker_channel = room_fanout().channel_name
+    worker_channel = worker_hub.room_fanout.channel_name
 
     await leaving.disconnect()
 
     assert group_members("one") == set()
     assert group_members("two") == {worker_channel}
-    assert set(room_fanout().rooms) == {"two"}
-    assert len(room_fanout().rooms["two"]) == 1
-    assert room_fanout().joined == {"two"}
+    assert set(worker_hub.room_fanout.rooms) == {"two"}
+    assert len(worker_hub.room_fanout.rooms["two"]) == 1
+    assert worker_hub.room_fanout.joined == {"two"}
 
 
 async def test_one_message_reaches_every_local_subscriber_as_the_same_frame(connect, user):
@@ -111,7 +99,7 @@ async def test_one_message_reaches_every_local_subscriber_as_the_same_frame(conn
 
 
 async def test_after_a_recovery_the_worker_channel_rejoins_each_room_once(
-    connect, user, other_user
+    connect, user, other_user, worker_hub
 ):
     first = await session_for(connect, user)
     second = await session_for(connect, other_user)
@@ -120,23 +108,23 @@ async def test_after_a_recovery_the_worker_channel_rejoins_each_room_once(
     layer = get_channel_layer()
     layer.groups.clear()  # what a restarted, empty Redis remembers
 
-    await room_fanout_rejoin([])
+    await worker_hub.room_fanout_rejoin([])
     await sync_to_async(events.publish)("lobby", "back")
 
-    assert group_members("lobby") == {room_fanout().channel_name}
+    assert group_members("lobby") == {worker_hub.room_fanout.channel_name}
     for socket in (first, second):
         frame = await socket.receive_json_from()
         assert (frame["channel"], frame["data"]) == ("lobby", "back")
 
 
 async def test_a_send_that_fails_for_one_subscriber_is_counted_logged_and_spares_the_others(
-    connect, user, other_user, caplog
+    connect, user, other_user, caplog, worker_hub
 ):
     broken = await session_for(connect, user)
     fine = await session_for(connect, other_user)
     await subscribed(broken, "lobby")
     await subscribed(fine, "lobby")
-    fanout = room_fanout()
+    fanout = worker_hub.room_fanout
 
     async def fail(channel: str, text: str) -> None:
         raise ConnectionResetError("gone")
@@ -177,7 +165,9 @@ def test_a_refused_room_write_is_counted_and_logged_instead_of_channels_redis_in
     ]
 
 
-async def test_the_worker_channel_renews_its_rooms_before_the_group_expiry(connect, user, settings):
+async def test_the_worker_channel_renews_its_rooms_before_the_group_expiry(
+    connect, user, settings, worker_hub
+):
     settings.CHANNEL_GROUP_EXPIRY = 0.4  # renewed every 0.1 s
     socket = await session_for(connect, user)
     await subscribed(socket, "lobby")
@@ -185,4 +175,4 @@ async def test_the_worker_channel_renews_its_rooms_before_the_group_expiry(conne
 
     await asyncio.sleep(0.3)
 
-    assert group_members("lobby") == {room_fanout().channel_name}
+    assert group_members("lobby") == {worker_hub.room_fanout.channel_name}

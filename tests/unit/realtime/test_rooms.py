@@ -12,10 +12,8 @@ from django.db import transaction
 
 from accounts.models import User
 from realtime import events
-from realtime.cluster.health import layer_health
 from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.rooms.policy import channel_policy
-from realtime.rooms.presence import presence
 from tests.conftest import UserFactory, access_for
 from tests.unit.realtime.test_outages import UNREACHABLE_REDIS
 from tests.unit.realtime.ws import assert_closed
@@ -36,16 +34,12 @@ def read_only_policy(*, user, channel: str, action: str) -> bool:
 
 @pytest.fixture(autouse=True)
 def fresh_rooms_state():
-    """Presence, the cached policy and the layer's health are process-wide: reset them."""
-    presence.cache_clear()
+    """The cached policy is process-wide: reset it (presence and the layer's health are the
+    test's own hub's: `worker_hub`)."""
     channel_policy.cache_clear()
     policy_calls.clear()
     yield
-    presence.cache_clear()
     channel_policy.cache_clear()
-    if layer_health._monitor is not None:
-        layer_health._monitor.cancel()
-    layer_health.__init__()
 
 
 @pytest.fixture
@@ -601,19 +595,18 @@ def test_server_publish_to_an_invalid_name_raises_value_error(name):
 
 @pytest.fixture
 def unreachable_redis(settings):
-    """Both the channel layer and presence point at a Redis nobody listens on."""
+    """Both the channel layer and presence point at a Redis nobody listens on (the test's hub
+    builds its presence store on first use, from these settings)."""
     settings.CHANNEL_LAYERS = UNREACHABLE_REDIS
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     channel_layers.backends.clear()
-    presence.cache_clear()
     yield
     channel_layers.backends.clear()
-    presence.cache_clear()
 
 
 @pytest.mark.parametrize("kind", ["subscribe", "publish", "presence"])
 async def test_an_unreachable_layer_answers_unavailable_with_the_id_and_keeps_the_session(
-    connect, user, unreachable_redis, kind
+    connect, user, unreachable_redis, kind, worker_hub
 ):
     socket = await session_for(connect, user)
 
@@ -621,7 +614,7 @@ async def test_an_unreachable_layer_answers_unavailable_with_the_id_and_keeps_th
 
     assert reply == error(ErrorCode.UNAVAILABLE, "o1")
     assert await exchange(socket, {"type": "ping", "id": 2}) == {"type": "pong", "id": 2}
-    assert layer_health.available is False
+    assert worker_hub.health.available is False
 
 
 async def test_25_unavailable_errors_do_not_close_the_session(

@@ -1,46 +1,36 @@
 """Rooms edge cases: leaves replayed after an outage, look-alike prefixes, startup checks."""
 
-import asyncio
-
 import pytest
 from django.core.checks import run_checks
 
-from realtime.cluster.health import layer_health
 from realtime.events import publish
 from realtime.rooms.policy import channel_policy, default_channel_policy
-from realtime.rooms.presence import distinct_users, presence
+from realtime.rooms.presence import distinct_users
 from tests.conftest import access_for
 
 
-@pytest.fixture(autouse=True)
-def fresh_layer_health():
-    yield
-    if layer_health._monitor is not None:
-        layer_health._monitor.cancel()  # a task, or this file's placeholder future
-    hooks = layer_health.recovery_hooks
-    layer_health.__init__()
-    layer_health.recovery_hooks = hooks
-
-
-async def test_a_leave_while_the_layer_is_down_is_replayed_on_recovery(connect, user):
+async def test_a_leave_while_the_layer_is_down_is_replayed_on_recovery(
+    connect, user, worker_hub, monkeypatch
+):
     socket = await connect(f"/ws/session/?token={access_for(user)}")
     assert (await socket.receive_json_from())["type"] == "welcome"
     await socket.send_json_to({"type": "subscribe", "channel": "lobby"})
     assert (await socket.receive_json_from())["type"] == "subscribed"
+    health = worker_hub.health
     # No monitor for this test: it performs the recovery step itself, after looking.
-    layer_health._monitor = asyncio.get_running_loop().create_future()
-    layer_health.failed("receive", ConnectionError("test outage"))
+    monkeypatch.setattr(health, "monitor_start", lambda: None)
+    health.failed("receive", ConnectionError("test outage"))
 
     await socket.send_json_to({"type": "unsubscribe", "channel": "lobby"})
     assert await socket.receive_json_from() == {"type": "unsubscribed", "channel": "lobby"}
     # The leave could not reach the store yet: the member is still listed.
-    assert await presence().users("lobby") == [(user.pk, user.username)]
+    assert await worker_hub.presence.users("lobby") == [(user.pk, user.username)]
 
-    layer_health.available = True
-    layer_health.up.set()
-    await layer_health._rejoin_all()
-    assert await presence().users("lobby") == []
-    assert layer_health.pending_leaves == []
+    health.available = True
+    health.up.set()
+    await health._rejoin_all()
+    assert await worker_hub.presence.users("lobby") == []
+    assert health.pending_leaves == []
 
 
 @pytest.mark.parametrize("channel", ["Staff.ops", "STAFF.ops", "User.1", "USER.1"])
