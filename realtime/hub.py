@@ -32,6 +32,7 @@ from realtime.registry.closes import RegistryCloses
 from realtime.rooms.fanout import RoomFanout, room_layer_alias
 from realtime.rooms.membership import LocalFanoutMembers, RedisFanoutMembers
 from realtime.rooms.presence import MemoryPresence, RedisPresence
+from realtime.session.credentials import sessions_revalidate
 
 if TYPE_CHECKING:
     from realtime.edge.connect_rate import ConnectRate
@@ -67,13 +68,10 @@ class Hub:
         self._spawned: set[asyncio.Task] = set()
         self.open_sockets: set = set()  # daphne's open WebSocket protocols (its adapter's)
         self.health = LayerHealth()
-        # Imported here: the session module reaches the hub through `hub()`.
-        from realtime.session.consumer import heartbeat_renew, sessions_revalidate
-
         # After an outage, in this order: the room groups, the sessions (revoked meanwhile?),
         # the heartbeat (a restarted Redis forgot it).
         self.health.recovery_hooks.extend(
-            [self.room_fanout_rejoin, sessions_revalidate, heartbeat_renew]
+            [self.room_fanout_rejoin, sessions_revalidate, self.heartbeat_renew]
         )
 
     def _part(self, name: str, build: Callable[[], T]) -> T:
@@ -194,6 +192,11 @@ class Hub:
             await parts.room_fanout.groups_renew()
 
     # -- tasks and teardown ------------------------------------------------------------
+
+    async def heartbeat_renew(self, sessions: list[Any]) -> None:
+        """After an outage: beat at once (a restarted Redis has forgotten every heartbeat, and
+        this worker's sessions must not look offline until the next regular beat)."""
+        await self.heartbeat.beat()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         """Run `coro` as a task of the worker's: kept until done (a task nobody references

@@ -4,7 +4,8 @@
 type registered (`realtime.session.handlers`); `end` is the one way a session is ended by
 this server (security log, error frame, close); `disconnect` the one way it is cleaned up.
 Credentials and their timers are in `realtime.session.credentials`, the registry row in
-`realtime.session.lifecycle`, the groups in `realtime.session.membership`.
+`realtime.session.lifecycle`, the groups in `realtime.session.membership`. (A little over
+300 lines: what is left is the states and the order of the steps, read best in one place.)
 """
 
 import logging
@@ -20,7 +21,6 @@ from accounts.tokens import (
     TokenRejected,
     aaccess_token_revoked,
     auser_for_token,
-    users_token_state,
 )
 from realtime import metrics
 from realtime.auth.middleware import CredentialsMissing
@@ -333,22 +333,3 @@ class SessionConsumer(LimitedConsumer):
     def log_extra(self) -> dict[str, Any]:
         user_id = self.user.pk if self.user is not None else None
         return {**super().log_extra(), "session_id": self.session_id, "user_id": user_id}
-
-
-async def sessions_revalidate(sessions: list[SessionConsumer]) -> None:
-    """After a channel-layer outage: close the sessions revoked meanwhile (the events were
-    lost), with one query for all of this worker's sessions."""
-    sessions = [s for s in sessions if s.user is not None and not s.closing]
-    if not sessions:
-        return
-    state = await users_token_state(sorted({s.user.pk for s in sessions}))
-    for session in sessions:
-        version, active = state.get(session.user.pk, (None, False))
-        if not active or version != session.credentials.version:
-            await session.revoke("session revoked during a channel-layer outage")
-
-
-async def heartbeat_renew(sessions: list[SessionConsumer]) -> None:
-    """After an outage: beat at once (a restarted Redis has forgotten every heartbeat, and
-    this worker's sessions must not look offline until the next regular beat)."""
-    await hub().heartbeat.beat()

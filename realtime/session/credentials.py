@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from accounts.tokens import VERSION_CLAIM
+from accounts.tokens import VERSION_CLAIM, users_token_state
 from realtime import metrics
 from realtime.protocol.codes import CloseCode, ErrorCode
 
@@ -105,3 +105,16 @@ class Credentials:
         await self.session.close_for(
             "token expired", CloseCode.TOKEN_EXPIRED, ErrorCode.TOKEN_EXPIRED
         )
+
+
+async def sessions_revalidate(sessions: list["SessionConsumer"]) -> None:
+    """After a channel-layer outage: close the sessions revoked meanwhile (the events were
+    lost), with one query for all of this worker's sessions."""
+    sessions = [s for s in sessions if s.user is not None and not s.closing]
+    if not sessions:
+        return
+    state = await users_token_state(sorted({s.user.pk for s in sessions}))
+    for session in sessions:
+        version, active = state.get(session.user.pk, (None, False))
+        if not active or version != session.credentials.version:
+            await session.revoke("session revoked during a channel-layer outage")

@@ -6,7 +6,7 @@ import threading
 from core.redis import redis_clients
 from realtime.cluster.workers import LocalWorkers
 from realtime.hub import Hub, hub, hub_install
-from realtime.session.consumer import heartbeat_renew, sessions_revalidate
+from realtime.session.credentials import sessions_revalidate
 
 
 def test_the_recovery_hooks_are_registered_when_the_hub_is_built_in_their_order():
@@ -15,7 +15,7 @@ def test_the_recovery_hooks_are_registered_when_the_hub_is_built_in_their_order(
     assert built.health.recovery_hooks == [
         built.room_fanout_rejoin,
         sessions_revalidate,
-        heartbeat_renew,
+        built.heartbeat_renew,
     ]
 
 
