@@ -30,6 +30,9 @@ Stock daphne cannot send what the Switchboard protocol documents:
 Each fix is a small override of one daphne or autobahn method; `tests/system/
 test_daphne_compat.py`, `test_control_frames.py` and `test_close_handshake.py` show, against a
 real daphne, that it is needed and that it works.
+
+(Over 300 lines on purpose: every override of daphne, autobahn and Twisted stays in this one
+module, under the one version guard, so that an upgrade is checked in one place.)
 """
 
 import logging
