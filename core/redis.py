@@ -168,3 +168,8 @@ def redis_clients_source(source: Callable[[], RedisClients] | None) -> None:
     process's own."""
     global _source
     _source = _process_clients if source is None else source
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (the clients answer bytes: they do not decode responses)."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -5,6 +5,8 @@ Read-only: rows are written by the workers. "Online" is computed per request fro
 workers' heartbeats (`realtime.cluster.workers`), so a killed worker's sessions show offline.
 """
 
+from typing import TYPE_CHECKING, Any, cast
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -12,27 +14,41 @@ from django.http import HttpRequest
 from accounts.admin import UserAdmin as AccountsUserAdmin
 from accounts.models import User
 from realtime.cluster.workers import alive_workers_sync
-from realtime.models import WebSocketSession
+from realtime.models import WebSocketSession, WebSocketSessionQuerySet
 from realtime.registry.services import sessions_disconnect, user_sessions_disconnect
 
 INLINE_RECENT = 20  # sessions shown on a user's admin page
+ALIVE_ATTRIBUTE = "_switchboard_alive_workers"  # the request's answer, asked once
+
+if TYPE_CHECKING:  # django-stubs' generics; Django's admin classes take no parameters at run time
+    from django.contrib.admin.options import BaseModelAdmin
+
+    SessionAdminBase = BaseModelAdmin[WebSocketSession]
+    SessionModelAdmin = admin.ModelAdmin[WebSocketSession]
+    SessionTabularInline = admin.TabularInline[WebSocketSession, WebSocketSession]
+else:
+    SessionAdminBase = object
+    SessionModelAdmin = admin.ModelAdmin
+    SessionTabularInline = admin.TabularInline
 
 
 def alive_workers_for(request: HttpRequest) -> set[str]:
     """The alive workers, asked once per admin request. With Redis down, none: every session
     shows offline and the page says why, but the admin keeps working (an operator may need
     to deactivate a user right then)."""
-    if not hasattr(request, "_switchboard_alive_workers"):
+    known: set[str] | None = getattr(request, ALIVE_ATTRIBUTE, None)
+    if known is None:
         try:
-            request._switchboard_alive_workers = alive_workers_sync()
+            known = alive_workers_sync()
         except Exception as e:
-            request._switchboard_alive_workers = set()
+            known = set()
             messages.warning(
                 request,
                 f"Redis is unreachable ({type(e).__name__}): which sessions are online is "
                 "unknown, and every session shows offline.",
             )
-    return request._switchboard_alive_workers
+        setattr(request, ALIVE_ATTRIBUTE, known)
+    return known
 
 
 def operator(request: HttpRequest) -> str:
@@ -43,10 +59,12 @@ class OnlineFilter(admin.SimpleListFilter):
     title = "online"
     parameter_name = "online"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("yes", "Online"), ("no", "Offline")]
 
-    def queryset(self, request, queryset):
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[WebSocketSession]
+    ) -> QuerySet[WebSocketSession]:
         if self.value() == "yes":
             return queryset.filter(is_online=True)
         if self.value() == "no":
@@ -54,28 +72,29 @@ class OnlineFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlySessionMixin:
+class ReadOnlySessionMixin(SessionAdminBase):
     """Rows are the workers' audit trail: nobody adds or edits them by hand."""
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).with_online(alive_workers_for(request))
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebSocketSession]:
+        sessions = cast(WebSocketSessionQuerySet, super().get_queryset(request))
+        return sessions.with_online(alive_workers_for(request))
 
     @admin.display(boolean=True, description="online", ordering="is_online")
     def online(self, session: WebSocketSession) -> bool:
-        return session.is_online
+        return bool(session.is_online)  # type: ignore[attr-defined]  # with_online() adds it
 
 
 @admin.register(WebSocketSession)
-class WebSocketSessionAdmin(ReadOnlySessionMixin, admin.ModelAdmin):
+class WebSocketSessionAdmin(ReadOnlySessionMixin, SessionModelAdmin):
     list_display = (
         "id",
         "user",
@@ -107,7 +126,9 @@ class WebSocketSessionAdmin(ReadOnlySessionMixin, admin.ModelAdmin):
     actions = ["disconnect_selected"]
 
     @admin.action(description="Disconnect selected sessions", permissions=["disconnect"])
-    def disconnect_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def disconnect_selected(
+        self, request: HttpRequest, queryset: QuerySet[WebSocketSession]
+    ) -> None:
         online = queryset.filter(is_online=True)
         count = sessions_disconnect(sessions=online, by=operator(request))
         skipped = queryset.count() - count
@@ -123,7 +144,7 @@ class WebSocketSessionAdmin(ReadOnlySessionMixin, admin.ModelAdmin):
         return request.user.has_perm("accounts.change_user")
 
 
-class WebSocketSessionInline(ReadOnlySessionMixin, admin.TabularInline):
+class WebSocketSessionInline(ReadOnlySessionMixin, SessionTabularInline):
     """A user's most recent sessions, on the user's admin page."""
 
     model = WebSocketSession
@@ -134,7 +155,7 @@ class WebSocketSessionInline(ReadOnlySessionMixin, admin.TabularInline):
     show_change_link = True
     verbose_name_plural = f"WebSocket sessions (the {INLINE_RECENT} most recent)"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebSocketSession]:
         queryset = super().get_queryset(request)
         recent = WebSocketSession.objects.order_by("-connected_at").values("pk")
         user_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
@@ -154,11 +175,11 @@ class UserAdmin(AccountsUserAdmin):
 
     actions = [*AccountsUserAdmin.actions, "disconnect_sessions"]
 
-    def get_inlines(self, request, obj):
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[type[WebSocketSessionInline]]:
         return [WebSocketSessionInline] if obj is not None else []
 
     @admin.action(description="Disconnect all sessions (tokens stay valid)", permissions=["change"])
-    def disconnect_sessions(self, request, queryset):
+    def disconnect_sessions(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             user_sessions_disconnect(user_id=user.pk, by=operator(request))
         self.message_user(

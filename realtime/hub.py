@@ -29,6 +29,7 @@ from realtime.auth.tickets import MemoryTickets, RedisTickets, TicketStore
 from realtime.cluster.health import LayerHealth
 from realtime.cluster.workers import LocalWorkers, WorkerHeartbeat
 from realtime.registry.closes import RegistryCloses
+from realtime.registry.services import Close, SessionOpen
 from realtime.rooms.fanout import RoomFanout, room_layer_alias
 from realtime.rooms.membership import LocalFanoutMembers, RedisFanoutMembers
 from realtime.rooms.presence import MemoryPresence, RedisPresence
@@ -49,10 +50,10 @@ class LoopParts:
 
         self.room_fanout: RoomFanout | None = None
         self.registry_closes = RegistryCloses()
-        self.open_batcher = Batcher(batched.opens_write)
-        self.close_batcher = Batcher(batched.closes_write)
+        self.open_batcher: Batcher[SessionOpen, bool | None] = Batcher(batched.opens_write)
+        self.close_batcher: Batcher[Close, None] = Batcher(batched.closes_write)
 
-    def tasks(self) -> list[asyncio.Task]:
+    def tasks(self) -> list[asyncio.Task[None]]:
         """The fan-out's and the close retries' (a batch being written is left to finish)."""
         fanout = [] if self.room_fanout is None else self.room_fanout.tasks()
         return [*fanout, *self.registry_closes.tasks()]
@@ -65,8 +66,8 @@ class Hub:
         self._lock = threading.RLock()
         self._parts: dict[str, Any] = {} if redis is None else {"redis": redis}
         self._loops: dict[asyncio.AbstractEventLoop, LoopParts] = {}
-        self._spawned: set[asyncio.Task] = set()
-        self.open_sockets: set = set()  # daphne's open WebSocket protocols (its adapter's)
+        self._spawned: set[asyncio.Task[None]] = set()
+        self.open_sockets: set[Any] = set()  # daphne's open WebSocket protocols (its adapter's)
         self.health = LayerHealth()
         # After an outage, in this order: the room groups, the sessions (revoked meanwhile?),
         # the heartbeat (a restarted Redis forgot it).
@@ -176,16 +177,16 @@ class Hub:
         return self._loop().registry_closes
 
     @property
-    def open_batcher(self) -> Batcher:
+    def open_batcher(self) -> Batcher[SessionOpen, bool | None]:
         """This event loop's batched registry opens (`realtime.registry.batched`)."""
         return self._loop().open_batcher
 
     @property
-    def close_batcher(self) -> Batcher:
+    def close_batcher(self) -> Batcher[Close, None]:
         """This event loop's batched registry closes (`realtime.registry.batched`)."""
         return self._loop().close_batcher
 
-    async def room_fanout_rejoin(self, sessions: list) -> None:
+    async def room_fanout_rejoin(self, sessions: list[Any]) -> None:
         """After an outage: the worker channel back into every room group, once per worker."""
         parts = self._loops.get(asyncio.get_running_loop())
         if parts is not None and parts.room_fanout is not None:
@@ -198,7 +199,7 @@ class Hub:
         this worker's sessions must not look offline until the next regular beat)."""
         await self.heartbeat.beat()
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None]:
         """Run `coro` as a task of the worker's: kept until done (a task nobody references
         may be collected mid-way), cancelled when the hub closes."""
         task = asyncio.ensure_future(coro)
@@ -206,7 +207,7 @@ class Hub:
         task.add_done_callback(self._spawned.discard)
         return task
 
-    def tasks(self) -> list[asyncio.Task]:
+    def tasks(self) -> list[asyncio.Task[None]]:
         """Every task the hub's parts run, not done yet."""
         built = [self._parts[name] for name in ("heartbeat", "presence") if name in self._parts]
         tasks = [*list(self._spawned), *(t for p in [self.health, *built] for t in p.tasks())]
@@ -227,7 +228,7 @@ class Hub:
         await asyncio.gather(*mine, return_exceptions=True)
 
 
-def task_cancel(task: asyncio.Task) -> None:
+def task_cancel(task: asyncio.Task[None]) -> None:
     """Cancel `task` from its loop's thread or any other."""
     loop = task.get_loop()
     if loop.is_closed():
@@ -252,9 +253,10 @@ def hub() -> Hub:
     current = _current
     if current is None:
         with _install_lock:
-            if _current is None:
-                hub_install(Hub(redis=redis_clients()))
             current = _current
+            if current is None:
+                current = Hub(redis=redis_clients())
+                hub_install(current)
     return current
 
 

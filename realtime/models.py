@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import BooleanField, Case, Q, Value, When
 
 
-class WebSocketSessionQuerySet(models.QuerySet):
+class WebSocketSessionQuerySet(models.QuerySet["WebSocketSession"]):
     def open(self) -> "WebSocketSessionQuerySet":
         """Sessions not recorded as closed (their worker may have died since)."""
         return self.filter(closed_at__isnull=True)
@@ -18,13 +18,14 @@ class WebSocketSessionQuerySet(models.QuerySet):
 
     def with_online(self, alive_workers: set[str]) -> "WebSocketSessionQuerySet":
         """Annotate each session with `is_online`."""
-        return self.annotate(
+        annotated: WebSocketSessionQuerySet = self.annotate(
             is_online=Case(
                 When(Q(closed_at__isnull=True, worker__in=sorted(alive_workers)), then=True),
                 default=Value(False),
                 output_field=BooleanField(),
             )
         )
+        return annotated
 
 
 class WebSocketSession(models.Model):

@@ -15,7 +15,8 @@ from urllib.parse import parse_qs
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 
-from accounts.tokens import TokenRejected, auser_for_claims, auser_for_token
+from accounts.tokens import Authenticated, TokenRejected, auser_for_claims, auser_for_token
+from core.asgi_types import ASGIApp, Receive, Scope, Send
 from core.client_ip import scope_client_ip
 from realtime.auth.tickets import ticket_redeem
 from realtime.hub import hub
@@ -28,9 +29,9 @@ class CredentialsMissing(TokenRejected):
     """The client sent no credential at all (it may still send an `auth` frame)."""
 
 
-def query_param(scope: dict, name: str) -> str | None:
+def query_param(scope: Scope, name: str) -> str | None:
     """One query parameter; None when absent. Several, or a broken query, raise."""
-    query = scope.get("query_string", b"").decode("latin-1")
+    query: str = scope.get("query_string", b"").decode("latin-1")
     try:
         params = parse_qs(query, max_num_fields=32)
     except ValueError as e:
@@ -43,12 +44,12 @@ def query_param(scope: dict, name: str) -> str | None:
     return values[0]
 
 
-def token_from_query(scope: dict) -> str | None:
+def token_from_query(scope: Scope) -> str | None:
     """The raw `token` query parameter; None when absent. Several, or a broken query, raise."""
     return query_param(scope, "token")
 
 
-def token_from_header(scope: dict) -> str | None:
+def token_from_header(scope: Scope) -> str | None:
     """The token of an `Authorization: Bearer` header; None when absent or another scheme
     (a proxy's Basic credentials are not ours)."""
     values = [value for name, value in scope.get("headers", ()) if name.lower() == b"authorization"]
@@ -56,7 +57,8 @@ def token_from_header(scope: dict) -> str | None:
         return None
     if len(values) > 1:
         raise TokenRejected("more than one Authorization header")
-    scheme, _, token = values[0].decode("latin-1").partition(" ")
+    header: bytes = values[0]
+    scheme, _, token = header.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer":
         return None
     if not token.strip():
@@ -64,10 +66,12 @@ def token_from_header(scope: dict) -> str | None:
     return token.strip()
 
 
-def token_from_subprotocols(scope: dict) -> str | None:
+def token_from_subprotocols(scope: Scope) -> str | None:
     """The token of a `bearer.<token>` subprotocol; None when absent. It must come with
     `switchboard.v1`, the subprotocol the server answers."""
-    offered = [p for p in scope.get("subprotocols", ()) if p.startswith(BEARER_SUBPROTOCOL_PREFIX)]
+    offered: list[str] = [
+        p for p in scope.get("subprotocols", ()) if p.startswith(BEARER_SUBPROTOCOL_PREFIX)
+    ]
     if not offered:
         return None
     if len(offered) > 1:
@@ -77,7 +81,7 @@ def token_from_subprotocols(scope: dict) -> str | None:
     return offered[0].removeprefix(BEARER_SUBPROTOCOL_PREFIX)
 
 
-async def authenticate(scope: dict):
+async def authenticate(scope: Scope) -> Authenticated:
     """The Authenticated user of the one credential in `scope`; TokenRejected (its subclass
     CredentialsMissing when there is none) otherwise."""
     found = {
@@ -98,15 +102,15 @@ async def authenticate(scope: dict):
     return await auser_for_token(value)
 
 
-class JWTAuthMiddleware(BaseMiddleware):
+class JWTAuthMiddleware(BaseMiddleware):  # type: ignore[misc]  # channels is untyped
     """Fills `scope["user"]`, `scope["auth"]` (Authenticated or None) and `scope["auth_error"]`.
 
     Keeps no state on self: one instance serves every connection.
     """
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
-            return await self.inner(scope, receive, send)
+            return await self.inner(scope, receive, send)  # type: ignore[no-any-return]
         scope = dict(scope)
         scope["user"], scope["auth"], scope["auth_error"] = AnonymousUser(), None, None
         try:
@@ -115,9 +119,9 @@ class JWTAuthMiddleware(BaseMiddleware):
             scope["auth_error"] = e
         else:
             scope["user"], scope["auth"] = auth.user, auth
-        return await self.inner(scope, receive, send)
+        return await self.inner(scope, receive, send)  # type: ignore[no-any-return]
 
 
-def JWTAuthMiddlewareStack(inner):  # noqa: N802  (named like channels' AuthMiddlewareStack)
+def JWTAuthMiddlewareStack(inner: ASGIApp) -> JWTAuthMiddleware:  # noqa: N802  (named like channels' AuthMiddlewareStack)
     """Wrap `inner` with JWT authentication (header, subprotocol, ticket or query)."""
     return JWTAuthMiddleware(inner)

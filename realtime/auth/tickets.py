@@ -22,7 +22,7 @@ from accounts.tokens import (
     TokenExpired,
     TokenRejected,
 )
-from core.redis import redis_clients
+from core.redis import redis_clients, text
 
 TICKET_TTL = 30  # seconds
 TICKET_BYTES = 32
@@ -42,7 +42,7 @@ class RedisTickets:
 
     async def take(self, key: str) -> str | None:
         value = await redis_clients().async_client().getdel(key)
-        return value.decode() if value is not None else None
+        return text(value) if value is not None else None
 
 
 class MemoryTickets:

@@ -9,6 +9,7 @@ open session of this worker rejoins its groups, so revocations reach it again.
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from channels.layers import get_channel_layer
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -22,7 +23,7 @@ MONITOR_INTERVAL = 1.0
 Rejoin = Callable[[], Awaitable[None]]
 
 
-async def layer_identity(layer) -> tuple | None:
+async def layer_identity(layer: Any) -> tuple[str, ...] | None:
     """Something that changes when a Redis server restarts (its run ids); None in memory."""
     if not hasattr(layer, "connection") or not hasattr(layer, "ring_size"):
         return None
@@ -44,11 +45,11 @@ class LayerHealth:
     def __init__(self) -> None:
         self.available = True
         self._up: asyncio.Event | None = None
-        self._monitor: asyncio.Task | None = None
-        self._identity: tuple | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._identity: tuple[str, ...] | None = None
         self.sessions: dict[object, Rejoin] = {}
         # Called with the open sessions after they rejoined: events sent meanwhile were lost.
-        self.recovery_hooks: list[Callable[[list], Awaitable[None]]] = []
+        self.recovery_hooks: list[Callable[[list[Any]], Awaitable[None]]] = []
         # Leaves that could not reach Redis: replayed first on recovery, or the left rooms
         # would keep ghost members (Redis may have kept its data through a short outage).
         self.pending_leaves: list[Callable[[], Awaitable[None]]] = []
@@ -98,7 +99,7 @@ class LayerHealth:
     def unregister(self, key: object) -> None:
         self.sessions.pop(key, None)
 
-    def tasks(self) -> list[asyncio.Task]:
+    def tasks(self) -> list[asyncio.Task[None]]:
         """The task this runs (the monitor), for the hub to cancel when it closes."""
         return [self._monitor] if self._monitor is not None else []
 

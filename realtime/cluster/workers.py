@@ -17,7 +17,7 @@ import uuid
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from core.redis import redis_clients
+from core.redis import redis_clients, text
 
 logger = logging.getLogger("switchboard.realtime")
 
@@ -30,7 +30,7 @@ def worker_key(worker: str) -> str:
     return f"{KEY_PREFIX}worker:{worker}"
 
 
-def alive_of(workers: list[str], beats: list) -> set[str]:
+def alive_of(workers: list[str], beats: list[bytes | None]) -> set[str]:
     """The workers whose heartbeat key still exists (`beats` is MGET's answer, in order)."""
     return {worker for worker, beat in zip(workers, beats, strict=True) if beat is not None}
 
@@ -40,7 +40,7 @@ class WorkerHeartbeat:
     (held by the hub, `realtime.hub`)."""
 
     def __init__(self) -> None:
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.beating = False
 
     def client(self) -> aioredis.Redis:
@@ -64,7 +64,7 @@ class WorkerHeartbeat:
         if not self.beating:
             await self.beat()
 
-    def tasks(self) -> list[asyncio.Task]:
+    def tasks(self) -> list[asyncio.Task[None]]:
         """The task this runs (the beat), for the hub to cancel when it closes."""
         return [self._task] if self._task is not None else []
 
@@ -86,7 +86,7 @@ class WorkerHeartbeat:
     async def alive_all(self) -> set[str]:
         """Every alive worker; dead ones are dropped from the worker set on the way."""
         client = self.client()
-        workers = sorted(member.decode() for member in await client.smembers(WORKERS_KEY))
+        workers = sorted(text(member) for member in await client.smembers(WORKERS_KEY))
         alive = await self.alive(workers)
         dead = [worker for worker in workers if worker not in alive]
         if dead:
@@ -109,7 +109,7 @@ class LocalWorkers:
     async def alive_all(self) -> set[str]:
         return {WORKER_ID}
 
-    def tasks(self) -> list[asyncio.Task]:
+    def tasks(self) -> list[asyncio.Task[None]]:
         return []
 
 
@@ -119,7 +119,7 @@ def alive_workers_sync() -> set[str]:
     if not settings.REDIS_URL:
         return {WORKER_ID}
     client = redis_clients().sync_client()
-    workers = sorted(member.decode() for member in client.smembers(WORKERS_KEY))
+    workers = sorted(text(member) for member in client.smembers(WORKERS_KEY))
     if not workers:
         return set()
     return alive_of(workers, client.mget([worker_key(w) for w in workers]))
@@ -141,4 +141,4 @@ def dead_workers_knowable_sync() -> bool:
     if not settings.REDIS_URL:
         return False
     uptime = redis_clients().sync_client().info("server")["uptime_in_seconds"]
-    return int(uptime) >= 2 * settings.WS_PRESENCE_TTL
+    return bool(int(uptime) >= 2 * settings.WS_PRESENCE_TTL)

@@ -51,7 +51,7 @@ class RegistryCloses:
         self.pending: dict[str, Pending] = {}  # session id → its close: written now, or failed
         self.by_user: dict[int, set[str]] = {}
         self.failed: set[str] = set()  # the pending closes whose write failed: retried
-        self.retrier: asyncio.Task | None = None
+        self.retrier: asyncio.Task[None] | None = None
         self.full = False  # PENDING_MAX reached, said once until there is room again
 
     def keep(self, *, session_id: str, code: int | None, user_id: int) -> None:
@@ -102,7 +102,7 @@ class RegistryCloses:
             for session_id in self.by_user.get(user_id, ())
         ]
 
-    def tasks(self) -> list[asyncio.Task]:
+    def tasks(self) -> list[asyncio.Task[None]]:
         """The task this runs (the retries), for the hub to cancel when it closes."""
         return [self.retrier] if self.retrier is not None else []
 

@@ -65,7 +65,7 @@ class RoomFanout:
         self.rooms: dict[str, dict[object, Deliver]] = {}
         self.joined: set[str] = set()  # rooms whose group holds this worker's channel
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Name the worker channel and start reading it and renewing its groups (once)."""
@@ -84,7 +84,7 @@ class RoomFanout:
         for task in self._tasks:
             task.cancel()
 
-    def tasks(self) -> list[asyncio.Task]:
+    def tasks(self) -> list[asyncio.Task[None]]:
         """The tasks this runs (receive, renew, reap), for the hub to cancel when it closes."""
         return list(self._tasks)
 

@@ -12,6 +12,7 @@ stalled, or Redis restarted empty) adds its channel back to its rooms.
 import logging
 from collections.abc import Iterable
 
+from core.redis import text
 from realtime.cluster.workers import WORKER_ID, WorkerHeartbeat
 from realtime.rooms.policy import room_group
 
@@ -55,7 +56,7 @@ class RedisFanoutMembers:
         """Take every dead worker's channel out of its room groups; how many workers."""
         client = self.beat.client()
         channels = {
-            worker.decode(): channel.decode()
+            text(worker): text(channel)
             for worker, channel in (await client.hgetall(CHANNELS_KEY)).items()
         }
         others = sorted(set(channels) - {WORKER_ID})
@@ -68,7 +69,7 @@ class RedisFanoutMembers:
             # this reaper fails half-way.
             if not await client.hdel(CHANNELS_KEY, worker):
                 continue  # another worker is reaping it
-            rooms = sorted(room.decode() for room in await client.smembers(rooms_key(worker)))
+            rooms = sorted(text(room) for room in await client.smembers(rooms_key(worker)))
             for room in rooms:
                 await layer.group_discard(room_group(room), channels[worker])
             await client.delete(rooms_key(worker))

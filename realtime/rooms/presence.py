@@ -16,9 +16,11 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 
 from django.conf import settings
 
+from core.redis import text
 from realtime.cluster.workers import KEY_PREFIX, WORKER_ID, WorkerHeartbeat
 
 logger = logging.getLogger("switchboard.realtime")
@@ -36,7 +38,7 @@ def marker_key(worker: str) -> str:
     return f"{KEY_PREFIX}presence-worker:{worker}"
 
 
-def distinct_users(entries) -> list[User]:
+def distinct_users(entries: Iterable[User]) -> list[User]:
     """One (id, username) per user id, by id (a rename mid-subscription keeps one entry)."""
     return sorted(dict(entries).items())
 
@@ -60,7 +62,7 @@ class MemoryPresence:
     async def users(self, channel: str) -> list[User]:
         return distinct_users(self.rooms.get(channel, {}).values())
 
-    def tasks(self) -> list[asyncio.Task]:
+    def tasks(self) -> list[asyncio.Task[None]]:
         return []
 
 
@@ -72,7 +74,7 @@ class RedisPresence:
     def __init__(self, workers: WorkerHeartbeat) -> None:
         self.workers = workers
         self.entries: dict[tuple[str, str], User] = {}  # (room, member) → user, this worker's
-        self._watchers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+        self._watchers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self.marked = False  # the marker was set once: a missing one means entries were lost
 
     async def add(self, channel: str, member: str, user: User) -> None:
@@ -90,7 +92,7 @@ class RedisPresence:
     async def users(self, channel: str) -> list[User]:
         client = self.workers.client()
         entries = await client.hgetall(_room_key(channel))
-        worker_of = {field: field.decode().split("|", 1)[0] for field in entries}
+        worker_of = {field: text(field).split("|", 1)[0] for field in entries}
         alive = await self.workers.alive(sorted(set(worker_of.values())))
         dead = [field for field, worker in worker_of.items() if worker not in alive]
         if dead:
@@ -114,7 +116,7 @@ class RedisPresence:
                 del self._watchers[closed]
             self._watchers[loop] = loop.create_task(self._watch_run())
 
-    def tasks(self) -> list[asyncio.Task]:
+    def tasks(self) -> list[asyncio.Task[None]]:
         """The tasks this runs (a marker watcher per loop), for the hub to cancel."""
         return list(self._watchers.values())
 

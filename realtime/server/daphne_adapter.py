@@ -39,6 +39,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from autobahn.util import encode_truncate
 
@@ -75,17 +76,17 @@ class ControlFrameLimits:
     window: float
 
 
-_listening_ports: list = []  # daphne's listening ports, closed first on SIGTERM
+_listening_ports: list[Any] = []  # daphne's listening ports, closed first on SIGTERM
 _shutdown_hooks: list[Callable[[], None]] = []
 
 
-def _close_code_remember(protocol, code: int) -> None:
+def _close_code_remember(protocol: Any, code: int) -> None:
     """The first code this server closes `protocol` with: what its application is told."""
     if getattr(protocol, "server_close_code", None) is None:
         protocol.server_close_code = code
 
 
-def _server_close(self, code=None, reason=None):
+def _server_close(self: Any, code: Any = None, reason: Any = None) -> Any:
     """Close with any valid code and a reason, bypassing autobahn's application-code filter."""
     code = int(CloseCode.NORMAL) if code is None else code
     _close_code_remember(self, code)
@@ -93,18 +94,18 @@ def _server_close(self, code=None, reason=None):
     self.sendCloseFrame(code=code, reasonUtf8=reason_bytes, isReply=False)
 
 
-def close_as(protocol, code: CloseCode) -> None:
+def close_as(protocol: Any, code: CloseCode) -> None:
     """Close `protocol` (through its patched `serverClose`) with `code` and its reason."""
     protocol.serverClose(code=int(code), reason=code.reason)
 
 
-def send_backlog(transport) -> int:
+def send_backlog(transport: Any) -> int:
     """Bytes a Twisted TCP transport holds that the kernel has not taken yet."""
     written = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
     return written + getattr(transport, "_tempDataLen", 0)
 
 
-def _shed_slow_client(protocol, backlog: int, limit: int) -> None:
+def _shed_slow_client(protocol: Any, backlog: int, limit: int) -> None:
     """Drop the frames not yet started (whole frames: Twisted joins them into its write
     buffer only when it writes), then close with 4009."""
     transport = protocol.transport
@@ -124,8 +125,8 @@ def _shed_slow_client(protocol, backlog: int, limit: int) -> None:
     close_as(protocol, CloseCode.SLOW_CLIENT)
 
 
-def _handle_reply_factory(original, max_send_backlog: int):
-    def handle_reply(self, message):
+def _handle_reply_factory(original: Any, max_send_backlog: int) -> Any:
+    def handle_reply(self: Any, message: Any) -> Any:
         kind = message.get("type")
         if kind == "websocket.close" and self.state != self.STATE_CONNECTING:
             return self.serverClose(code=message.get("code"), reason=message.get("reason"))
@@ -141,8 +142,8 @@ def _handle_reply_factory(original, max_send_backlog: int):
     return handle_reply
 
 
-def _frame_begin_factory(original, max_bytes: int):
-    def onMessageFrameBegin(self, length):  # noqa: N802  (autobahn's name)
+def _frame_begin_factory(original: Any, max_bytes: int) -> Any:
+    def onMessageFrameBegin(self: Any, length: Any) -> Any:  # noqa: N802  (autobahn's name)
         if not self.failedByMe and self.message_data_total_length + length > max_bytes:
             # Refuse before buffering: autobahn discards the rest of a failed message.
             self.frame_length, self.frame_data = length, []
@@ -166,16 +167,16 @@ def _frame_begin_factory(original, max_bytes: int):
     return onMessageFrameBegin
 
 
-def _on_open_factory(original):
-    def onOpen(self):  # noqa: N802  (autobahn's name)
+def _on_open_factory(original: Any) -> Any:
+    def onOpen(self: Any) -> Any:  # noqa: N802  (autobahn's name)
         hub().open_sockets.add(self)
         return original(self)
 
     return onOpen
 
 
-def _on_close_factory(original):
-    def onClose(self, wasClean, code, reason):  # noqa: N802, N803  (autobahn's names)
+def _on_close_factory(original: Any) -> Any:
+    def onClose(self: Any, wasClean: Any, code: Any, reason: Any) -> Any:  # noqa: N802, N803  (autobahn's names)
         hub().open_sockets.discard(self)
         # The application learns the code the server closed with, also when the client never
         # answered it (a shed slow client, a worker going away) and the drop says 1006.
@@ -185,8 +186,8 @@ def _on_close_factory(original):
     return onClose
 
 
-def _factory_init_factory(original):
-    def __init__(self, *args, **kwargs):  # noqa: N807  (the method it replaces)
+def _factory_init_factory(original: Any) -> Any:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807  (the method it replaces)
         original(self, *args, **kwargs)
         # A failing connection gets a close frame instead of a TCP drop, and a client gets
         # time to answer a close frame (a busy one still sending, too) before the cut.
@@ -195,8 +196,8 @@ def _factory_init_factory(original):
     return __init__
 
 
-def _fail_connection_factory(original):
-    def _fail_connection(self, code=1001, reason="going away"):
+def _fail_connection_factory(original: Any) -> Any:
+    def _fail_connection(self: Any, code: Any = 1001, reason: Any = "going away") -> Any:
         if self.state == self.STATE_CLOSING:
             # A second fault while closing (invalid UTF-8 again, say): keep waiting for the
             # client's close. Cutting now would reset a client still sending before it has
@@ -223,8 +224,8 @@ def _fail_connection_factory(original):
     return _fail_connection
 
 
-def _on_connect_factory(original):
-    def onConnect(self, request):  # noqa: N802  (autobahn's name)
+def _on_connect_factory(original: Any) -> Any:
+    def onConnect(self: Any, request: Any) -> Any:  # noqa: N802  (autobahn's name)
         from autobahn.websocket.types import ConnectionDeny
 
         # daphne decodes the offered subprotocols as ASCII, and fails the handshake with 500
@@ -236,13 +237,14 @@ def _on_connect_factory(original):
                 request.path,
                 getattr(self.transport.getPeer(), "host", None),
             )
-            raise ConnectionDeny(400, "Invalid Sec-WebSocket-Protocol")
+            deny = ConnectionDeny(400, "Invalid Sec-WebSocket-Protocol")  # type: ignore[no-untyped-call]
+            raise deny
         return original(self, request)
 
     return onConnect
 
 
-def _control_frame_counted(protocol, limits: ControlFrameLimits) -> bool:
+def _control_frame_counted(protocol: Any, limits: ControlFrameLimits) -> bool:
     """Count one ping or pong against `protocol`'s control-frame bucket; False when over the
     rate. A flood (more than the burst over the rate within the window) closes it 4008."""
     bucket = getattr(protocol, "control_bucket", None)
@@ -262,8 +264,8 @@ def _control_frame_counted(protocol, limits: ControlFrameLimits) -> bool:
     return False
 
 
-def _on_ping_factory(original, limits: ControlFrameLimits, max_send_backlog: int):
-    def onPing(self, payload):  # noqa: N802  (autobahn's name)
+def _on_ping_factory(original: Any, limits: ControlFrameLimits, max_send_backlog: int) -> Any:
+    def onPing(self: Any, payload: Any) -> Any:  # noqa: N802  (autobahn's name)
         if not _control_frame_counted(self, limits):
             return  # over the rate: not answered (nothing piles up for a client not reading)
         original(self, payload)  # the pong
@@ -274,23 +276,23 @@ def _on_ping_factory(original, limits: ControlFrameLimits, max_send_backlog: int
     return onPing
 
 
-def _on_pong_factory(original, limits: ControlFrameLimits):
-    def onPong(self, payload):  # noqa: N802  (autobahn's name)
+def _on_pong_factory(original: Any, limits: ControlFrameLimits) -> Any:
+    def onPong(self: Any, payload: Any) -> Any:  # noqa: N802  (autobahn's name)
         _control_frame_counted(self, limits)  # nothing to refuse, but a flood is closed 4008
         return original(self, payload)
 
     return onPong
 
 
-def _listen_success_factory(original):
-    def listen_success(self, port):
+def _listen_success_factory(original: Any) -> Any:
+    def listen_success(self: Any, port: Any) -> Any:
         _listening_ports.append(port)
         return original(self, port)
 
     return listen_success
 
 
-def _going_away():
+def _going_away() -> Any:
     """Twisted's before-shutdown trigger: stop accepting connections, close every open
     WebSocket with 1001, wait (at most SHUTDOWN_GRACE) for the close handshakes, then run the
     shutdown hooks."""
@@ -314,7 +316,7 @@ def _going_away():
         "shutting down: closed %d WebSocket(s) with %d", len(sockets), CloseCode.GOING_AWAY
     )
 
-    def settled(elapsed=[0.0]):  # noqa: B006  (a counter across calls)
+    def settled(elapsed: Any = [0.0]) -> Any:  # noqa: B006  (a counter across calls)
         elapsed[0] += 0.1
         if not open_sockets or elapsed[0] >= SHUTDOWN_GRACE:
             return None
@@ -331,15 +333,24 @@ def _hook_run(hook: Callable[[], None]) -> None:
         logger.exception("shutdown hook %s failed", getattr(hook, "__name__", hook))
 
 
-def _shutdown_hooks_run():
+def _shutdown_hooks_run() -> Any:
     """Run each shutdown hook in Twisted's thread pool (they may block); wait for all."""
     from twisted.internet import defer, threads
 
     return defer.DeferredList([threads.deferToThread(_hook_run, hook) for hook in _shutdown_hooks])
 
 
-def _access_log_factory(original):
-    def write_entry(self, host, date, request, status=None, length=None, ident=None, user=None):
+def _access_log_factory(original: Any) -> Any:
+    def write_entry(
+        self: Any,
+        host: Any,
+        date: Any,
+        request: Any,
+        status: Any = None,
+        length: Any = None,
+        ident: Any = None,
+        user: Any = None,
+    ) -> Any:
         request = redact(request)  # the logging filter's rule: JWTs and credential parameters
         return original(self, host, date, request, status, length, ident, user)
 
@@ -424,6 +435,7 @@ def install(
         from twisted.internet import reactor
 
         # Registered at import, before daphne's own trigger that cancels the applications.
-        reactor.addSystemEventTrigger("before", "shutdown", _going_away)
+        # (Twisted types the phase as a callable; its documented API takes the phase name.)
+        reactor.addSystemEventTrigger("before", "shutdown", _going_away)  # type: ignore[arg-type]
     WebSocketProtocol._switchboard_compat = True
     return True
