@@ -557,10 +557,9 @@ async def test_nesting_as_deep_as_fits_in_60_kb_is_invalid_message_and_the_sessi
     answer = await fuzz_one(token, text, caplog)
 
     assert answer == Answer([INVALID_MESSAGE_TOO_DEEP], None)
-    started = time.perf_counter()
+    # How fast the parser gives up (near the top): `python -m bench.decode_speed`.
     with pytest.raises(ProtocolError):
         frame_decode(text, SessionConsumer.schemas)
-    assert time.perf_counter() - started < 0.1  # the parser gives up near the top
 
 
 async def test_nesting_100000_deep_is_too_big_to_parse_and_closed_1009(token, caplog):
