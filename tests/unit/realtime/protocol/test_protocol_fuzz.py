@@ -35,7 +35,7 @@ from tests.conftest import access_for, forge, valid_claims
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 DOC = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
 
 # {server frame type: validator of its documented payload}; `$ref`s resolve in the document.
