@@ -12,7 +12,7 @@ import pytest
 from tests.system.conftest import PASSWORD, http_client
 from tests.system.stack import DaphneWorker
 from tests.system.test_login_throttle_system import admin_login
-from tests.system.test_sessions_system import manage, staff_create
+from tests.system.test_session_registry_system import manage, staff_create
 
 USERNAME_TAKEN = {"username": ["A user with that username already exists."]}
 EMAIL_TAKEN = {"email": ["A user with that email already exists."]}

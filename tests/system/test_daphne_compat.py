@@ -14,7 +14,7 @@ from websockets.frames import Close
 from tests.system.conftest import http_client, user_register
 from tests.system.rawws import OP_TEXT, frame_build, handshake_send
 from tests.system.stack import DaphneWorker
-from tests.system.test_sessions_system import registry_closed
+from tests.system.test_session_registry_system import registry_closed
 from tests.system.wsclient import (
     frame_json,
     send_all,

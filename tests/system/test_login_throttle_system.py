@@ -86,6 +86,28 @@ async def test_30_concurrent_wrong_logins_for_one_username_over_two_workers_get_
     assert statuses == {401: 5, 429: 25}
 
 
+@pytest.mark.parametrize(
+    ("limit", "env"),
+    [
+        ("username", {"LOGIN_FAILURES_PER_USERNAME": "4/15minutes"}),
+        ("ip", {"LOGIN_FAILURES_PER_IP": "4/hour", "LOGIN_FAILURES_PER_USERNAME": "1000/hour"}),
+    ],
+)
+def test_wrong_logins_taking_turns_on_two_workers_hit_one_shared_limit_at_its_count(
+    start_worker, private_redis, limit, env
+):
+    # Each worker alone sees only every other failure: a limit counted per worker would let
+    # 8 through, 4 on each, where the one shared limit lets exactly 4.
+    one, other = two_workers(start_worker, private_redis.url, **env)
+    names = ["target"] * 8 if limit == "username" else [f"nobody-{i}" for i in range(8)]
+
+    answers = [rest_login(w, name, WRONG) for w, name in zip((one, other) * 4, names, strict=True)]
+
+    assert [a.status_code for a in answers] == [401] * 4 + [429] * 4
+    assert {a.json()["code"] for a in answers[4:]} == {"login_throttled"}
+    assert all(1 <= int(a.headers["Retry-After"]) <= 60 * 60 for a in answers[4:])
+
+
 def test_good_logins_on_either_worker_give_their_attempt_back_to_the_ip(
     start_worker, private_redis
 ):

@@ -11,7 +11,7 @@ import redis
 from websockets.exceptions import InvalidStatus
 
 from tests.system.conftest import http_client, user_register
-from tests.system.test_sessions_system import registry_closed, sessions_list
+from tests.system.test_session_registry_system import registry_closed, sessions_list
 from tests.system.wsclient import frame_json, frame_recv, session_open, until_closed, ws_connect
 
 RATE_REFUSED = {

@@ -9,7 +9,7 @@ from tests.system.conftest import user_register
 from tests.system.databases import database_locked, database_with_timeout
 from tests.system.stack import DaphneWorker
 from tests.system.test_faults import private_database  # noqa: F401  (a fixture)
-from tests.system.test_sessions_system import registry_closed, registry_rows
+from tests.system.test_session_registry_system import registry_closed, registry_rows
 from tests.system.wsclient import session_open
 
 LOCK_SECONDS = 4  # longer than AUTH_DB_TIMEOUT (2 s) and the worker's query timeout (1 s)

@@ -66,7 +66,6 @@ async def test_a_subscriber_on_worker_1_receives_1000_messages_from_worker_2_in_
         asyncio.timeout(60),
     ):
         await subscribe(subscriber, room)
-        started = time.monotonic()
         replies, messages = [], []
         # Pipelined `window` at a time: at most that many are in flight, well under the
         # layer's per-channel capacity (100), past which channels_redis drops silently.
@@ -77,14 +76,12 @@ async def test_a_subscriber_on_worker_1_receives_1000_messages_from_worker_2_in_
                 await publisher.send(json.dumps(message))
             replies += [await frame_json(publisher) for _ in batch]
             messages += [await frame_json(subscriber) for _ in batch]
-        elapsed = time.monotonic() - started
 
         assert replies == [{"type": "published", "channel": room, "id": n} for n in range(1000)]
         assert [without_ts(m) for m in messages] == [
             {"type": "message", "channel": room, "data": {"n": n}, "from": who(bob)}
             for n in range(1000)
         ]
-        assert elapsed < 60
 
 
 async def test_presence_lists_the_users_of_both_workers_on_both_workers(two_workers):

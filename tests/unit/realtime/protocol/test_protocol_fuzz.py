@@ -36,7 +36,7 @@ from tests.conftest import access_for, forge, valid_claims
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 DOC = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
 
 # {server frame type: validator of its documented payload}; `$ref`s resolve in the document.
@@ -558,10 +558,9 @@ async def test_nesting_as_deep_as_fits_in_60_kb_is_invalid_message_and_the_sessi
     answer = await fuzz_one(token, text, caplog)
 
     assert answer == Answer([INVALID_MESSAGE_TOO_DEEP], None)
-    started = time.perf_counter()
+    # How fast the parser gives up (near the top): `python -m bench.decode_speed`.
     with pytest.raises(ProtocolError):
         frame_decode(text, SessionConsumer.schemas)
-    assert time.perf_counter() - started < 0.1  # the parser gives up near the top
 
 
 async def test_nesting_100000_deep_is_too_big_to_parse_and_closed_1009(token, caplog):

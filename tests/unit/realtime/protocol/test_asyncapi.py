@@ -13,7 +13,7 @@ from realtime.rooms import fanout as room_fanout
 from realtime.session import base, consumer, credentials, handlers
 from realtime.session.consumer import SessionConsumer
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 DOC = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
 MESSAGES = DOC["components"]["messages"]
 
