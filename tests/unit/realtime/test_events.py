@@ -7,7 +7,7 @@ from django.db import transaction
 
 from accounts.services import user_revoke_tokens
 from accounts.tokens import TokenRejected, user_for_token
-from realtime.events import user_group, user_sessions_revoke_on_commit
+from realtime.events import publish, user_group, user_sessions_revoke_on_commit
 from tests.conftest import access_for
 
 
@@ -54,3 +54,8 @@ def test_nothing_is_sent_when_the_transaction_rolls_back(user, django_capture_on
             raise RuntimeError("rolled back")
 
     assert callbacks == []
+
+
+def test_publishing_to_a_non_string_channel_raises_value_error():
+    with pytest.raises(ValueError, match="invalid channel name: 'None'"):
+        publish(None, {"x": 1})

@@ -3,6 +3,7 @@ database."""
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.core.checks import run_checks
 
 from accounts.models import User
 from realtime.rooms.policy import (
@@ -160,3 +161,15 @@ def test_a_policy_path_that_names_nothing_fails_loudly(settings, fresh_policy):
 
     with pytest.raises(ImportError, match="no_such_policy"):
         channel_allowed(user=member(), channel="lobby", action="subscribe")
+
+
+@pytest.mark.parametrize("channel", ["Staff.ops", "STAFF.ops", "User.1", "USER.1"])
+def test_look_alikes_of_protected_prefixes_are_protected_too(channel):
+    assert default_channel_policy(user=member(), channel=channel, action="subscribe") is False
+
+
+def test_an_unimportable_channel_policy_fails_the_system_check(settings, fresh_policy):
+    settings.REALTIME_CHANNEL_POLICY = "realtime.nowhere.policy"
+    errors = [e for e in run_checks() if e.id == "realtime.E001"]
+    assert len(errors) == 1
+    assert "realtime.nowhere.policy" in errors[0].msg
