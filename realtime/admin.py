@@ -8,7 +8,7 @@ workers' heartbeats (`realtime.cluster.workers`), so a killed worker's sessions 
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from accounts.admin import UserAdmin as AccountsUserAdmin
@@ -21,7 +21,7 @@ INLINE_RECENT = 20  # sessions shown on a user's admin page
 ALIVE_ATTRIBUTE = "_switchboard_alive_workers"  # the request's answer, asked once
 
 if TYPE_CHECKING:  # django-stubs' generics; Django's admin classes take no parameters at run time
-    from django.contrib.admin.options import BaseModelAdmin
+    from django.contrib.admin.options import BaseModelAdmin, InlineModelAdmin
 
     SessionAdminBase = BaseModelAdmin[WebSocketSession]
     SessionModelAdmin = admin.ModelAdmin[WebSocketSession]
@@ -66,9 +66,9 @@ class OnlineFilter(admin.SimpleListFilter):
         self, request: HttpRequest, queryset: QuerySet[WebSocketSession]
     ) -> QuerySet[WebSocketSession]:
         if self.value() == "yes":
-            return queryset.filter(is_online=True)
+            return queryset.filter(Q(is_online=True))
         if self.value() == "no":
-            return queryset.filter(is_online=False)
+            return queryset.filter(Q(is_online=False))
         return queryset
 
 
@@ -129,7 +129,7 @@ class WebSocketSessionAdmin(ReadOnlySessionMixin, SessionModelAdmin):
     def disconnect_selected(
         self, request: HttpRequest, queryset: QuerySet[WebSocketSession]
     ) -> None:
-        online = queryset.filter(is_online=True)
+        online = queryset.filter(Q(is_online=True))
         count = sessions_disconnect(sessions=online, by=operator(request))
         skipped = queryset.count() - count
         self.message_user(
@@ -175,7 +175,9 @@ class UserAdmin(AccountsUserAdmin):
 
     actions = [*AccountsUserAdmin.actions, "disconnect_sessions"]
 
-    def get_inlines(self, request: HttpRequest, obj: Any) -> list[type[WebSocketSessionInline]]:
+    def get_inlines(
+        self, request: HttpRequest, obj: Any
+    ) -> "list[type[InlineModelAdmin[Any, Any]]]":
         return [WebSocketSessionInline] if obj is not None else []
 
     @admin.action(description="Disconnect all sessions (tokens stay valid)", permissions=["change"])

@@ -1,12 +1,14 @@
 """System checks for the realtime app, run by `manage.py check` and at startup of commands."""
 
+from typing import Any
+
 from django.conf import settings
 from django.core.checks import Error, register
 from django.utils.module_loading import import_string
 
 
 @register()
-def channel_policy_check(app_configs, **kwargs) -> list[Error]:
+def channel_policy_check(app_configs: Any, **kwargs: Any) -> list[Error]:
     """REALTIME_CHANNEL_POLICY must name an importable function."""
     try:
         policy = import_string(settings.REALTIME_CHANNEL_POLICY)

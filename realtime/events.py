@@ -2,11 +2,12 @@
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -18,8 +19,18 @@ from realtime.rooms.policy import channel_name_valid, room_group
 
 logger = logging.getLogger("switchboard.realtime")
 
+Event = dict[str, Any]
 
-def room_event(*, channel: str, data: Any, sender: dict | None) -> dict:
+
+def channel_layer() -> BaseChannelLayer:
+    """The default channel layer (settings always configure one: Redis or in memory)."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("CHANNEL_LAYERS has no default layer")
+    return layer
+
+
+def room_event(*, channel: str, data: Any, sender: dict[str, Any] | None) -> Event:
     """The channel-layer event that delivers one published message to a room's subscribers."""
     now = time.time()
     return {
@@ -41,7 +52,7 @@ def publish(channel: str, data: Any) -> None:
     event = room_event(channel=channel, data=data, sender=None)
 
     def send() -> None:
-        layer = get_channel_layer()
+        layer = channel_layer()
         try:
             async_to_sync(layer.group_send)(room_group(channel), event)
         except Exception:
@@ -71,7 +82,7 @@ def user_sessions_revoke(*, user_id: int, revoked_below: int) -> None:
         cache.set(_floor_key(user_id), revoked_below, timeout=settings.JWT_ACCESS_TTL + 60)
     except Exception:
         logger.exception("could not record the revocation of user %s in the cache", user_id)
-    layer = get_channel_layer()
+    layer = channel_layer()
     event = {"type": "session.revoke", "revoked_below": revoked_below, "sent_at": time.time()}
     try:
         async_to_sync(layer.group_send)(user_group(user_id), event)
@@ -99,16 +110,17 @@ def user_sessions_revoke_on_commit(*, user_id: int, revoked_below: int) -> None:
 async def revocation_floor(user_id: int) -> int | None:
     """The version below which the user's tokens were revoked lately, if the cache knows."""
     try:
-        return await cache_get(_floor_key(user_id))
+        floor: int | None = await cache_get(_floor_key(user_id))
     except Exception as e:  # a connect racing a revocation could slip through: refuse it
         raise AuthUnavailable(f"revocation floor unreadable ({type(e).__name__})") from e
+    return floor
 
 
-def _disconnect_event() -> dict:
+def _disconnect_event() -> Event:
     return {"type": "session.disconnect", "sent_at": time.time()}
 
 
-def _send_on_commit(what: str, send) -> None:
+def _send_on_commit(what: str, send: Callable[[], object]) -> None:
     """Run `send` (one channel-layer call) after commit; a failure is logged, not raised."""
 
     def run() -> None:
@@ -123,7 +135,7 @@ def _send_on_commit(what: str, send) -> None:
 
 def session_disconnect_on_commit(*, channel_name: str) -> None:
     """Close one session (4501) on whatever worker holds it, once the transaction commits."""
-    layer = get_channel_layer()
+    layer = channel_layer()
     _send_on_commit(
         "disconnect a session", lambda: async_to_sync(layer.send)(channel_name, _disconnect_event())
     )
@@ -132,7 +144,7 @@ def session_disconnect_on_commit(*, channel_name: str) -> None:
 def user_sessions_revoke_token_on_commit(*, user_id: int, jti: str) -> None:
     """Close (4501), on every worker, the user's sessions opened or refreshed with the access
     token `jti`, once the transaction commits."""
-    layer = get_channel_layer()
+    layer = channel_layer()
     event = {"type": "session.revoke_token", "jti": jti, "sent_at": time.time()}
     _send_on_commit(
         f"close the sessions of one token of user {user_id}",
@@ -143,7 +155,7 @@ def user_sessions_revoke_token_on_commit(*, user_id: int, jti: str) -> None:
 def user_sessions_disconnect_on_commit(*, user_id: int) -> None:
     """Close every open session of one user (4501) on every worker, once the transaction
     commits. Unlike a revocation, the user's tokens stay valid: they may reconnect."""
-    layer = get_channel_layer()
+    layer = channel_layer()
     _send_on_commit(
         f"disconnect the sessions of user {user_id}",
         lambda: async_to_sync(layer.group_send)(user_group(user_id), _disconnect_event()),

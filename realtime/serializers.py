@@ -1,5 +1,7 @@
 """Request bodies of the realtime REST API."""
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -7,9 +9,10 @@ from realtime.models import WebSocketSession
 from realtime.rooms.policy import channel_name_valid
 
 
-class PublishSerializer(serializers.Serializer):
+class PublishSerializer(serializers.Serializer[Any]):
     channel = serializers.CharField(max_length=80, trim_whitespace=False)
-    data = serializers.JSONField(allow_null=True, help_text="Any JSON value.")
+    # The body's field is named `data`, which shadows the serializer's own `.data` (unused here).
+    data = serializers.JSONField(allow_null=True, help_text="Any JSON value.")  # type: ignore[assignment]
 
     def validate_channel(self, value: str) -> str:
         if not channel_name_valid(value):
@@ -19,16 +22,16 @@ class PublishSerializer(serializers.Serializer):
         return value
 
 
-class PublishedSerializer(serializers.Serializer):
+class PublishedSerializer(serializers.Serializer[Any]):
     channel = serializers.CharField()
 
 
-class SessionUserSerializer(serializers.Serializer):
+class SessionUserSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     username = serializers.CharField()
 
 
-class SessionSerializer(serializers.ModelSerializer):
+class SessionSerializer(serializers.ModelSerializer[WebSocketSession]):
     """An online session, as `GET /api/realtime/sessions/` lists it."""
 
     user = serializers.SerializerMethodField()
@@ -38,12 +41,12 @@ class SessionSerializer(serializers.ModelSerializer):
         fields = ["id", "user", "client_ip", "user_agent", "worker", "connected_at"]
 
     @extend_schema_field(SessionUserSerializer(allow_null=True))
-    def get_user(self, session: WebSocketSession) -> dict | None:
+    def get_user(self, session: WebSocketSession) -> dict[str, Any] | None:
         if session.user_id is None:
             return None
         return {"id": session.user_id, "username": session.username}
 
 
-class TicketSerializer(serializers.Serializer):
+class TicketSerializer(serializers.Serializer[Any]):
     ticket = serializers.CharField(help_text="Pass as `/ws/session/?ticket=…`; works once.")
     expires_in = serializers.IntegerField(help_text="Seconds the ticket stays valid (30).")

@@ -2,6 +2,7 @@
 
 import logging
 import uuid
+from typing import Any, cast
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -14,9 +15,10 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from accounts.errors import ServiceUnavailable
+from accounts.exceptions import ServiceUnavailable
+from accounts.models import User
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
-from accounts.tokens import Authenticated
+from accounts.tokens import AccessToken, Authenticated
 from core.client_ip import request_client_ip
 from realtime.auth.tickets import TICKET_TTL, ticket_issue
 from realtime.cluster.workers import alive_workers_sync
@@ -61,14 +63,14 @@ ALL_PARAMETER = OpenApiParameter(
 )
 
 
-def may_see_every_session(user) -> bool:
+def may_see_every_session(user: Any) -> bool:
     """Staff with the permission to view sessions (superusers have it)."""
-    return user.is_staff and user.has_perm("realtime.view_websocketsession")
+    return bool(user.is_staff and user.has_perm("realtime.view_websocketsession"))
 
 
-def may_disconnect_any_session(user) -> bool:
+def may_disconnect_any_session(user: Any) -> bool:
     """Staff who may change users: the admin's disconnect actions ask the same."""
-    return user.is_staff and user.has_perm("accounts.change_user")
+    return bool(user.is_staff and user.has_perm("accounts.change_user"))
 
 
 def alive_workers_or_unavailable() -> set[str]:
@@ -99,7 +101,7 @@ class SessionListView(APIView):
             )
         sessions = sessions_online(alive_workers_or_unavailable()).order_by("connected_at")
         if not everyone:
-            sessions = sessions.filter(user=request.user)
+            sessions = sessions.filter(user_id=cast(int, request.user.pk))
         return Response(SessionSerializer(sessions, many=True).data)
 
 
@@ -117,7 +119,7 @@ class SessionDetailView(APIView):
     def delete(self, request: Request, session_id: uuid.UUID) -> Response:
         sessions = sessions_online(alive_workers_or_unavailable()).filter(pk=session_id)
         if not may_disconnect_any_session(request.user):
-            sessions = sessions.filter(user=request.user)
+            sessions = sessions.filter(user_id=cast(int, request.user.pk))
         session = sessions.first()
         if session is None:
             raise NotFound("No such online session.")
@@ -130,7 +132,7 @@ class TicketThrottle(BaseThrottle):
     (`core.rate_limits`: one Redis script per request); when Redis cannot answer, per
     worker."""
 
-    def allow_request(self, request: Request, view) -> bool:
+    def allow_request(self, request: Request, view: Any) -> bool:
         item = RateLimitItemPerMinute(settings.WS_TICKETS_PER_MINUTE)
         self.ids = ("ws-tickets", request_client_ip(request))
         self.item = item
@@ -155,7 +157,8 @@ class TicketView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        auth = Authenticated(user=request.user, token=request.auth)
+        # IsAuthenticated has run: the user is a User, the token simplejwt's AccessToken.
+        auth = Authenticated(user=cast(User, request.user), token=cast(AccessToken, request.auth))
         try:
             ticket = ticket_issue(
                 store=hub().tickets, auth=auth, client_ip=request_client_ip(request)

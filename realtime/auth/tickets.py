@@ -11,6 +11,7 @@ import hashlib
 import json
 import secrets
 import time
+from typing import Any
 
 from django.conf import settings
 from rest_framework_simplejwt.settings import api_settings
@@ -78,7 +79,7 @@ def ticket_issue(*, store: TicketStore, auth: Authenticated, client_ip: str) -> 
     return ticket
 
 
-async def ticket_redeem(ticket: str, *, store: TicketStore, client_ip: str) -> dict:
+async def ticket_redeem(ticket: str, *, store: TicketStore, client_ip: str) -> dict[str, Any]:
     """The claims a ticket stands for, consuming it; TokenRejected when it is unknown,
     used, expired, or (bound to an IP) presented from another address."""
     if not ticket or len(ticket) > TICKET_MAX_CHARS:
@@ -89,7 +90,7 @@ async def ticket_redeem(ticket: str, *, store: TicketStore, client_ip: str) -> d
         raise AuthUnavailable(f"ticket store unavailable ({type(e).__name__})") from e
     if value is None:
         raise TokenRejected("ticket unknown, used or expired")
-    claims = json.loads(value)
+    claims: dict[str, Any] = json.loads(value)
     if claims["ip"] is not None and claims["ip"] != client_ip:
         raise TokenRejected("ticket presented from another address")
     if claims["exp"] <= time.time():

@@ -20,7 +20,7 @@ from realtime.metrics import LAYER_FAILURES, LAYER_OPERATIONS, label
 logger = logging.getLogger("switchboard.realtime")
 
 MONITOR_INTERVAL = 1.0
-Rejoin = Callable[[], Awaitable[None]]
+Rejoin = Callable[[], Awaitable[object]]
 
 
 async def layer_identity(layer: Any) -> tuple[str, ...] | None:

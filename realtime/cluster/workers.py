@@ -30,7 +30,7 @@ def worker_key(worker: str) -> str:
     return f"{KEY_PREFIX}worker:{worker}"
 
 
-def alive_of(workers: list[str], beats: list[bytes | None]) -> set[str]:
+def alive_of(workers: list[str], beats: list[bytes | str | None]) -> set[str]:
     """The workers whose heartbeat key still exists (`beats` is MGET's answer, in order)."""
     return {worker for worker, beat in zip(workers, beats, strict=True) if beat is not None}
 

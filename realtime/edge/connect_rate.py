@@ -11,6 +11,7 @@ import time
 from django.conf import settings
 from limits import RateLimitItemPerMinute
 
+from core.asgi_types import ASGIApp, Receive, Scope, Send
 from core.client_ip import scope_client_ip
 from core.rate_limits import AsyncSharedLimiter
 from realtime.hub import hub
@@ -57,7 +58,7 @@ class ConnectRate:
         return True
 
 
-async def refuse_rate_limited(scope, receive, send) -> None:
+async def refuse_rate_limited(scope: Scope, receive: Receive, send: Send) -> None:
     """Accept, say why (`rate_limited`, on `/ws/session/` whose protocol has error frames),
     and close with 4008; no consumer runs."""
     message = await receive()
@@ -76,10 +77,10 @@ async def refuse_rate_limited(scope, receive, send) -> None:
 class ConnectRateMiddleware:
     """Refuse connections over WS_CONNECTS_PER_MINUTE per client IP (4008)."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             ip = scope_client_ip(scope)
             connect_rate = hub().connect_rate

@@ -16,6 +16,7 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from core.asgi_types import ASGIApp, Receive, Scope, Send
 from core.client_ip import scope_client_ip
 from realtime.hub import hub
 from realtime.metrics import WS_CONNECTIONS, endpoint_label
@@ -61,13 +62,13 @@ def origin_allowed(origin: str, host_header: str, allowed: Iterable[str]) -> boo
 class OriginCheckMiddleware:
     """Refuse (403) browser handshakes from foreign origins; allow clients that send no Origin."""
 
-    def __init__(self, inner, allowed_origins: Iterable[str] | None = None) -> None:
+    def __init__(self, inner: ASGIApp, allowed_origins: Iterable[str] | None = None) -> None:
         self.inner = inner
         self.allowed_origins = tuple(
             settings.WS_ALLOWED_ORIGINS if allowed_origins is None else allowed_origins
         )
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             headers = dict(scope.get("headers", ()))
             origin = headers.get(b"origin")

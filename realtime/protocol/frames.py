@@ -3,7 +3,7 @@
 The codes these frames carry are in `realtime.protocol.codes`.
 """
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 import msgspec
 
@@ -67,6 +67,13 @@ class Publish(msgspec.Struct, forbid_unknown_fields=True):
     id: MessageId = None
 
 
+class ClientMessage(Protocol):
+    """What every client message has (each schema above)."""
+
+    type: str
+    id: MessageId
+
+
 class ProtocolError(Exception):
     """A client frame the session answers with an error and then carries on."""
 
@@ -81,7 +88,7 @@ _json_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
-def frame_decode(text: str, schemas: dict[str, type[msgspec.Struct]]) -> msgspec.Struct:
+def frame_decode(text: str, schemas: dict[str, type[msgspec.Struct]]) -> ClientMessage:
     """Parse one client text frame into its message struct, or raise ProtocolError."""
     try:
         obj = _json_decoder.decode(text)
@@ -103,9 +110,10 @@ def frame_decode(text: str, schemas: dict[str, type[msgspec.Struct]]) -> msgspec
     if schema is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown message type: {kind[:40]}", msg_id)
     try:
-        return msgspec.convert(obj, schema)
+        message = cast(ClientMessage, msgspec.convert(obj, schema))
     except msgspec.ValidationError as e:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, str(e)[:200], msg_id) from e
+    return message
 
 
 def frame_encode(kind: str, msg_id: MessageId = None, **fields: Any) -> str:

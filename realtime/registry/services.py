@@ -19,7 +19,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from realtime import events
-from realtime.models import WebSocketSession
+from realtime.models import WebSocketSession, WebSocketSessionQuerySet
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
@@ -177,7 +177,7 @@ def worker_sessions_close(*, worker: str, code: int) -> int:
     )
 
 
-def sessions_online(alive_workers: set[str]):
+def sessions_online(alive_workers: set[str]) -> WebSocketSessionQuerySet:
     """Every online session, newest first."""
     return WebSocketSession.objects.online(alive_workers).select_related("user")
 

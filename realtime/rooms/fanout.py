@@ -17,8 +17,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from channels.layers import DEFAULT_CHANNEL_LAYER
+from channels import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 
 from realtime import metrics
@@ -39,7 +40,7 @@ def room_layer_alias() -> str:
     return LAYER_ALIAS if LAYER_ALIAS in settings.CHANNEL_LAYERS else DEFAULT_CHANNEL_LAYER
 
 
-def message_frame(event: dict) -> str:
+def message_frame(event: dict[str, Any]) -> str:
     """The `message` frame of a `room.message` event, as every subscriber receives it."""
     return frame_encode(
         "message",
@@ -55,7 +56,7 @@ class RoomFanout:
     loop, held by the hub: `realtime.hub`)."""
 
     def __init__(
-        self, layer, *, health: LayerHealth, members: RedisFanoutMembers | LocalFanoutMembers
+        self, layer: Any, *, health: LayerHealth, members: RedisFanoutMembers | LocalFanoutMembers
     ) -> None:
         self.layer = layer
         self.health = health
@@ -153,7 +154,7 @@ class RoomFanout:
     async def _members_record(self) -> None:
         await self._members_update(self.members.worker_record, self.channel_name, self.joined)
 
-    async def _members_update(self, update, *args) -> None:
+    async def _members_update(self, update: Callable[..., Awaitable[None]], *args: Any) -> None:
         """One membership-record write; a failure is logged: the next reap pass repairs it."""
         try:
             await update(*args)
@@ -198,7 +199,7 @@ class RoomFanout:
             except Exception:
                 logger.exception("room fan-out failed on one message")
 
-    async def deliver(self, event: dict) -> None:
+    async def deliver(self, event: dict[str, Any]) -> None:
         """Send one `room.message` event to every local subscriber of its room, in the order
         they subscribed. Sends go to the server's buffer (daphne's, whose slow-client limit
         closes a subscriber that stops reading), so one subscriber never holds up another."""

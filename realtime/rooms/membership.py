@@ -11,6 +11,7 @@ stalled, or Redis restarted empty) adds its channel back to its rooms.
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from core.redis import text
 from realtime.cluster.workers import WORKER_ID, WorkerHeartbeat
@@ -52,7 +53,7 @@ class RedisFanoutMembers:
         """Whether this worker's record is still there."""
         return bool(await self.beat.client().hexists(CHANNELS_KEY, WORKER_ID))
 
-    async def dead_reap(self, layer) -> int:
+    async def dead_reap(self, layer: Any) -> int:
         """Take every dead worker's channel out of its room groups; how many workers."""
         client = self.beat.client()
         channels = {
@@ -95,5 +96,5 @@ class LocalFanoutMembers:
     async def recorded(self) -> bool:
         return True
 
-    async def dead_reap(self, layer) -> int:
+    async def dead_reap(self, layer: Any) -> int:
         return 0

@@ -22,14 +22,14 @@ class RoomOverloadFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg != OVER_CAPACITY or len(record.args or ()) != 3:
             return True
-        dropped, members, group = record.args
+        dropped, members, group = tuple(record.args or ())
         if not str(group).startswith(ROOM_GROUP_PREFIX):
             return True
         from django.conf import settings
 
         from realtime.metrics import ROOM_FANOUT_DROPPED
 
-        ROOM_FANOUT_DROPPED.labels("worker_channel_full").inc(int(dropped))
+        ROOM_FANOUT_DROPPED.labels("worker_channel_full").inc(int(str(dropped)))
         logger.warning(
             "room fan-out overload: a message to room %s dropped for %s of %s worker(s), "
             "their channel full (WS_ROOM_FANOUT_CAPACITY=%s)",

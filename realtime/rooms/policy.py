@@ -3,7 +3,7 @@
 import re
 from collections.abc import Callable
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -23,7 +23,7 @@ def room_group(channel: str) -> str:
     return f"room.{channel}"
 
 
-def default_channel_policy(*, user, channel: str, action: Action) -> bool:
+def default_channel_policy(*, user: Any, channel: str, action: Action) -> bool:
     """Any authenticated user may use public names; `user.<id>` only that user; `staff.*`
     only staff. Server code (`realtime.events.publish`) is not subject to this."""
     if user is None or not user.is_authenticated or not user.is_active:
@@ -32,16 +32,17 @@ def default_channel_policy(*, user, channel: str, action: Action) -> bool:
     if prefix.startswith("user."):
         return channel == f"user.{user.pk}"
     if prefix.startswith("staff."):
-        return user.is_staff
+        return bool(user.is_staff)
     return True
 
 
 @cache
 def channel_policy() -> Policy:
     """The policy named by REALTIME_CHANNEL_POLICY (a dotted path), loaded once."""
-    return import_string(settings.REALTIME_CHANNEL_POLICY)
+    policy: Policy = import_string(settings.REALTIME_CHANNEL_POLICY)
+    return policy
 
 
-def channel_allowed(*, user, channel: str, action: Action) -> bool:
+def channel_allowed(*, user: Any, channel: str, action: Action) -> bool:
     """Whether `user` may `action` the room `channel`, by the configured policy."""
     return bool(channel_policy()(user=user, channel=channel, action=action))

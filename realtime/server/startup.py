@@ -10,7 +10,7 @@ logger = logging.getLogger("switchboard.realtime")
 def startup_log() -> None:
     """Say once which channel layer this worker uses when it cannot reach other workers: a
     fact in development (DEBUG on: `make run` is one worker), a warning otherwise."""
-    backend = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    backend = str(settings.CHANNEL_LAYERS["default"]["BACKEND"])
     if not backend.endswith("InMemoryChannelLayer"):
         return
     if settings.DEBUG:

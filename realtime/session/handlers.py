@@ -25,7 +25,7 @@ from realtime.protocol.frames import (
     Subscribe,
     Unsubscribe,
 )
-from realtime.rooms.policy import channel_allowed, channel_name_valid, room_group
+from realtime.rooms.policy import Action, channel_allowed, channel_name_valid, room_group
 from realtime.session.credentials import iso_utc
 from realtime.session.membership import groups_join, room_join, room_leave
 from realtime.session.state import SessionEnd
@@ -112,7 +112,9 @@ async def on_refresh(session: "SessionConsumer", message: Refresh) -> None:
     await session.send_frame("refreshed", message.id, expires_at=iso_utc(auth.token["exp"]))
 
 
-def room_checked(session: "SessionConsumer", channel: str, action: str, msg_id: MessageId) -> str:
+def room_checked(
+    session: "SessionConsumer", channel: str, action: Action, msg_id: MessageId
+) -> str:
     """`channel` when its name is valid and the policy allows `action`, else ProtocolError."""
     if not channel_name_valid(channel):
         raise ProtocolError(ErrorCode.INVALID_CHANNEL, msg_id=msg_id)

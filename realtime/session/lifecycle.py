@@ -85,7 +85,7 @@ async def session_record(session: "SessionConsumer") -> Refusal | None:
 
 
 async def session_record_close_after(
-    session: "SessionConsumer", opening: "asyncio.Future[object]"
+    session: "SessionConsumer", opening: "asyncio.Future[None]"
 ) -> None:
     """Record `session` closed with 1013 once its (timed-out) open is settled."""
     # Whatever the open came to (recorded, refused, failed), the close goes after it.

@@ -2,9 +2,10 @@
 delete expired refresh-token records (cron, daily)."""
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from accounts.services import refresh_tokens_flush
@@ -19,7 +20,7 @@ class Command(BaseCommand):
         "records (outstanding and blacklisted) that have expired. Run it daily."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--days",
             type=int,
@@ -27,7 +28,7 @@ class Command(BaseCommand):
             help="keep closed sessions this many days (default: WS_SESSION_RETENTION_DAYS)",
         )
 
-    def handle(self, *args, days: int | None, **options):
+    def handle(self, *args: Any, days: int | None, **options: Any) -> None:
         days = settings.WS_SESSION_RETENTION_DAYS if days is None else days
         if days < 0:
             raise CommandError("--days must be 0 or more")

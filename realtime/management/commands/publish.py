@@ -1,8 +1,9 @@
 """`python manage.py publish CHANNEL JSON`: publish to a room from shell scripts and cron."""
 
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from realtime.events import publish
 from realtime.rooms.policy import channel_name_valid
@@ -11,11 +12,11 @@ from realtime.rooms.policy import channel_name_valid
 class Command(BaseCommand):
     help = "Publish JSON data to a room on every worker (subscribers see from: null)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("channel", help="room name: 1-80 characters of A-Z a-z 0-9 _ . -")
         parser.add_argument("data", help='any JSON value, e.g. \'{"text": "hello"}\'')
 
-    def handle(self, *args, channel: str, data: str, **options):
+    def handle(self, *args: Any, channel: str, data: str, **options: Any) -> None:
         if not channel_name_valid(channel):
             raise CommandError("channel names are 1-80 characters of A-Z a-z 0-9 _ . -")
         try:
