@@ -38,6 +38,8 @@ class User(AbstractUser):
     # True while Django checks a password: the only save then is a hash upgrade of the
     # same password, which must not revoke tokens (Django clears `_password` for it).
     _password_check = False
+    # Set by the pre_save receiver for post_save (accounts/signals.py); annotated only.
+    _revocation_reason: str | None
 
     def check_password(self, raw_password: str | None) -> bool:
         """Django's check; a hash upgrade it saves is marked as not a password change."""

@@ -4,6 +4,8 @@ These receivers catch every path (admin forms, shell, management commands); the 
 itself is `accounts.services`, and sockets are told only after the transaction commits.
 """
 
+from typing import Any
+
 from django.contrib.auth.hashers import check_password
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
@@ -33,12 +35,17 @@ def _revocation_reason(user: User, update_fields: frozenset[str] | None) -> str 
 
 
 @receiver(pre_save, sender=User)
-def user_pre_save(sender, instance: User, update_fields=None, **kwargs) -> None:
+def user_pre_save(
+    sender: type[User],
+    instance: User,
+    update_fields: frozenset[str] | None = None,
+    **kwargs: Any,
+) -> None:
     instance._revocation_reason = _revocation_reason(instance, update_fields)
 
 
 @receiver(post_save, sender=User)
-def user_post_save(sender, instance: User, created: bool, **kwargs) -> None:
+def user_post_save(sender: type[User], instance: User, created: bool, **kwargs: Any) -> None:
     reason = getattr(instance, "_revocation_reason", None)
     instance._revocation_reason = None
     if reason:
@@ -46,5 +53,5 @@ def user_post_save(sender, instance: User, created: bool, **kwargs) -> None:
 
 
 @receiver(post_delete, sender=User)
-def user_post_delete(sender, instance: User, **kwargs) -> None:
+def user_post_delete(sender: type[User], instance: User, **kwargs: Any) -> None:
     user_sessions_revoke_on_commit(user_id=instance.pk, revoked_below=REVOKED_ALL)
