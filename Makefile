@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test cluster bench profile lint format lock audit clean redis-server nginx chromium
+.PHONY: run test typecheck cluster bench profile lint format lock audit clean redis-server nginx chromium
 
 # Every download is checked against the hashes in requirements*.txt (--require-hashes). The
 # Python client (clients/python/) is then installed editable, in a pip call of its own, since
@@ -72,8 +72,13 @@ $(VENV)/wheelhouse: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps -d $@.part "$$(grep -o '^setuptools==[^ ]*' requirements-dev.txt)"
 	rm -rf $@ && mv $@.part $@
 
-test: $(VENV)/.dev $(VENV)/wheelhouse redis-server nginx chromium
+test: typecheck $(VENV)/.dev $(VENV)/wheelhouse redis-server nginx chromium
 	$(if $(TEST_POSTGRES_URL),DATABASE_URL=$(TEST_POSTGRES_URL) )$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## typecheck: mypy over the service's packages and the client ([tool.mypy] in pyproject.toml);
+## `make test` runs it first. DEBUG on only so that the settings import without a secret.
+typecheck: $(VENV)/.dev
+	DJANGO_DEBUG=1 DJANGO_ENV_FILE= $(BIN)/mypy
 
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 && exit 0; \

@@ -6,6 +6,7 @@ Installed the Django way (docs: "Overriding the default admin site"): INSTALLED_
 """
 
 import logging
+from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -13,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
 from accounts.login import TooManyLoginFailures, login_authenticate, login_log_name
+from accounts.models import User
 from core.client_ip import request_client_ip
 
 security_log = logging.getLogger("switchboard.security")
@@ -22,13 +24,15 @@ class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
     """The admin's login form checking credentials through `accounts.login`: the same
     per-username and per-IP allowances as the REST login, the same log lines."""
 
+    request: HttpRequest  # the admin's login view always passes it
+
     error_messages = {
         **AdminAuthenticationForm.error_messages,
         "login_throttled": "Too many failed logins; try again in %(wait)s seconds.",
     }
     throttled_wait: int | None = None  # set when refused by the throttle (answered 429)
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username")
         password = self.cleaned_data.get("password")
         if username is not None and password:
@@ -48,7 +52,7 @@ class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
             self.confirm_login_allowed(self.user_cache)
         return self.cleaned_data
 
-    def confirm_login_allowed(self, user) -> None:
+    def confirm_login_allowed(self, user: User) -> None:
         try:
             super().confirm_login_allowed(user)
         except ValidationError:
@@ -66,7 +70,9 @@ class SwitchboardAdminSite(admin.AdminSite):
 
     login_form = ThrottledAdminAuthenticationForm
 
-    def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    def login(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         response = super().login(request, extra_context)
         form = (getattr(response, "context_data", None) or {}).get("form")
         wait = getattr(form, "throttled_wait", None)

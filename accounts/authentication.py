@@ -1,9 +1,14 @@
 """DRF authentication through the same token rules the WebSocket uses."""
 
+from typing import cast
+
+from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.tokens import Token
 
 from accounts.exceptions import ServiceUnavailable
+from accounts.models import User
 from accounts.tokens import AuthUnavailable, TokenRejected, user_for_token
 
 
@@ -18,7 +23,8 @@ class TokenUnusable(AuthenticationFailed):
 class VersionedJWTAuthentication(JWTAuthentication):
     """`Authorization: Bearer <access>`, checked by `accounts.tokens.user_for_token`."""
 
-    def authenticate(self, request):
+    # simplejwt's return type holds a TypeVar bound by no argument: nothing concrete matches.
+    def authenticate(self, request: Request) -> tuple[User, Token] | None:  # type: ignore[override]
         header = self.get_header(request)
         if header is None:
             return None
@@ -31,4 +37,5 @@ class VersionedJWTAuthentication(JWTAuthentication):
             raise ServiceUnavailable from e
         except TokenRejected as e:
             raise TokenUnusable(e) from e
-        return auth.user, auth.token
+        # user_for_token proves a user with a parsed access token (not a ticket's claims).
+        return auth.user, cast(Token, auth.token)

@@ -1,6 +1,7 @@
 """One JSON error shape for the REST API: `{"detail": …, "code": …}` or per-field errors."""
 
 import logging
+from typing import Any
 
 from django.db import DatabaseError
 from rest_framework import exceptions, status
@@ -12,7 +13,7 @@ from accounts.exceptions import ServiceUnavailable
 logger = logging.getLogger("switchboard.api")
 
 
-def api_exception_handler(exc, context):
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's handler, plus: 400 for a wrong content type, a `code` on every error, 503 when
     the database fails, and JSON 500s."""
     if isinstance(exc, exceptions.UnsupportedMediaType):

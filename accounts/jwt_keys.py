@@ -30,7 +30,8 @@ class RotatingTokenBackend(TokenBackend):
 
     @property
     def _verifying_key_text(self) -> str:
-        return self.signing_key if self.algorithm.startswith("HS") else self.verifying_key
+        # simplejwt types the verifying key optional; config/settings.py always sets a text.
+        return self.signing_key if self.algorithm.startswith("HS") else self.verifying_key  # type: ignore[return-value]
 
     @cached_property
     def current_kid(self) -> str:
@@ -56,7 +57,8 @@ class RotatingTokenBackend(TokenBackend):
             json_encoder=self.json_encoder,
         )
 
-    def decode(self, token, verify: bool = True) -> dict[str, Any]:
+    # simplejwt annotates the encoded token as a Token object; it is the text.
+    def decode(self, token: str | bytes, verify: bool = True) -> dict[str, Any]:  # type: ignore[override]
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError as e:

@@ -1,6 +1,9 @@
 """The user model: Django's user plus the state that revokes tokens and the normalised
 identity keys that keep usernames and emails unique."""
 
+from collections.abc import Collection
+from typing import Any
+
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -35,8 +38,10 @@ class User(AbstractUser):
     # True while Django checks a password: the only save then is a hash upgrade of the
     # same password, which must not revoke tokens (Django clears `_password` for it).
     _password_check = False
+    # Set by the pre_save receiver for post_save (accounts/signals.py); annotated only.
+    _revocation_reason: str | None
 
-    def check_password(self, raw_password: str) -> bool:
+    def check_password(self, raw_password: str | None) -> bool:
         """Django's check; a hash upgrade it saves is marked as not a password change."""
         self._password_check = True
         try:
@@ -44,7 +49,7 @@ class User(AbstractUser):
         finally:
             self._password_check = False
 
-    async def acheck_password(self, raw_password: str) -> bool:
+    async def acheck_password(self, raw_password: str | None) -> bool:
         """See check_password()."""
         self._password_check = True
         try:
@@ -58,7 +63,7 @@ class User(AbstractUser):
     REVOCATION_FIELDS = frozenset({"token_version", "tokens_revoked_at"})
     IDENTITY_KEYS = {"username": "username_key", "email": "email_key"}
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.username_key = username_key(self.username)
         self.email_key = email_key(self.email)
         update_fields = kwargs.get("update_fields")
@@ -73,11 +78,11 @@ class User(AbstractUser):
             kwargs["update_fields"] = [*update_fields, *keys]
         super().save(*args, **kwargs)
 
-    def validate_unique(self, exclude=None) -> None:
+    def validate_unique(self, exclude: Collection[str] | None = None) -> None:
         """Django's checks, plus the normalised username and email: model forms (the admin's
         add and change pages) refuse a taken one with a field error. (Django skips the key
         constraints themselves: the keys are not form fields.)"""
-        errors: dict = {}
+        errors: dict[str, list[ValidationError]] = {}
         try:
             super().validate_unique(exclude=exclude)
         except ValidationError as e:

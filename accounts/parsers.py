@@ -1,5 +1,8 @@
 """The API's JSON body parser: DRF's, with JSON nested too deeply answered as a parse error."""
 
+from collections.abc import Mapping
+from typing import IO, Any
+
 from rest_framework import exceptions, parsers
 
 NESTED_TOO_DEEPLY = "JSON nested too deeply"
@@ -13,7 +16,12 @@ class JSONParser(parsers.JSONParser):
     deep nesting. It stops at the limit, so the work done is bounded by the body's length.
     """
 
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError as e:

@@ -4,7 +4,8 @@ from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.utils import OpenApiResponse
 
 
-class VersionedJWTScheme(SimpleJWTScheme):
+# drf-spectacular leaves OpenApiAuthenticationExtension.__init_subclass__ unannotated.
+class VersionedJWTScheme(SimpleJWTScheme):  # type: ignore[no-untyped-call]
     target_class = "accounts.authentication.VersionedJWTAuthentication"
     name = "jwtAuth"
 

@@ -1,5 +1,7 @@
 """Request bodies of the auth API, validated once at the edge."""
 
+from typing import Any
+
 from django.contrib.auth import password_validation
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -13,11 +15,12 @@ class UsernameField(serializers.CharField):
     """A username as `create_user` will store it (NFKC-normalised), so the length and
     character checks judge the stored name, as Django's own UsernameField does."""
 
-    def to_internal_value(self, data) -> str:
+    def to_internal_value(self, data: Any) -> str:
         return User.normalize_username(super().to_internal_value(data))
 
 
-class RegisterSerializer(serializers.Serializer):
+# Request bodies only: no instance behind them (None), unlike the user serializers.
+class RegisterSerializer(serializers.Serializer[None]):
     username = UsernameField(max_length=150, validators=[UnicodeUsernameValidator()])
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
@@ -33,7 +36,7 @@ class RegisterSerializer(serializers.Serializer):
             raise serializers.ValidationError(EMAIL_TAKEN)
         return value
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         candidate = User(username=attrs["username"], email=attrs["email"])
         try:
             password_validation.validate_password(attrs["password"], user=candidate)
@@ -42,32 +45,32 @@ class RegisterSerializer(serializers.Serializer):
         return attrs
 
 
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(serializers.ModelSerializer[User]):
     class Meta:
         model = User
         fields = ["id", "username", "email"]
 
 
-class MeSerializer(serializers.ModelSerializer):
+class MeSerializer(serializers.ModelSerializer[User]):
     class Meta:
         model = User
         fields = ["id", "username", "email", "is_staff"]
 
 
-class LoginSerializer(serializers.Serializer):
+class LoginSerializer(serializers.Serializer[None]):
     # NFKC-normalised as Django's login form does (the admin's), so both doors match one name.
     username = UsernameField(max_length=150)
     password = serializers.CharField(max_length=128, trim_whitespace=False)
 
 
-class RefreshSerializer(serializers.Serializer):
+class RefreshSerializer(serializers.Serializer[None]):
     refresh = serializers.CharField()
 
 
-class VerifySerializer(serializers.Serializer):
+class VerifySerializer(serializers.Serializer[None]):
     token = serializers.CharField()
 
 
-class TokenPairSerializer(serializers.Serializer):
+class TokenPairSerializer(serializers.Serializer[dict[str, str]]):
     access = serializers.CharField()
     refresh = serializers.CharField()

@@ -4,6 +4,7 @@ told through `accounts.revocation_signals`), registering, refreshing."""
 import logging
 import time
 from datetime import datetime
+from typing import cast
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -15,6 +16,7 @@ from accounts.models import User, user_identity_conflicts
 from accounts.revocation_signals import access_token_revoked, tokens_revoked
 from accounts.tokens import (
     AuthUnavailable,
+    Claims,
     RefreshToken,
     TokenRejected,
     revoked_jti_key,
@@ -52,7 +54,7 @@ def user_revoke_tokens(*, user: User, reason: str) -> None:
     security_log.warning("tokens revoked: user_id=%s reason=%s", user.pk, reason)
 
 
-def access_token_revoke(*, token, user_id: int) -> None:
+def access_token_revoke(*, token: Claims, user_id: int) -> None:
     """Refuse one access token from now on, on REST and WebSocket (its `jti` stays in the
     shared cache until the token would have expired), and close the sessions using it.
     AuthUnavailable when the cache cannot record it: nothing is revoked then, and the caller
@@ -116,14 +118,15 @@ def user_register(*, username: str, email: str, password: str) -> User:
 
 def refresh_token_check(raw: str) -> tuple[RefreshToken, User]:
     """A refresh token's user, after the same user rules as access tokens, or TokenRejected."""
-    refresh = token_parse(raw, RefreshToken)
+    refresh = cast(RefreshToken, token_parse(raw, RefreshToken))  # a token_class instance
     user = User.objects.filter(pk=token_user_id(refresh)).first()
     return refresh, token_user_check(token=refresh, user=user)
 
 
 def refresh_token_blacklist(refresh: RefreshToken) -> bool:
     """Blacklist a refresh token; False when it already was (a concurrent use won)."""
-    _, created = refresh.blacklist()
+    # simplejwt annotates blacklist() as the row; it returns get_or_create's (row, created).
+    _, created = cast("tuple[BlacklistedToken, bool]", refresh.blacklist())
     return created
 
 

@@ -5,6 +5,8 @@ itself is `accounts.services`. Other apps hear of it through `accounts.revocatio
 (realtime closes the sockets, only after the transaction commits).
 """
 
+from typing import Any
+
 from django.contrib.auth.hashers import check_password
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
@@ -34,12 +36,17 @@ def _revocation_reason(user: User, update_fields: frozenset[str] | None) -> str 
 
 
 @receiver(pre_save, sender=User)
-def user_pre_save(sender, instance: User, update_fields=None, **kwargs) -> None:
+def user_pre_save(
+    sender: type[User],
+    instance: User,
+    update_fields: frozenset[str] | None = None,
+    **kwargs: Any,
+) -> None:
     instance._revocation_reason = _revocation_reason(instance, update_fields)
 
 
 @receiver(post_save, sender=User)
-def user_post_save(sender, instance: User, created: bool, **kwargs) -> None:
+def user_post_save(sender: type[User], instance: User, created: bool, **kwargs: Any) -> None:
     reason = getattr(instance, "_revocation_reason", None)
     instance._revocation_reason = None
     if reason:
@@ -47,5 +54,5 @@ def user_post_save(sender, instance: User, created: bool, **kwargs) -> None:
 
 
 @receiver(post_delete, sender=User)
-def user_post_delete(sender, instance: User, **kwargs) -> None:
+def user_post_delete(sender: type[User], instance: User, **kwargs: Any) -> None:
     tokens_revoked.send(sender=User, user_id=instance.pk, revoked_below=REVOKED_ALL)

@@ -4,7 +4,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from channels.db import database_sync_to_async
@@ -18,13 +18,15 @@ from rest_framework_simplejwt.tokens import AccessToken as SimpleAccessToken
 from rest_framework_simplejwt.tokens import RefreshToken as SimpleRefreshToken
 from rest_framework_simplejwt.tokens import Token
 
-from accounts.jwt_keys import token_backend
+from accounts.jwt_keys import RotatingTokenBackend, token_backend
 from accounts.models import User
 from core.async_cache import cache_get
-from core.db_batch import loop_batcher
+from core.db_batch import Batcher, loop_batcher
 from core.degrade import Degradation
 
 VERSION_CLAIM = "ver"
+# A verified access token, or the claims a WebSocket ticket carried over from one.
+Claims = Token | Mapping[str, Any]
 logger = logging.getLogger("switchboard.security")
 
 
@@ -33,7 +35,7 @@ def revoked_jti_key(jti: object) -> str:
     return f"switchboard:revoked-jti:{jti}"
 
 
-def access_token_revoked(claims) -> bool:
+def access_token_revoked(claims: Claims) -> bool:
     """Whether this access token was revoked on its own (logout). A list that cannot be read
     raises AuthUnavailable: a token is never taken for unrevoked unchecked."""
     try:
@@ -44,7 +46,7 @@ def access_token_revoked(claims) -> bool:
     return revoked
 
 
-async def aaccess_token_revoked(claims) -> bool:
+async def aaccess_token_revoked(claims: Claims) -> bool:
     """`access_token_revoked` from async code."""
     try:
         revoked = await cache_get(revoked_jti_key(claims.get("jti"))) is not None
@@ -90,7 +92,7 @@ def _revoked_list_unreadable(error: Exception) -> "AuthUnavailable":
 class AccessToken(SimpleAccessToken):
     """simplejwt's access token, signed and verified with rotating keys (`accounts.jwt_keys`)."""
 
-    def get_token_backend(self):
+    def get_token_backend(self) -> RotatingTokenBackend:
         return token_backend()
 
 
@@ -100,12 +102,14 @@ class RefreshToken(SimpleRefreshToken):
 
     access_token_class = AccessToken
 
-    def get_token_backend(self):
+    def get_token_backend(self) -> RotatingTokenBackend:
         return token_backend()
 
     @classmethod
-    def for_user(cls, user: User) -> "RefreshToken":
-        token = super().for_user(user)
+    # simplejwt accepts any user model; Switchboard's is the one with a token version.
+    def for_user(cls, user: User) -> "RefreshToken":  # type: ignore[override]
+        # super()'s for_user builds a `cls`, which mypy types as simplejwt's class.
+        token = cast("RefreshToken", super().for_user(user))
         token[VERSION_CLAIM] = user.token_version
         return token
 
@@ -116,7 +120,7 @@ class Authenticated:
     WebSocket ticket carried over from one (`ver`, `exp`, the user id)."""
 
     user: User
-    token: AccessToken | Mapping[str, Any]
+    token: Claims
 
 
 def token_pair_for_user(*, user: User) -> dict[str, str]:
@@ -134,7 +138,8 @@ def token_parse(raw: str, token_class: type[Token] = AccessToken) -> Token:
         raise TokenRejected("token too long")
     token_header_check(raw)
     try:
-        return token_class(raw)
+        # simplejwt annotates its argument as a Token, but it takes the encoded text.
+        return token_class(raw)  # type: ignore[arg-type]
     except ExpiredTokenError as e:
         raise TokenExpired("token expired") from e
     except TokenError as e:
@@ -160,7 +165,7 @@ def token_header_check(raw: str) -> None:
         raise TokenRejected("unexpected token header")
 
 
-def token_user_id(token: Token) -> int:
+def token_user_id(token: Claims) -> int:
     """The user id claim as an integer, or TokenRejected."""
     value = token.get(api_settings.USER_ID_CLAIM)
     # simplejwt writes the id as a string; accept that or a plain integer, nothing looser.
@@ -171,7 +176,7 @@ def token_user_id(token: Token) -> int:
     return value
 
 
-def token_user_check(*, token: Token, user: User | None) -> User:
+def token_user_check(*, token: Claims, user: User | None) -> User:
     """Refuse unknown and inactive users and tokens issued before the last revocation."""
     if user is None:
         raise TokenRejected("unknown user")
@@ -198,7 +203,7 @@ def users_by_id(user_ids: list[int]) -> dict[int, User]:
     return get_user_model().objects.in_bulk(user_ids)
 
 
-_user_batchers: dict = {}
+_user_batchers: dict[asyncio.AbstractEventLoop, Batcher[int, User]] = {}
 
 
 async def user_by_id(user_id: int) -> User | None:
@@ -217,7 +222,7 @@ def users_token_state(user_ids: list[int]) -> dict[int, tuple[int, bool]]:
     }
 
 
-async def auser_for_claims(claims) -> Authenticated:
+async def auser_for_claims(claims: Claims) -> Authenticated:
     """The user of already-verified claims (a token's, or a ticket's), checked like a
     token's; one query. A database that fails, or takes longer than AUTH_DB_TIMEOUT, raises
     AuthUnavailable."""

@@ -1,8 +1,11 @@
 """The JSON auth API: views parse, call `accounts.services`, and serialize."""
 
+from typing import Any, cast
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +16,7 @@ from accounts.authentication import TokenUnusable, VersionedJWTAuthentication
 from accounts.exceptions import ServiceUnavailable
 from accounts.identity import TAKEN
 from accounts.login import TooManyLoginFailures, login_authenticate
+from accounts.models import User
 from accounts.schema import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, error
 from accounts.serializers import (
     LoginSerializer,
@@ -23,7 +27,7 @@ from accounts.serializers import (
     UserSerializer,
     VerifySerializer,
 )
-from accounts.tokens import AuthUnavailable, TokenRejected, token_pair_for_user
+from accounts.tokens import AccessToken, AuthUnavailable, TokenRejected, token_pair_for_user
 
 
 class LoginThrottled(exceptions.Throttled):
@@ -39,16 +43,22 @@ class PublicAPIView(APIView):
         return VersionedJWTAuthentication().authenticate_header(request)
 
 
-def body(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+def body(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
     """The request body validated by `serializer_class` (400 with per-field errors)."""
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    data: dict[str, Any] = serializer.validated_data
+    return data
+
+
+def caller(request: Request) -> User:
+    """The authenticated user of a view that requires one (DRF's default IsAuthenticated)."""
+    return cast(User, request.user)
 
 
 class RegisterView(PublicAPIView):
     permission_classes = [AllowAny]
-    authentication_classes: list = []
+    authentication_classes: list[type[BaseAuthentication]] = []
 
     @extend_schema(
         summary="Create an account",
@@ -75,7 +85,7 @@ class RegisterView(PublicAPIView):
 
 class TokenObtainView(PublicAPIView):
     permission_classes = [AllowAny]
-    authentication_classes: list = []
+    authentication_classes: list[type[BaseAuthentication]] = []
 
     @extend_schema(
         summary="Log in: a new access and refresh token",
@@ -105,7 +115,7 @@ class TokenObtainView(PublicAPIView):
 
 class TokenRefreshView(PublicAPIView):
     permission_classes = [AllowAny]
-    authentication_classes: list = []
+    authentication_classes: list[type[BaseAuthentication]] = []
 
     @extend_schema(
         summary="Spend a refresh token for a new pair (the old one is blacklisted)",
@@ -122,7 +132,7 @@ class TokenRefreshView(PublicAPIView):
 
 class TokenVerifyView(PublicAPIView):
     permission_classes = [AllowAny]
-    authentication_classes: list = []
+    authentication_classes: list[type[BaseAuthentication]] = []
 
     @extend_schema(
         summary="Check that an access or refresh token is usable",
@@ -167,7 +177,9 @@ class LogoutView(APIView):
         if owner.pk != request.user.pk:
             raise exceptions.PermissionDenied("That refresh token belongs to another user.")
         try:  # first: a logout whose access token cannot be revoked changes nothing
-            services.access_token_revoke(token=request.auth, user_id=request.user.pk)
+            # VersionedJWTAuthentication's auth is the access token (not DRF's authtoken).
+            access = cast(AccessToken, request.auth)
+            services.access_token_revoke(token=access, user_id=request.user.pk)
         except AuthUnavailable as e:
             raise ServiceUnavailable from e
         services.refresh_token_blacklist(refresh)
@@ -185,7 +197,7 @@ class LogoutAllView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        services.user_revoke_tokens(user=request.user, reason="logout-all")
+        services.user_revoke_tokens(user=caller(request), reason="logout-all")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -194,4 +206,4 @@ class MeView(APIView):
         summary="The caller", responses={503: UNAVAILABLE, 200: MeSerializer, 401: UNAUTHORIZED}
     )
     def get(self, request: Request) -> Response:
-        return Response(MeSerializer(request.user).data)
+        return Response(MeSerializer(caller(request)).data)

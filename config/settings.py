@@ -3,6 +3,7 @@
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -159,7 +160,7 @@ if REDIS_URL:
         # A sender checks the receiver's capacity: every layer names the worker channels'.
         "channel_capacity": {"rooms.*": WS_ROOM_FANOUT_CAPACITY},
     }
-    CHANNEL_LAYERS = {
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
         "default": {
             "BACKEND": "core.channel_layer.RedisChannelLayer",
             "CONFIG": CHANNEL_LAYER_CONFIG,

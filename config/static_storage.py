@@ -3,7 +3,8 @@
 from whitenoise.storage import CompressedManifestStaticFilesStorage
 
 
-class ManifestStaticFilesStorage(CompressedManifestStaticFilesStorage):
+# whitenoise ships no types, so its class is Any to mypy.
+class ManifestStaticFilesStorage(CompressedManifestStaticFilesStorage):  # type: ignore[misc]
     """Compressed, content-hashed files (whitenoise) whose `import … from "./x.js"` lines are
     rewritten to the hashed names as well."""
 

@@ -2,7 +2,7 @@
 errors, 404 included)."""
 
 from django.contrib import admin
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -12,7 +12,7 @@ from operations import views as operations
 
 
 @csrf_exempt  # answers every method with a JSON 404, never with the CSRF failure page
-def api_not_found(request, *args, **kwargs):
+def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
     return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
 
 

@@ -6,20 +6,23 @@ host (called once per host and event loop); here it returns a waiting pool
 connection instead of failing with `MaxConnectionsError` and pausing delivery for everyone.
 """
 
+import redis.asyncio as aioredis
 from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
 
 from core.redis import redis_clients
 
 
-class RedisChannelLayer(StockRedisChannelLayer):
+# channels-redis ships no types, so its class is Any to mypy.
+class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
     """`channels_redis.core.RedisChannelLayer` on waiting pools; configured the same way
     (`hosts` entries with an `address`, plus redis-py connection options)."""
 
-    def create_pool(self, index: int):
+    def create_pool(self, index: int) -> aioredis.ConnectionPool:
         host = dict(self.hosts[index])
         address = host.pop("address", None)
         if address is None:  # a host/port pair or Sentinel: channels-redis' own pool
-            return super().create_pool(index)
+            pool: aioredis.ConnectionPool = super().create_pool(index)
+            return pool
         socket_timeout = host.pop("socket_timeout", None)
         host.pop("socket_connect_timeout", None)  # the factory's
         return redis_clients().async_pool(address, socket_timeout=socket_timeout, **host)

@@ -8,6 +8,8 @@ Run daphne without --proxy-headers (it trusts the leftmost address, which the cl
 
 import ipaddress
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -64,7 +66,7 @@ def request_client_ip(request: HttpRequest) -> str:
     return client_ip(peer, [forwarded] if forwarded else [])
 
 
-def scope_client_ip(scope: dict) -> str:
+def scope_client_ip(scope: Mapping[str, Any]) -> str:
     """The client IP of an ASGI scope."""
     client = scope.get("client")
     peer = str(client[0]) if client else "unknown"

@@ -9,8 +9,8 @@ for its own result (or the exception the shared call raised).
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
@@ -22,15 +22,15 @@ class Batcher(Generic[K, R]):
     """`call(key)` → `run(keys)[key]`, with the keys of concurrent callers run together, on
     one event loop."""
 
-    def __init__(self, run: BatchCall) -> None:
+    def __init__(self, run: BatchCall[K, R]) -> None:
         self.run = run
-        self.pending: list[tuple[K, asyncio.Future]] = []
-        self.runner: asyncio.Task | None = None
+        self.pending: list[tuple[K, asyncio.Future[R | None]]] = []
+        self.runner: asyncio.Task[None] | None = None
 
     async def call(self, key: K) -> R | None:
         """This key's result (None when `run` returns no mapping or omits the key)."""
         loop = asyncio.get_running_loop()
-        done = loop.create_future()
+        done: asyncio.Future[R | None] = loop.create_future()
         self.pending.append((key, done))
         if self.runner is None or self.runner.done():
             self.runner = loop.create_task(self._run_all())
@@ -54,14 +54,16 @@ class Batcher(Generic[K, R]):
                         done.set_result(results.get(key) if results is not None else None)
 
 
-def _fail(batch: list[tuple[object, asyncio.Future]], error: Exception) -> None:
+def _fail(batch: Sequence[tuple[object, asyncio.Future[Any]]], error: Exception) -> None:
     for _, done in batch:
         if not done.done():
             done.set_exception(error)
             done.exception()  # retrieved: a caller that gave up must not warn
 
 
-def loop_batcher(batchers: dict, run: BatchCall) -> Batcher:
+def loop_batcher(
+    batchers: dict[asyncio.AbstractEventLoop, Batcher[K, R]], run: BatchCall[K, R]
+) -> Batcher[K, R]:
     """The batcher of the running event loop in `batchers` (made on first use; those of
     closed loops dropped)."""
     loop = asyncio.get_running_loop()

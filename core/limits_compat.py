@@ -26,7 +26,8 @@ def moving_window_give_back(*, storage: Storage, key: str) -> None:
     """Remove one entry from the moving window at `key` (the newest: every entry counts
     the same, and the newest is the one a Redis list removes atomically)."""
     if isinstance(storage, RedisStorage):  # cluster and sentinel storages included
-        storage.get_connection().lpop(storage.prefixed_key(key))
+        # limits types its connection as a small protocol without lpop; it is a redis-py client.
+        storage.get_connection().lpop(storage.prefixed_key(key))  # type: ignore[attr-defined]
     elif isinstance(storage, MemoryStorage):
         with storage.locks[key]:
             if events := storage.events.get(key):

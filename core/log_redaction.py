@@ -29,7 +29,7 @@ MAX_LOGGED_CHARS = 4096
 MAX_TRACEBACK_CHARS = 16384
 
 
-def _jwt_blank(match: re.Match) -> str:
+def _jwt_blank(match: re.Match[str]) -> str:
     return REDACTED if match.group(1) is not None else match.group(0)
 
 

@@ -4,6 +4,9 @@ children looked up once. Each app defines its own metrics (`accounts/metrics.py`
 """
 
 from collections.abc import Iterable
+from typing import TypeVar, cast
+
+from prometheus_client.metrics import MetricWrapperBase
 
 
 def label(value: object, allowed: Iterable[str], other: str = "other") -> str:
@@ -12,10 +15,12 @@ def label(value: object, allowed: Iterable[str], other: str = "other") -> str:
     return text if text in allowed else other
 
 
-_children: dict[tuple[int, tuple[str, ...]], object] = {}
+_children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
+
+Metric = TypeVar("Metric", bound=MetricWrapperBase)
 
 
-def labelled(metric, *values: str):
+def labelled(metric: Metric, *values: str) -> Metric:
     """`metric.labels(*values)`, looked up once per process: prometheus-client checks the
     values and takes a lock on every `labels()` call (1.4 µs against 0.3 µs for the `inc()`,
     measured here), and the message path counts every frame in and out. Label values come
@@ -24,4 +29,5 @@ def labelled(metric, *values: str):
     child = _children.get(key)
     if child is None:
         child = _children[key] = metric.labels(*values)
-    return child
+    # A child is of its parent's class; the dict cannot say so per key.
+    return cast(Metric, child)

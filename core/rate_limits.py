@@ -12,7 +12,7 @@ the local count never binds first: a worker never counts more than every worker 
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from limits import RateLimitItem, WindowStats
 from limits import storage as sync_storage
@@ -25,6 +25,7 @@ from core.limits_compat import moving_window_give_back
 from core.redis import redis_clients
 
 LOCAL_RULE = "counted in this worker only"
+T = TypeVar("T")
 
 
 def _local_async() -> aio_strategies.MovingWindowRateLimiter:
@@ -51,7 +52,8 @@ class AsyncSharedLimiter:
             store = aio_storage.RedisStorage(
                 "async+" + clients.options.url,
                 implementation="redispy",
-                connection_pool=clients.async_client().connection_pool,
+                # limits types its storage options as scalars; redis-py takes a pool here.
+                connection_pool=clients.async_client().connection_pool,  # type: ignore[arg-type]
             )
             limiter = self._limiters[loop] = aio_strategies.MovingWindowRateLimiter(store)
         return limiter
@@ -85,7 +87,9 @@ class SharedLimiter:
             )
             self._shared = sync_strategies.MovingWindowRateLimiter(store)
 
-    def _both(self, action: Callable[[sync_strategies.MovingWindowRateLimiter], Any]):
+    def _both(
+        self, action: Callable[[sync_strategies.MovingWindowRateLimiter], T]
+    ) -> tuple[T, T | None]:
         """`action` on this worker's count, and on the shared one when there is Redis:
         (local result, shared result or None when Redis did not answer)."""
         local = action(self._local)

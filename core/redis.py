@@ -54,9 +54,10 @@ def _pool_empty(error: RedisConnectionError) -> bool:
 class AsyncWaitingPool(aioredis.BlockingConnectionPool):
     """redis-py's asyncio blocking pool, raising `RedisBusy` when its wait runs out."""
 
-    async def get_connection(self, *args: Any, **kwargs: Any):
+    async def get_connection(self, *args: Any, **kwargs: Any) -> aioredis.Connection:
         try:
-            return await super().get_connection(*args, **kwargs)
+            # redis-py leaves BlockingConnectionPool.get_connection unannotated.
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call,no-any-return]
         except RedisConnectionError as e:
             if _pool_empty(e):
                 raise RedisBusy(f"no free Redis connection within {self.timeout} s") from e
@@ -67,9 +68,10 @@ class WaitingPool(redis.BlockingConnectionPool):
     """redis-py's blocking pool (threads: admin, REST), raising `RedisBusy` when its wait
     runs out."""
 
-    def get_connection(self, *args: Any, **kwargs: Any):
+    def get_connection(self, *args: Any, **kwargs: Any) -> redis.Connection:
         try:
-            return super().get_connection(*args, **kwargs)
+            # redis-py leaves BlockingConnectionPool.get_connection unannotated.
+            return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call,no-any-return]
         except RedisConnectionError as e:
             if _pool_empty(e):
                 raise RedisBusy(f"no free Redis connection within {self.timeout} s") from e

@@ -5,6 +5,9 @@ here it is the factory's sync pool, so the cache (revocations, revocation floors
 free connection under a burst instead of failing, and shares the process's connections.
 """
 
+from typing import Any
+
+import redis
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 from core.redis import redis_clients
@@ -13,7 +16,7 @@ from core.redis import redis_clients
 class FactoryCacheClient(RedisCacheClient):
     """Django's cache client, every server's pool taken from `redis_clients()`."""
 
-    def _get_connection_pool(self, write):
+    def _get_connection_pool(self, write: bool) -> redis.ConnectionPool:
         return redis_clients().sync_pool()
 
 
@@ -21,6 +24,6 @@ class FactoryRedisCache(RedisCache):
     """`django.core.cache.backends.redis.RedisCache` on the factory's pool (one server: the
     LOCATION must be REDIS_URL)."""
 
-    def __init__(self, server, params):
+    def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = FactoryCacheClient

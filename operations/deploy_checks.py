@@ -4,7 +4,10 @@ Each check has an id, a message naming what is wrong and a hint naming the fix; 
 production checklist lists them.
 """
 
-from django.apps import apps
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
@@ -24,7 +27,7 @@ def _in_memory_layer() -> list[CheckMessage]:
     ]
 
 
-def _origin_checked(app, depth: int = 0) -> bool:
+def _origin_checked(app: object, depth: int = 0) -> bool:
     """Whether the ASGI app `app` passes through an origin check before anything else routes."""
     from channels.routing import URLRouter
     from channels.security.websocket import OriginValidator
@@ -122,7 +125,9 @@ def _open_registration() -> list[CheckMessage]:
 
 
 @register(Tags.security, deploy=True)
-def switchboard_deploy_checks(app_configs, **kwargs) -> list[CheckMessage]:
+def switchboard_deploy_checks(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[CheckMessage]:
     """Every Switchboard deploy check (DEBUG-off dangers)."""
     return [
         *_in_memory_layer(),

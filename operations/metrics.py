@@ -42,7 +42,7 @@ def dead_workers_forget(path: str) -> list[int]:
             pids.add(int(match.group(1)))
     dead = sorted(pid for pid in pids if not _pid_alive(pid))
     for pid in dead:
-        multiprocess.mark_process_dead(pid, path)
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]  # unannotated upstream
     return dead
 
 
@@ -53,5 +53,5 @@ def metrics_exposition() -> tuple[bytes, str]:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     dead_workers_forget(path)
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]  # unannotated upstream
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -33,6 +33,8 @@ async def channel_layer_check() -> None:
 
     async def round_trip() -> None:
         layer = get_channel_layer()
+        if layer is None:
+            raise RuntimeError("no channel layer is configured")
         # The default prefix: the worker's one receive loop (held by any open session)
         # pops that key for every local channel; another prefix would never be read.
         channel = await layer.new_channel()

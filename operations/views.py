@@ -67,12 +67,12 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text format (METRICS_TOKEN, a staff JWT, or loopback; see docs/OPERATIONS.md)."""
     refused = metrics_access(request)
     if refused is not None:
-        body = (
+        refusal = (
             {"detail": "Temporarily unavailable; try again later.", "code": "unavailable"}
             if refused == 503
             else {"detail": "Metrics need a valid bearer token.", "code": "metrics_forbidden"}
         )
-        response = JsonResponse(body, status=refused)
+        response = JsonResponse(refusal, status=refused)
         if refused == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response

@@ -10,9 +10,10 @@ A credential comes in exactly one of four places:
 None at all is allowed on `/ws/session/`: the first frame may then be `{"type":"auth"}`.
 """
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
-from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 
 from accounts.tokens import Authenticated, TokenRejected, auser_for_claims, auser_for_token
@@ -102,15 +103,19 @@ async def authenticate(scope: Scope) -> Authenticated:
     return await auser_for_token(value)
 
 
-class JWTAuthMiddleware(BaseMiddleware):  # type: ignore[misc]  # channels is untyped
+class JWTAuthMiddleware:
     """Fills `scope["user"]`, `scope["auth"]` (Authenticated or None) and `scope["auth_error"]`.
 
-    Keeps no state on self: one instance serves every connection.
+    Keeps no state on self: one instance serves every connection (channels'
+    `BaseMiddleware`, whose only job is holding `inner`, is not needed).
     """
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
-            return await self.inner(scope, receive, send)  # type: ignore[no-any-return]
+            return await self.inner(scope, receive, send)
         scope = dict(scope)
         scope["user"], scope["auth"], scope["auth_error"] = AnonymousUser(), None, None
         try:
@@ -119,9 +124,21 @@ class JWTAuthMiddleware(BaseMiddleware):  # type: ignore[misc]  # channels is un
             scope["auth_error"] = e
         else:
             scope["user"], scope["auth"] = auth.user, auth
-        return await self.inner(scope, receive, send)  # type: ignore[no-any-return]
+        return await self.inner(scope, receive, send)
 
 
 def JWTAuthMiddlewareStack(inner: ASGIApp) -> JWTAuthMiddleware:  # noqa: N802  (named like channels' AuthMiddlewareStack)
     """Wrap `inner` with JWT authentication (header, subprotocol, ticket or query)."""
     return JWTAuthMiddleware(inner)
+
+
+def scope_auth(scope: Mapping[str, Any]) -> Authenticated | None:
+    """What this middleware put in `scope["auth"]`: the authenticated user, or None."""
+    auth = scope.get("auth")
+    return auth if isinstance(auth, Authenticated) else None
+
+
+def scope_auth_error(scope: Mapping[str, Any]) -> TokenRejected:
+    """Why the handshake brought no authenticated user (CredentialsMissing: no credential)."""
+    error = scope.get("auth_error")
+    return error if isinstance(error, TokenRejected) else CredentialsMissing("no credentials")

@@ -86,5 +86,6 @@ class OriginCheckMiddleware:
                         client,
                     )
                     await hub().connect_rate.allowed(client)  # counted; refused 403 either way
-                    return await WebsocketDenier()(scope, receive, send)
+                    deny: ASGIApp = WebsocketDenier()
+                    return await deny(scope, receive, send)
         return await self.inner(scope, receive, send)

@@ -33,13 +33,16 @@ def versions_uncovered() -> list[str]:
 class EventLoopConsumer(AsyncWebsocketConsumer):
     """An async WebSocket consumer whose events never wait for Django's sync thread."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    uses_channel_layer = True  # False: no layer, no channel, no Redis connection
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.base_send = send
         sources = [receive]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
+        layer = get_channel_layer(self.channel_layer_alias) if self.uses_channel_layer else None
+        if layer is not None:
+            self.channel_layer = layer
+            self.channel_name = await layer.new_channel()
             sources.append(self.layer_receive)
         try:
             await await_many_dispatch(sources, self.dispatch)
@@ -48,7 +51,8 @@ class EventLoopConsumer(AsyncWebsocketConsumer):
 
     async def layer_receive(self) -> dict[str, Any]:
         """The next channel-layer event for this consumer."""
-        return await self.channel_layer.receive(self.channel_name)
+        event: dict[str, Any] = await self.channel_layer.receive(self.channel_name)
+        return event
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         handler = getattr(self, get_handler_name(message), None)

@@ -4,6 +4,7 @@ frame-size rule, and one way to close."""
 import logging
 from typing import Any
 
+from asgiref.typing import WebSocketConnectEvent, WebSocketDisconnectEvent
 from django.conf import settings
 
 from core.client_ip import scope_client_ip
@@ -32,7 +33,7 @@ class LimitedConsumer(EventLoopConsumer):
 
     endpoint = "other"  # metrics label
 
-    async def websocket_connect(self, message: dict[str, Any]) -> None:
+    async def websocket_connect(self, message: WebSocketConnectEvent) -> None:
         self.close_code: int | None = None  # the code this server closed with, if it did
         self.counted_open = False
         self.bucket = TokenBucket(
@@ -52,7 +53,7 @@ class LimitedConsumer(EventLoopConsumer):
         metrics.WS_OPEN.labels(self.endpoint).inc()
         self.counted_open = True
 
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+    async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
         if self.counted_open:
             metrics.WS_OPEN.labels(self.endpoint).dec()
             self.counted_open = False

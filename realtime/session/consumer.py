@@ -23,7 +23,7 @@ from accounts.tokens import (
     auser_for_token,
 )
 from realtime import metrics
-from realtime.auth.middleware import CredentialsMissing
+from realtime.auth.middleware import CredentialsMissing, scope_auth, scope_auth_error
 from realtime.events import revocation_floor
 from realtime.hub import hub
 from realtime.protocol.codes import CloseCode, ErrorCode, refusal_for
@@ -116,10 +116,10 @@ class SessionConsumer(LimitedConsumer):
         self.rate_abuse = WindowCounter(
             limit=settings.WS_MESSAGE_BURST, window=settings.WS_RATE_ABUSE_WINDOW
         )
-        auth: Authenticated | None = self.scope.get("auth")
+        auth = scope_auth(self.scope)
         if auth is not None:
             return await self.session_start(auth)
-        error = self.scope.get("auth_error") or CredentialsMissing("no credentials")
+        error = scope_auth_error(self.scope)
         if isinstance(error, CredentialsMissing):
             # No credential at all: the first frame may be {"type":"auth","token":…}.
             return self.credentials.auth_timer_start()

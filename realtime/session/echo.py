@@ -12,7 +12,7 @@ class EchoConsumer(LimitedConsumer):
     """Echo: text comes back behind WS_ECHO_PREFIX, binary comes back unchanged."""
 
     endpoint = "echo"
-    channel_layer_alias = None  # never uses the layer: it holds no Redis connection
+    uses_channel_layer = False  # it holds no Redis connection
 
     async def connect(self) -> None:
         await self.accept()
@@ -37,7 +37,7 @@ class EchoConsumer(LimitedConsumer):
 class NotFoundConsumer(EventLoopConsumer):
     """Any other WebSocket path: refused at the handshake (403), never a 500."""
 
-    channel_layer_alias = None
+    uses_channel_layer = False
 
     async def connect(self) -> None:
         await self.close()

@@ -31,5 +31,5 @@ def backoff_delay(
     many clients dropped at once (a worker restart) instead of bunching them."""
     if attempt < 0:
         raise ValueError(f"attempt must be 0 or more, got {attempt}")
-    ceiling = min(cap, base * 2 ** min(attempt, _MAX_EXPONENT))
+    ceiling: float = min(cap, base * 2 ** min(attempt, _MAX_EXPONENT))
     return rand() * ceiling

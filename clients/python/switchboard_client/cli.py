@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import threading
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import Any, NoReturn
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -60,7 +61,7 @@ EXIT_CODES = (
 )
 
 
-def _table(rows, width: int) -> str:
+def _table(rows: Iterable[tuple[object, str]], width: int) -> str:
     return "\n".join(f"  {'' if key is None else key:<{width}}{text}" for key, text in rows)
 
 
@@ -81,7 +82,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own exit code 2 is our "closed"
+    def error(self, message: str) -> NoReturn:  # argparse's own exit code 2 is our "closed"
         raise UsageError(message)
 
 
@@ -283,7 +284,7 @@ async def session_run(args: argparse.Namespace, password: str) -> int:
     return EXIT_CLOSED if isinstance(error, SwitchboardClosed) else EXIT_FAILED
 
 
-async def _quietly(awaitable) -> None:
+async def _quietly(awaitable: Awaitable[object]) -> None:
     try:
         await awaitable
     except (SwitchboardError, TimeoutError) as e:

@@ -116,14 +116,14 @@ class SwitchboardClient:
         self._ready = asyncio.Event()  # set while a session is open (or once it is over)
         self._stopped = asyncio.Event()
         self._token_lock = asyncio.Lock()  # a refresh token works once: never two at a time
-        self._reader: asyncio.Task | None = None
-        self._refresher: asyncio.Task | None = None
+        self._reader: asyncio.Task[tuple[int | None, str]] | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self._refreshing = False
-        self._supervisor: asyncio.Task | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self._error: SwitchboardError | None = None  # why the client stopped, once it has
         self._closing = False
         self.session_id: str | None = None
-        self.user: dict | None = None
+        self.user: dict[str, Any] | None = None
         self.expires_at: float | None = None
         self.connections = 0  # sessions opened so far (1 + reconnects)
 
@@ -226,9 +226,12 @@ class SwitchboardClient:
         """Send `data` to every subscriber of `channel` (once the server confirms)."""
         await self.request({"type": "publish", "channel": channel, "data": data})
 
-    async def presence(self, channel: str) -> list[dict]:
+    async def presence(self, channel: str) -> list[dict[str, Any]]:
         """The users subscribed to `channel` now, on every worker: [{"id", "username"}…]."""
-        return (await self.request({"type": "presence", "channel": channel}))["users"]
+        users: list[dict[str, Any]] = (
+            await self.request({"type": "presence", "channel": channel})
+        )["users"]
+        return users
 
     async def subscribe(self, channel: str, *, max_queue: int = 1000) -> Subscription:
         """Join `channel`: an async iterator of its `message` frames, kept across reconnects.
@@ -294,6 +297,7 @@ class SwitchboardClient:
 
     async def _tokens_renew_locked(self) -> Tokens:
         async with self._token_lock:
+            assert self._tokens is not None  # logged in (or given tokens) before any renewal
             try:
                 self._tokens = await tokens_refresh(http=self._http, refresh=self._tokens.refresh)
             except Unauthorized:
@@ -301,6 +305,7 @@ class SwitchboardClient:
                     raise TokenExpired(TOKEN_EXPIRED, "refresh token refused") from None
                 logger.info("refresh token refused; logging in again")
                 await self._login()
+            assert self._tokens is not None  # _login() stores them
             return self._tokens
 
     async def _refresh_in_band(self) -> None:
@@ -319,17 +324,22 @@ class SwitchboardClient:
         server's 4001 and the reconnect path take over after that)."""
         while True:
             if not now:
-                delay = refresh_delay(expires_at=self.expires_at, now=time.time())
+                delay = refresh_delay(expires_at=self._expires_at(), now=time.time())
                 await asyncio.sleep(delay)
             now = False
             try:
                 await self._refresh_in_band()
             except (SwitchboardError, TimeoutError) as e:
                 logger.warning("in-band refresh failed: %s", type(e).__name__)
-                if isinstance(e, SwitchboardClosed) or self.expires_at - time.time() < 1:
+                if isinstance(e, SwitchboardClosed) or self._expires_at() - time.time() < 1:
                     return
-                await asyncio.sleep(min(1.0, (self.expires_at - time.time()) / 2))
+                await asyncio.sleep(min(1.0, (self._expires_at() - time.time()) / 2))
                 now = True
+
+    def _expires_at(self) -> float:
+        """`expires_at`, which a welcome set before anything reads it (refresh, reconnect)."""
+        assert self.expires_at is not None
+        return self.expires_at
 
     def _refresh_schedule(self, *, now: bool = False) -> None:
         """(Re)start the refresh timer; `now`: refresh at once unless one is under way."""
@@ -346,6 +356,7 @@ class SwitchboardClient:
     async def _open(self) -> tuple[ClientConnection, Frame]:
         """One connection attempt up to the welcome. Raises ConnectionLost (transient: the
         code says which), HandshakeRefused, or the close's typed exception."""
+        assert self._tokens is not None  # connect() logs in first
         headers = {"Authorization": f"Bearer {self._tokens.access}"}
         try:
             ws = await connect(
@@ -413,7 +424,8 @@ class SwitchboardClient:
         if self.on_frame is not None:
             self.on_frame(frame)
         kind = frame.get("type")
-        waiter = self._pending.get(frame.get("id"))
+        # Any JSON value may come as the id (or none): it then matches no request.
+        waiter = self._pending.get(frame.get("id"))  # type: ignore[arg-type]
         if waiter is None and kind == "error" and frame.get("code") == "rate_limited":
             # The server drops such a frame unread, so its error has no id; it handles a
             # connection's frames in order, so the oldest request still waiting is the one.
@@ -422,7 +434,8 @@ class SwitchboardClient:
             if not waiter.done():
                 waiter.set_result(frame)
         elif kind == "message":
-            for subscription in list(self._rooms.get(frame.get("channel"), ())):
+            # As above: a channel that is not a string matches no room.
+            for subscription in list(self._rooms.get(frame.get("channel"), ())):  # type: ignore[arg-type]
                 subscription.put(frame)
         elif kind == "expiring":
             self._refresh_schedule(now=True)
@@ -431,6 +444,7 @@ class SwitchboardClient:
         """After each drop: reconnect with backoff, or stop with the close's exception."""
         try:
             while True:
+                assert self._reader is not None  # attached with the session it reads
                 code, reason = await self._reader
                 self._drop(ConnectionLost(code, reason))
                 if self._closing:
@@ -458,7 +472,7 @@ class SwitchboardClient:
             logger.info("reconnecting in %.2f s (attempt %d, after %s)", delay, attempt + 1, code)
             await asyncio.sleep(delay)
             try:
-                if code == TOKEN_EXPIRED or self.expires_at - time.time() < RECONNECT_MIN_LIFE:
+                if code == TOKEN_EXPIRED or self._expires_at() - time.time() < RECONNECT_MIN_LIFE:
                     await self._tokens_renew()
                     self.expires_at = time.time() + RECONNECT_MIN_LIFE  # until the welcome says
                 return await self._open()

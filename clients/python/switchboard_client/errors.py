@@ -79,10 +79,11 @@ class ServerUnreachable(ConnectionLost):
 def unreachable_why(error: BaseException) -> str:
     """Why a connection attempt failed, in words, from the innermost cause that says it
     (httpx and websockets wrap the socket's own error)."""
-    causes = []
-    while error is not None and error not in causes:
-        causes.append(error)
-        error = error.__cause__ or error.__context__
+    causes: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in causes:
+        causes.append(current)
+        current = current.__cause__ or current.__context__
     for cause in reversed(causes):  # innermost first
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
@@ -165,7 +166,8 @@ def close_error(code: int | None, reason: str = "") -> SwitchboardClosed:
     """The exception for a close the client does not recover from (typed by code)."""
     if code == TOKEN_EXPIRED:
         return TokenExpired(code, reason)
-    return _FATAL_TYPES.get(code, SwitchboardClosed)(code, reason)
+    # No code (None) is simply not in the table.
+    return _FATAL_TYPES.get(code, SwitchboardClosed)(code, reason)  # type: ignore[arg-type]
 
 
 def request_error(*, code: str, message: str) -> RequestError:

@@ -2,6 +2,7 @@
 URL from the site's base URL."""
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -56,7 +57,7 @@ def origin(url: str | httpx.URL) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-async def _post(http: httpx.AsyncClient, path: str, body: dict) -> dict:
+async def _post(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
     try:
         response = await http.post(path, json=body)
     except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # nobody answered at all
@@ -66,7 +67,8 @@ async def _post(http: httpx.AsyncClient, path: str, body: dict) -> dict:
         raise ConnectionLost(None, f"POST {path} failed: {type(e).__name__}") from e
     if response.status_code != 200:
         raise _failure(response)
-    return response.json()
+    reply: dict[str, Any] = response.json()  # a 200 from these endpoints is a JSON object
+    return reply
 
 
 async def tokens_login(*, http: httpx.AsyncClient, username: str, password: str) -> Tokens:
