@@ -1,3 +1,5 @@
+"""The accounts app: its receivers, metrics and OpenAPI scheme, registered when Django starts."""
+
 from django.apps import AppConfig
 
 

@@ -1,3 +1,5 @@
+"""The auth API's routes (under `/api/auth/`)."""
+
 from django.urls import path
 
 from accounts import views

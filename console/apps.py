@@ -1,3 +1,5 @@
+"""The browser console app (a page and its static files)."""
+
 from django.apps import AppConfig
 
 

@@ -1,3 +1,5 @@
+"""The operations app: its `check --deploy` checks, registered when Django starts."""
+
 from django.apps import AppConfig
 
 

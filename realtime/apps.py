@@ -1,3 +1,6 @@
+"""The realtime app: its system checks, revocation receivers and metrics, registered when
+Django starts."""
+
 from django.apps import AppConfig
 
 

@@ -3,13 +3,25 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 from django.utils.module_loading import import_string
+
+from realtime.rooms.policy import MOVED_POLICIES
 
 
 @register()
-def channel_policy_check(app_configs: Any, **kwargs: Any) -> list[Error]:
+def channel_policy_check(app_configs: Any, **kwargs: Any) -> list[Error | Warning]:
     """REALTIME_CHANNEL_POLICY must name an importable function."""
+    moved = MOVED_POLICIES.get(settings.REALTIME_CHANNEL_POLICY)
+    if moved is not None:
+        return [
+            Warning(
+                f"REALTIME_CHANNEL_POLICY names {settings.REALTIME_CHANNEL_POLICY!r}, which moved "
+                f"to {moved!r}; the new path is used.",
+                hint=f"Set REALTIME_CHANNEL_POLICY={moved} (or leave it unset for the default).",
+                id="realtime.W001",
+            )
+        ]
     try:
         policy = import_string(settings.REALTIME_CHANNEL_POLICY)
     except ImportError as e:

@@ -13,16 +13,9 @@ from core.metrics import labelled as labelled
 from realtime.protocol.codes import CloseCode, ErrorCode
 
 ENDPOINTS = frozenset({"echo", "session"})
-CONNECTION_OUTCOMES = frozenset(
-    {
-        "accepted",
-        "unauthorized",
-        "expired",
-        "rate_limited",
-        "origin_refused",
-        "unavailable",
-        "too_many_sessions",
-    }
+# A handshake is accepted, refused at the edge, or refused with an error code's refusal.
+CONNECTION_OUTCOMES = frozenset({"accepted", "rate_limited", "origin_refused"}) | frozenset(
+    code.refusal[1] for code in ErrorCode if code.refusal is not None
 )
 SERVER_TYPES = frozenset(
     {

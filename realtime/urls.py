@@ -1,3 +1,5 @@
+"""The realtime API's routes (under `/api/realtime/`)."""
+
 from django.urls import path
 
 from realtime import views

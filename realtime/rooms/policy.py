@@ -36,10 +36,23 @@ def default_channel_policy(*, user: Any, channel: str, action: Action) -> bool:
     return True
 
 
+# Dotted paths of the default policy before its module moved (1.0.0's .env.example had it):
+# still honoured, and `manage.py check` says the new one (realtime.W001).
+MOVED_POLICIES = {
+    "realtime.rooms.default_channel_policy": "realtime.rooms.policy.default_channel_policy",
+}
+
+
+def channel_policy_path() -> str:
+    """The dotted path REALTIME_CHANNEL_POLICY names, a moved one read as its new path."""
+    path: str = settings.REALTIME_CHANNEL_POLICY
+    return MOVED_POLICIES.get(path, path)
+
+
 @cache
 def channel_policy() -> Policy:
     """The policy named by REALTIME_CHANNEL_POLICY (a dotted path), loaded once."""
-    policy: Policy = import_string(settings.REALTIME_CHANNEL_POLICY)
+    policy: Policy = import_string(channel_policy_path())
     return policy
 
 

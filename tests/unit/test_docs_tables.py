@@ -363,3 +363,28 @@ def test_the_readme_links_every_document():
 def test_the_readme_stays_a_front_door():
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= README_MAX_LINES
+
+
+# ---------------------------------------------------------------------------
+# docs/LAYOUT.md: one row per module of the service
+# ---------------------------------------------------------------------------
+LAYOUT = (DOCS / "LAYOUT.md").read_text()
+SERVICE_PACKAGES = ("config", "core", "accounts", "realtime", "operations", "console")
+
+
+def service_modules() -> set[str]:
+    """Every hand-written module of the service's packages (not `__init__`, not migrations)."""
+    return {
+        str(path.relative_to(ROOT))
+        for package in SERVICE_PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if path.name != "__init__.py" and "migrations" not in path.parts
+    }
+
+
+def test_the_layout_page_has_one_row_per_module_of_the_service():
+    rows = re.findall(r"^\| `([a-z_/]+\.py)` \| (.+) \|$", LAYOUT, flags=re.M)
+    listed = [path for path, _ in rows]
+    assert sorted(listed) == sorted(service_modules())
+    assert len(listed) == len(set(listed))
+    assert all(job.strip() for _, job in rows)

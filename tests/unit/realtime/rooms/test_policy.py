@@ -173,3 +173,26 @@ def test_an_unimportable_channel_policy_fails_the_system_check(settings, fresh_p
     errors = [e for e in run_checks() if e.id == "realtime.E001"]
     assert len(errors) == 1
     assert "realtime.nowhere.policy" in errors[0].msg
+
+
+def test_the_default_policys_path_before_its_module_moved_still_works_with_a_warning(settings):
+    from django.core.checks import Warning as CheckWarning
+
+    from realtime.checks import channel_policy_check
+    from realtime.rooms.policy import channel_policy, default_channel_policy
+
+    settings.REALTIME_CHANNEL_POLICY = "realtime.rooms.default_channel_policy"
+    channel_policy.cache_clear()
+    try:
+        assert channel_policy() is default_channel_policy
+        assert channel_policy_check(None) == [
+            CheckWarning(
+                "REALTIME_CHANNEL_POLICY names 'realtime.rooms.default_channel_policy', which "
+                "moved to 'realtime.rooms.policy.default_channel_policy'; the new path is used.",
+                hint="Set REALTIME_CHANNEL_POLICY=realtime.rooms.policy.default_channel_policy "
+                "(or leave it unset for the default).",
+                id="realtime.W001",
+            )
+        ]
+    finally:
+        channel_policy.cache_clear()
