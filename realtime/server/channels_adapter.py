@@ -40,8 +40,8 @@ class EventLoopConsumer(AsyncWebsocketConsumer):
         self.base_send = send
         sources = [receive]
         layer = get_channel_layer(self.channel_layer_alias) if self.uses_channel_layer else None
+        self.channel_layer = layer  # type: ignore[assignment]  # None, as channels sets it
         if layer is not None:
-            self.channel_layer = layer
             self.channel_name = await layer.new_channel()
             sources.append(self.layer_receive)
         try:

@@ -33,7 +33,8 @@ def worker_retire() -> None:
 
 def worker_stop() -> None:
     """The worker's shutdown (daphne's SIGTERM hook, `realtime.server.daphne_adapter`):
-    retire it, then close its hub (`realtime.hub`: every task it runs cancelled). An ASGI
-    lifespan shutdown would do the same, awaiting `hub().aclose()` on the loop instead."""
-    worker_retire()
+    close its hub (`realtime.hub`: every task it runs cancelled, so that no heartbeat in
+    flight re-registers the worker), then retire it. An ASGI lifespan shutdown would do the
+    same, awaiting `hub().aclose()` on the loop instead."""
     hub().close()
+    worker_retire()

@@ -139,7 +139,7 @@ class SessionConsumer(LimitedConsumer):
         if frame_too_big(text_data, bytes_data):
             metrics.labelled(metrics.WS_RECEIVED, self.endpoint, "other").inc()
             raise SessionEnd("frame too big", CloseCode.MESSAGE_TOO_BIG)
-        if bytes_data is not None or text_data is None:
+        if bytes_data is not None:
             metrics.labelled(metrics.WS_RECEIVED, self.endpoint, "binary").inc()
             raise SessionEnd("binary frame", CloseCode.UNSUPPORTED_DATA)
         if not self.bucket.take():
@@ -151,6 +151,8 @@ class SessionConsumer(LimitedConsumer):
             return await self.send_error(ErrorCode.RATE_LIMITED)
         message = None
         try:
+            if text_data is None:
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE)
             message = frame_decode(text_data, self.schemas)
             metrics.labelled(metrics.WS_RECEIVED, self.endpoint, message.type).inc()
             await self.handlers[message.type](self, message)
@@ -181,9 +183,7 @@ class SessionConsumer(LimitedConsumer):
 
     async def end(self, end: SessionEnd) -> None:
         """End this session: `<why>, closing <code>` in the security log, then the error
-        frame (with the request's id) and the close; once."""
-        if self.closing:
-            return
+        frame (with the request's id) and the close (sent once, however often it is asked)."""
         self.security_event(f"{end.why}, closing {int(end.code)}")
         await self.close_with(end.code, end.error, end.msg_id)
 
@@ -265,6 +265,8 @@ class SessionConsumer(LimitedConsumer):
                 return await self.revoke("session revoked while connecting")
             if revoked:
                 return await self.revoke("access token revoked while connecting")
+        if self.closing:  # revoked meanwhile (a recovery revalidated it during the checks)
+            return
         self.move_to(SessionState.OPEN)
         await self.send_frame(
             "welcome",

@@ -91,3 +91,24 @@ async def test_a_refused_refresh_keeps_the_requests_id_in_its_error(connect, use
     }
     message = await socket.receive_output(1)
     assert (message["type"], message["code"]) == ("websocket.close", 4500)
+
+
+async def test_a_session_revoked_by_a_recovery_during_its_last_checks_is_closed_not_welcomed(
+    connect, user, monkeypatch, worker_hub
+):
+    from realtime.session import consumer
+
+    checked = consumer.aaccess_token_revoked
+
+    async def recovery_meanwhile(token):
+        # A recovery revalidates every registered session while this one awaits its checks.
+        for session in list(worker_hub.health.sessions):
+            await session.revoke("session revoked during a channel-layer outage")
+        return await checked(token)
+
+    monkeypatch.setattr(consumer, "aaccess_token_revoked", recovery_meanwhile)
+    socket = await connect(f"/ws/session/?token={access_for(user)}")
+
+    await assert_error_then_closed(socket, ErrorCode.SESSION_REVOKED, CloseCode.SESSION_REVOKED)
+    await socket.disconnect()  # the consumer lived on to clean up: nothing left to rejoin
+    assert worker_hub.health.sessions == {}
