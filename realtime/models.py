@@ -1,6 +1,7 @@
 """The session registry: one row per accepted `/ws/session/` connection, the audit trail."""
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -15,6 +16,18 @@ class WebSocketSessionQuerySet(models.QuerySet["WebSocketSession"]):
     def online(self, alive_workers: set[str]) -> "WebSocketSessionQuerySet":
         """Sessions open on a worker whose heartbeat is alive: really connected now."""
         return self.filter(closed_at__isnull=True, worker__in=sorted(alive_workers))
+
+    def counted_for_cap(
+        self, alive_workers: set[str], *, since: "datetime"
+    ) -> "WebSocketSessionQuerySet":
+        """Sessions the per-user cap counts: open on a worker known alive, or opened since
+        `since` (when the alive workers were read) on any worker. A worker whose first
+        heartbeat came after that read is missing from `alive_workers`, but every row it
+        writes is younger than that heartbeat, so it still counts."""
+        return self.filter(
+            Q(worker__in=sorted(alive_workers)) | Q(connected_at__gte=since),
+            closed_at__isnull=True,
+        )
 
     def with_online(self, alive_workers: set[str]) -> "WebSocketSessionQuerySet":
         """Annotate each session with `is_online`."""

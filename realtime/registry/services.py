@@ -9,7 +9,7 @@ import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -28,6 +28,7 @@ USER_AGENT_MAX = 512
 ABNORMAL_CLOSURE = 1006  # what a session of a dead worker is recorded with
 CLOSE_CHUNK = 500  # session ids per UPDATE (SQLite caps the parameters of one statement)
 Close = tuple[str, int | None]  # (session id, close code)
+CLOCK_SKEW_MARGIN = 5  # seconds another worker's clock may run behind this one's
 
 
 class TooManySessions(Exception):
@@ -63,7 +64,7 @@ def commit_without_flush() -> None:
 @dataclass(frozen=True)
 class SessionOpen:
     """One accepted session to record, and the workers alive when it was accepted (None:
-    unknown, Redis could not say)."""
+    unknown, Redis could not say), read at `alive_at`."""
 
     session_id: str
     user_id: int
@@ -73,6 +74,7 @@ class SessionOpen:
     user_agent: str
     worker: str
     alive_workers: frozenset[str] | None
+    alive_at: datetime
 
 
 def sessions_record_open(
@@ -89,6 +91,9 @@ def sessions_record_open(
     if all(o.alive_workers is not None for o in opens):
         alive = set().union(*(o.alive_workers | {o.worker} for o in opens))  # type: ignore[operator]
     now = timezone.now()
+    # A worker that began beating after the alive workers were read still counts: its rows
+    # are younger than its first beat. The margin covers another host's clock running behind.
+    since = min((o.alive_at for o in opens), default=now) - timedelta(seconds=CLOCK_SKEW_MARGIN)
     with transaction.atomic():
         commit_without_flush()
         closes_update(closes, now=now)
@@ -116,7 +121,7 @@ def sessions_record_open(
             for o in opens
         )
         counted = WebSocketSession.objects.filter(user_id__in=user_ids)
-        counted = counted.open() if alive is None else counted.online(alive)
+        counted = counted.open() if alive is None else counted.counted_for_cap(alive, since=since)
         online = dict(
             counted.order_by().values("user_id").annotate(n=Count("pk")).values_list("user_id", "n")
         )

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.utils import timezone
 
 from core.client_ip import scope_client_ip
 from core.degrade import Degradation
@@ -45,6 +46,7 @@ async def workers_alive() -> frozenset[str] | None:
 
 async def session_record(session: "SessionConsumer") -> Refusal | None:
     """Record `session` in the registry; what to refuse with when it may not open."""
+    alive_at = timezone.now()
     alive = await workers_alive()
     headers = dict(session.scope.get("headers", ()))
     opening = asyncio.ensure_future(
@@ -58,6 +60,7 @@ async def session_record(session: "SessionConsumer") -> Refusal | None:
                 user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
                 worker=WORKER_ID,
                 alive_workers=alive,
+                alive_at=alive_at,
             )
         )
     )

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import OperationalError
+from django.utils import timezone
 
 from realtime.cluster.workers import WORKER_ID
 from realtime.models import WebSocketSession
@@ -130,6 +131,7 @@ def opening(user, **changes) -> SessionOpen:
         "user_agent": "agent/1",
         "worker": WORKER_ID,
         "alive_workers": frozenset({WORKER_ID}),
+        "alive_at": timezone.now(),
     }
     return SessionOpen(**{**fields, **changes})
 

@@ -9,6 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from realtime.cluster.workers import WORKER_ID
@@ -159,6 +160,7 @@ def test_an_open_records_the_closes_it_is_given_before_counting(user):
         user_agent="",
         worker=WORKER_ID,
         alive_workers=frozenset({WORKER_ID}),
+        alive_at=timezone.now(),
     )
 
     recorded = sessions_record_open([opening], limit=2, closes=[(str(stale.pk), 1001)])

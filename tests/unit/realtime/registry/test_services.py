@@ -57,6 +57,7 @@ def record(user, *, limit: int = 5, alive: set[str] | None = None, **fields) -> 
         "user_agent": "agent/1",
         "worker": WORKER_ID,
         "alive_workers": frozenset({WORKER_ID} if alive is None else alive),
+        "alive_at": timezone.now(),
     }
     recorded = sessions_record_open([SessionOpen(**{**values, **fields})], limit=limit)
     if recorded[session_id] is None:
@@ -157,13 +158,27 @@ def test_the_session_over_the_limit_raises_too_many_sessions_and_is_not_recorded
 @pytest.mark.django_db
 def test_closed_sessions_and_dead_workers_sessions_do_not_count_toward_the_limit(user):
     WebSocketSessionFactory(user=user, closed_at=timezone.now(), close_code=1000)
-    WebSocketSessionFactory(user=user, worker=DEAD_WORKER)
+    WebSocketSessionFactory(
+        user=user, worker=DEAD_WORKER, connected_at=timezone.now() - timedelta(minutes=1)
+    )
 
     record(user, limit=1)
 
     assert WebSocketSession.objects.filter(user=user).count() == 3
     with pytest.raises(TooManySessions):
         record(user, limit=1)
+
+
+@pytest.mark.django_db
+def test_a_session_of_a_worker_that_began_beating_after_the_alive_read_counts(user):
+    # The alive workers were read before the other worker's first heartbeat; that worker's
+    # session, opened since, still counts (it cannot be a dead worker's yet).
+    alive_at = timezone.now()
+    WebSocketSessionFactory(user=user, worker="new-host:1:0badcafe", connected_at=alive_at)
+
+    with pytest.raises(TooManySessions):
+        record(user, limit=1, alive_at=alive_at)
+    assert WebSocketSession.objects.filter(user=user).count() == 1
 
 
 @pytest.mark.django_db
@@ -207,6 +222,7 @@ def test_with_alive_workers_unknown_the_cap_counts_every_open_session(user):
             user_agent="",
             worker=WORKER_ID,
             alive_workers=None,
+            alive_at=timezone.now(),
         )
         for n in range(2)
     ]
