@@ -1,4 +1,5 @@
-"""ASGI entry point: `daphne config.asgi:application`. Composition only."""
+"""ASGI entry point: `daphne config.asgi:application` (or uvicorn, granian: deploy/servers.py).
+Composition only."""
 
 import os
 
@@ -18,6 +19,7 @@ from realtime.edge.origin import OriginCheckMiddleware  # noqa: E402
 from realtime.hub import Hub, hub_install  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.server import daphne_adapter  # noqa: E402
+from realtime.server.lifespan import Lifespan  # noqa: E402
 from realtime.server.shutdown import worker_stop  # noqa: E402
 from realtime.server.startup import startup_log  # noqa: E402
 
@@ -33,16 +35,18 @@ if settings.WS_DAPHNE_COMPAT:
     )
 startup_log()
 
-application = RootPathPinned(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": OriginCheckMiddleware(
-                ConnectRateMiddleware(
-                    # types-channels asks for its own pattern type; path() makes Django's.
-                    JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
-                )
-            ),
-        }
+application = Lifespan(
+    RootPathPinned(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": OriginCheckMiddleware(
+                    ConnectRateMiddleware(
+                        # types-channels asks for its own pattern type; path() makes Django's.
+                        JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
+                    )
+                ),
+            }
+        )
     )
 )

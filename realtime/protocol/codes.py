@@ -34,6 +34,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008, "too many protocol errors", False
     MESSAGE_TOO_BIG = 1009, "message too big", False
     INTERNAL_ERROR = 1011, "internal error", True
+    SERVICE_RESTART = 1012, "service restart", True  # sent by uvicorn on SIGTERM
     TRY_AGAIN_LATER = 1013, "try again later", True
     TOKEN_EXPIRED = 4001, "token expired", True
     RATE_LIMITED = 4008, "rate limited", True

@@ -1,15 +1,31 @@
-"""What a worker does last on SIGTERM, once its sockets are closed with 1001."""
+"""A worker's shutdown, shared by every server: daphne's SIGTERM hook
+(`realtime.server.daphne_adapter`, blocking, in a thread) and the ASGI lifespan
+(`realtime.server.lifespan`, on the event loop), for uvicorn and granian.
 
+In order: close the sessions still open with 1001 and their reason (the lifespan only: daphne's
+adapter has closed its sockets before its hooks run), stop the hub's background tasks (so that
+no heartbeat in flight re-registers the worker), record this worker's sessions closed and drop
+its heartbeat, then close the database and Redis pools (a pool thread left waiting would keep
+the process alive after the server is done).
+"""
+
+import asyncio
 import logging
+from typing import Any
 
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
 from django.db import close_old_connections, connections
 
 from realtime.cluster.workers import WORKER_ID, worker_retire_sync
 from realtime.hub import hub
 from realtime.protocol.codes import CloseCode
 from realtime.registry.services import worker_sessions_close
+from realtime.session.state import SessionEnd
 
 logger = logging.getLogger("switchboard.realtime")
+
+SESSIONS_CLOSE_WAIT = 5.0  # seconds the lifespan waits for the 1001 closes to be sent
 
 
 def worker_retire() -> None:
@@ -31,10 +47,65 @@ def worker_retire() -> None:
         logger.exception("shutting down: could not drop this worker's heartbeat")
 
 
+def database_pools_close() -> None:
+    """Close each database's connection pool (psycopg's, `DATABASES[...]["OPTIONS"]["pool"]`):
+    its worker threads end, so that the process can exit."""
+    for connection in connections.all(initialized_only=True):
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is None:
+            continue
+        try:
+            close_pool()
+        except Exception:
+            logger.exception("shutting down: could not close the %s pool", connection.alias)
+
+
 def worker_stop() -> None:
-    """The worker's shutdown (daphne's SIGTERM hook, `realtime.server.daphne_adapter`):
-    close its hub (`realtime.hub`: every task it runs cancelled, so that no heartbeat in
-    flight re-registers the worker), then retire it. An ASGI lifespan shutdown would do the
-    same, awaiting `hub().aclose()` on the loop instead."""
+    """daphne's shutdown hook, run once its sockets are closed with 1001: the same steps as
+    the lifespan's, from a thread."""
     hub().close()
     worker_retire()
+    database_pools_close()
+
+
+async def sessions_close_going_away() -> int:
+    """Close every session still open on this worker with 1001 "server going away" (each
+    records its own close); how many there were."""
+    sessions: list[Any] = list(hub().health.sessions)
+    closes = [
+        session.end(SessionEnd("shutting down", CloseCode.GOING_AWAY)) for session in sessions
+    ]
+    if closes:
+        done = asyncio.gather(*closes, return_exceptions=True)
+        try:
+            await asyncio.wait_for(done, timeout=SESSIONS_CLOSE_WAIT)
+        except TimeoutError:
+            logger.warning(
+                "shutting down: some sessions did not close within %.0f s", SESSIONS_CLOSE_WAIT
+            )
+    return len(sessions)
+
+
+async def layers_close() -> None:
+    """Close the channel layers' Redis pools of the running loop."""
+    for alias in list(channel_layers.backends):
+        close_pools = getattr(channel_layers.backends[alias], "close_pools", None)
+        if close_pools is not None:
+            try:
+                await close_pools()
+            except Exception:
+                logger.exception("shutting down: could not close channel layer %s", alias)
+
+
+async def worker_ashutdown() -> None:
+    """The lifespan's shutdown (uvicorn and granian)."""
+    closed = await sessions_close_going_away()
+    logger.warning("shutting down: closed %d session(s) with %d", closed, CloseCode.GOING_AWAY)
+    await hub().aclose()
+    await sync_to_async(worker_retire, thread_sensitive=False)()
+    await sync_to_async(database_pools_close, thread_sensitive=False)()
+    await layers_close()
+    try:
+        await hub().redis.aclose()
+    except Exception:
+        logger.exception("shutting down: could not close the Redis pools")

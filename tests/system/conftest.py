@@ -1,4 +1,4 @@
-"""Fixtures that start and stop the real stack: redis-server, a migrated database, daphne."""
+"""Fixtures that start and stop the real stack: redis-server, a migrated database, workers."""
 
 import itertools
 import subprocess
@@ -12,9 +12,9 @@ import pytest
 from tests.system.databases import database_create, database_drop, postgres_server_url
 from tests.system.stack import (
     ROOT,
-    DaphneWorker,
     NginxProxy,
     RedisServer,
+    Worker,
     base_env,
     database_migrate,
 )
@@ -22,7 +22,7 @@ from tests.system.stack import (
 PASSWORD = "correct horse battery staple"
 _names = itertools.count(1)
 
-WorkerStarter = Callable[..., DaphneWorker]
+WorkerStarter = Callable[..., Worker]
 
 
 def pytest_collection_modifyitems(items):
@@ -56,15 +56,16 @@ def database_url(stack_dir) -> Iterator[str]:
 
 
 def _worker_starter(
-    stack_dir: Path, database_url: str, redis_server: RedisServer, started: list[DaphneWorker]
+    stack_dir: Path, database_url: str, redis_server: RedisServer, started: list[Worker]
 ) -> WorkerStarter:
     def start(
         *,
         redis: bool = True,
         name: str | None = None,
-        daphne_args: tuple[str, ...] = (),
+        server_args: tuple[str, ...] = (),
+        server: str = "daphne",
         **env: str,
-    ) -> DaphneWorker:
+    ) -> Worker:
         name = name or f"worker{next(_names)}"
         workdir = stack_dir / name
         environment = base_env(
@@ -73,7 +74,9 @@ def _worker_starter(
             redis_url=redis_server.url if redis else None,
         )
         environment.update(env)
-        worker = DaphneWorker(env=environment, workdir=workdir, name=name, daphne_args=daphne_args)
+        worker = Worker(
+            env=environment, workdir=workdir, name=name, server_args=server_args, server=server
+        )
         started.append(worker)
         return worker.start()
 
@@ -82,8 +85,9 @@ def _worker_starter(
 
 @pytest.fixture
 def start_worker(stack_dir, database_url, redis_server) -> Iterator[WorkerStarter]:
-    """Start daphne workers: `start_worker(redis=True, **env)`; all stopped at teardown."""
-    started: list[DaphneWorker] = []
+    """Start workers: `start_worker(redis=True, server="daphne", **env)`; all stopped at
+    teardown."""
+    started: list[Worker] = []
     yield _worker_starter(stack_dir, database_url, redis_server, started)
     for worker in started:
         worker.stop()
@@ -92,7 +96,7 @@ def start_worker(stack_dir, database_url, redis_server) -> Iterator[WorkerStarte
 @pytest.fixture(scope="module")
 def start_module_worker(stack_dir, database_url, redis_server) -> Iterator[WorkerStarter]:
     """Like `start_worker`, but the workers live until the module's last test has run."""
-    started: list[DaphneWorker] = []
+    started: list[Worker] = []
     yield _worker_starter(stack_dir, database_url, redis_server, started)
     for worker in started:
         worker.stop()
@@ -122,13 +126,13 @@ def private_redis(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def shared_worker(tmp_path_factory, database_url, redis_server) -> Iterator[DaphneWorker]:
+def shared_worker(tmp_path_factory, database_url, redis_server) -> Iterator[Worker]:
     """One worker (on Redis) shared by a module's tests that need no special settings."""
     workdir = tmp_path_factory.mktemp("shared")
     env = base_env(
         database_url=database_url, log_file=workdir / "errors.log", redis_url=redis_server.url
     )
-    worker = DaphneWorker(env=env, workdir=workdir, name="shared").start()
+    worker = Worker(env=env, workdir=workdir, name="shared").start()
     yield worker
     worker.stop()
 
@@ -153,12 +157,12 @@ def collected_static(stack_dir) -> Path:
     return static_root
 
 
-def http_client(worker: DaphneWorker) -> httpx.Client:
+def http_client(worker: Worker) -> httpx.Client:
     """An HTTP client for `worker` that never goes through a proxy from the environment."""
     return httpx.Client(base_url=worker.http, timeout=10, trust_env=False)
 
 
-def user_register(worker: DaphneWorker, username: str | None = None) -> dict:
+def user_register(worker: Worker, username: str | None = None) -> dict:
     """Register a new user over REST and log in: {"username", "id", "access", "refresh"}."""
     username = username or f"user{next(_names)}"
     with http_client(worker) as client:
@@ -172,7 +176,7 @@ def user_register(worker: DaphneWorker, username: str | None = None) -> dict:
     return {"username": username, "id": created.json()["id"], **tokens.json()}
 
 
-def token_refresh(worker: DaphneWorker, refresh: str) -> dict:
+def token_refresh(worker: Worker, refresh: str) -> dict:
     """Spend a refresh token over REST: the new {"access", "refresh"} pair."""
     with http_client(worker) as client:
         response = client.post("/api/auth/token/refresh/", json={"refresh": refresh})
@@ -181,5 +185,5 @@ def token_refresh(worker: DaphneWorker, refresh: str) -> dict:
 
 
 @pytest.fixture
-def new_user() -> Callable[[DaphneWorker], dict]:
+def new_user() -> Callable[[Worker], dict]:
     return user_register

@@ -8,7 +8,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 
@@ -60,7 +60,7 @@ def frames_parse(data: bytes) -> tuple[list[Frame], bytes]:
 
 
 def handshake_send(
-    worker: DaphneWorker, path: str, headers: tuple[bytes, ...] = (), *, timeout: float = 10.0
+    worker: Worker, path: str, headers: tuple[bytes, ...] = (), *, timeout: float = 10.0
 ) -> tuple[socket.socket, bytes, bytes]:
     """Open a TCP connection and send an upgrade request for `path` with extra header lines:
     the socket, the response head (status line and headers) and the bytes after it."""

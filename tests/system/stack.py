@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 from deploy.cluster import nginx_start, port_wait
+from deploy.servers import SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "system-test-secret-key-not-for-production-0123456789abcdef"
@@ -112,16 +113,22 @@ def database_migrate(env: dict[str, str]) -> None:
     )
 
 
+# What each server writes besides its default logs, so that a test sees every access line.
+ACCESS_LOG_ARGS = {"daphne": ("--access-log", "-"), "uvicorn": (), "granian": ("--access-log",)}
+
+
 @dataclass
-class DaphneWorker:
-    """`daphne config.asgi:application` in a subprocess, its output kept in files."""
+class Worker:
+    """Switchboard under one ASGI server (`server`: daphne, uvicorn or granian, started with
+    the command line of deploy/servers.py) in a subprocess, its output kept in files."""
 
     env: dict[str, str]
     workdir: Path
     name: str = "worker"
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
-    daphne_args: tuple[str, ...] = ()  # extra daphne options
+    server_args: tuple[str, ...] = ()  # extra options for the server
+    server: str = "daphne"
 
     @property
     def http(self) -> str:
@@ -139,16 +146,25 @@ class DaphneWorker:
     def stderr_path(self) -> Path:
         return self.workdir / f"{self.name}.stderr"
 
-    def start(self) -> "DaphneWorker":
+    def command(self) -> list[str]:
+        program, *args = SERVERS[self.server].argv(
+            host="127.0.0.1",
+            port=self.port,
+            max_message_bytes=self.env.get("WS_MAX_MESSAGE_BYTES", "65536"),
+            extra=(*ACCESS_LOG_ARGS[self.server], *self.server_args),
+        )
+        return [sys.executable, "-m", program, *args]
+
+    def start(self) -> "Worker":
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
-        args += ["--access-log", "-", *self.daphne_args, "config.asgi:application"]
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=err)
+            self.proc = subprocess.Popen(
+                self.command(), cwd=ROOT, env=self.env, stdout=out, stderr=err
+            )
         try:
             port_wait(self.port, timeout=30, proc=self.proc)
         except Exception as e:
-            raise RuntimeError(f"daphne did not start:\n{self.output()}") from e
+            raise RuntimeError(f"{self.server} did not start:\n{self.output()}") from e
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

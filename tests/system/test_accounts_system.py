@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.system.conftest import PASSWORD, http_client
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 from tests.system.test_login_throttle_system import admin_login
 from tests.system.test_session_registry_system import manage, staff_create
 
@@ -26,14 +26,14 @@ AUTH_ENDPOINTS = (
 
 
 @pytest.fixture(scope="module")
-def worker(start_module_worker, collected_static) -> DaphneWorker:
+def worker(start_module_worker, collected_static) -> Worker:
     # The admin renders from collected static files; its cookies travel over plain HTTP.
     return start_module_worker(
         DJANGO_STATIC_ROOT=str(collected_static), DJANGO_SECURE_COOKIES="0", JWT_REFRESH_TTL="2"
     )
 
 
-def register(worker: DaphneWorker, username: str, email: str) -> httpx.Response:
+def register(worker: Worker, username: str, email: str) -> httpx.Response:
     with http_client(worker) as client:
         body = {"username": username, "email": email, "password": PASSWORD}
         return client.post("/api/auth/register/", json=body)

@@ -5,11 +5,11 @@ import re
 import pytest
 
 from tests.system.conftest import http_client
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 
 
 @pytest.fixture(scope="module", params=["1", "0"], ids=["debug-on", "debug-off"])
-def admin_worker(request, start_module_worker, collected_static, tmp_path_factory) -> DaphneWorker:
+def admin_worker(request, start_module_worker, collected_static, tmp_path_factory) -> Worker:
     """DEBUG on: files found in the apps (nothing collected); DEBUG off: collected files."""
     debug = request.param
     static_root = collected_static if debug == "0" else tmp_path_factory.mktemp("not-collected")

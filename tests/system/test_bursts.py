@@ -17,7 +17,7 @@ import pytest
 
 from tests.system.burst import burst, close_all, nofile_raise, tally
 from tests.system.conftest import http_client, user_register
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 from tests.system.wsclient import frame_json
 
 pytestmark = pytest.mark.load
@@ -44,19 +44,19 @@ def many_sockets():
 def pair(start_worker, private_redis):
     """`pair(**env)`: two workers on this test's own redis-server."""
 
-    def start(**env: str) -> tuple[DaphneWorker, DaphneWorker]:
+    def start(**env: str) -> tuple[Worker, Worker]:
         env = {"REDIS_URL": private_redis.url, **env}
         return start_worker(redis=False, **env), start_worker(redis=False, **env)
 
     return start
 
 
-def spread(workers: tuple[DaphneWorker, ...], path: str, n: int) -> list[str]:
+def spread(workers: tuple[Worker, ...], path: str, n: int) -> list[str]:
     """`n` URLs of `path`, alternating between the workers."""
     return [f"{w.ws}{path}" for w, _ in zip(itertools.cycle(workers), range(n), strict=False)]
 
 
-def assert_never_degraded(*workers: DaphneWorker) -> None:
+def assert_never_degraded(*workers: Worker) -> None:
     for worker in workers:
         found = [
             line

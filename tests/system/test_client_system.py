@@ -25,20 +25,20 @@ from switchboard_client import (
     Unauthorized,
 )
 from tests.system.conftest import PASSWORD, token_refresh, user_register
-from tests.system.stack import ROOT, DaphneWorker
+from tests.system.stack import ROOT, Worker
 
 TIMEOUT = 20  # every test's whole body, at most
 
 
 @pytest.fixture(scope="module")
-def strict_worker(start_module_worker) -> DaphneWorker:
+def strict_worker(start_module_worker) -> Worker:
     """Access tokens live 3 s (expiry warning 1 s before); one session per user."""
     return start_module_worker(
         JWT_ACCESS_TTL="3", WS_EXPIRY_WARNING="1", WS_MAX_SESSIONS_PER_USER="1"
     )
 
 
-def client_for(worker: DaphneWorker, user: dict, **kwargs) -> SwitchboardClient:
+def client_for(worker: Worker, user: dict, **kwargs) -> SwitchboardClient:
     """A client logging in as `user`, reconnecting fast (tests wait for it)."""
     kwargs.setdefault("password", PASSWORD)
     kwargs.setdefault("backoff", Backoff(base=0.05, cap=0.5))

@@ -10,7 +10,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
 from tests.system.conftest import user_register
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 from tests.system.wsclient import Closed, session_open
 
 CLIENTS = 50
@@ -21,7 +21,7 @@ INVALID_JSON = {"type": "error", "code": "invalid_json", "message": "Frame is no
 
 
 @pytest.fixture(scope="module")
-def worker(start_module_worker) -> DaphneWorker:
+def worker(start_module_worker) -> Worker:
     # 50 sessions at once, of one user, round after round.
     return start_module_worker(WS_MAX_SESSIONS_PER_USER="1000")
 
@@ -31,7 +31,7 @@ def user(worker) -> dict:
     return user_register(worker)
 
 
-async def flood_until_closed(worker: DaphneWorker, token: str) -> Closed:
+async def flood_until_closed(worker: Worker, token: str) -> Closed:
     """Open a session and send frames that are not JSON until the server closes it, while
     reading what comes back at WORK_PER_FRAME per frame (a client with work of its own)."""
     # max_queue: past a few unread frames the client stops reading its socket, as a busy

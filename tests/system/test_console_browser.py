@@ -19,7 +19,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.system.conftest import PASSWORD, user_register
-from tests.system.stack import ROOT, DaphneWorker
+from tests.system.stack import ROOT, Worker
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -68,7 +68,7 @@ def browser() -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def console_worker(start_module_worker, collected_static) -> DaphneWorker:
+def console_worker(start_module_worker, collected_static) -> Worker:
     """A worker (DEBUG off, on Redis) serving the collected static files, for the module."""
     return start_module_worker(DJANGO_STATIC_ROOT=str(collected_static))
 
@@ -100,14 +100,14 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
-def console_open(page, worker: DaphneWorker) -> None:
+def console_open(page, worker: Worker) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{worker.http}/")
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
 
 
-def console_login(page, worker: DaphneWorker, username: str) -> None:
+def console_login(page, worker: Worker, username: str) -> None:
     """Open the console and log in through its form."""
     from playwright.sync_api import expect
 
@@ -161,7 +161,7 @@ def css(page, testid: str, prop: str) -> str:
 
 
 @contextmanager
-def room_client(worker: DaphneWorker, access: str, room: str) -> Iterator[ClientConnection]:
+def room_client(worker: Worker, access: str, room: str) -> Iterator[ClientConnection]:
     """A plain Python client, as a script would be: connected and subscribed to `room`."""
     with connect(f"{worker.ws}/ws/session/?token={access}", proxy=None, open_timeout=10) as ws:
         assert json.loads(ws.recv(timeout=10))["type"] == "welcome"

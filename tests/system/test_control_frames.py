@@ -17,7 +17,7 @@ from tests.system.rawws import (
     handshake_send,
     received_until_closed,
 )
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 from tests.system.wsclient import frame_recv, ws_connect
 
 FLOOD_BYTES = 100 * 1024 * 1024  # of ping frames, 131 bytes each: some 800,000 pings
@@ -53,7 +53,7 @@ async def bystander_echo(ws, n: int) -> float:
     return time.monotonic() - started
 
 
-async def flood_beside_a_bystander(worker: DaphneWorker) -> dict:
+async def flood_beside_a_bystander(worker: Worker) -> dict:
     """Flood /ws/echo/ with pings from a client that never reads while another client echoes
     every 0.2 s; what the flooder wrote and received, the worker's RSS growth, the bystander's
     slowest round trip."""
@@ -96,7 +96,7 @@ async def flood_beside_a_bystander(worker: DaphneWorker) -> dict:
 
 
 @pytest.fixture(scope="module")
-def worker(start_module_worker) -> DaphneWorker:
+def worker(start_module_worker) -> Worker:
     return start_module_worker(redis=False)
 
 

@@ -13,7 +13,7 @@ from websockets.frames import Close
 
 from tests.system.conftest import http_client, user_register
 from tests.system.rawws import OP_TEXT, frame_build, handshake_send
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 from tests.system.test_session_registry_system import registry_closed
 from tests.system.wsclient import (
     frame_json,
@@ -39,7 +39,7 @@ def user(shared_worker) -> dict:
 
 
 @pytest.fixture(scope="module")
-def stock_worker(start_module_worker) -> DaphneWorker:
+def stock_worker(start_module_worker) -> Worker:
     """Stock daphne: the compatibility module is not installed.
 
     No Redis: stock daphne turns a refused close into 1011 only once the application instance
@@ -230,7 +230,7 @@ async def test_stock_daphne_drops_the_close_reason(stock_worker, stock_user):
 # -- memory ---------------------------------------------------------------------------------------
 
 
-async def oversized_send(worker: DaphneWorker, size: int) -> Close | None:
+async def oversized_send(worker: Worker, size: int) -> Close | None:
     """Send one `size`-byte text frame to /ws/echo/ on a new connection; the close received."""
     async with ws_connect(worker, "/ws/echo/") as ws:
         await send_all(ws, ["y" * size])

@@ -17,7 +17,7 @@ from tests.system.databases import (
     database_with_timeout,
     postgres_server_url,
 )
-from tests.system.stack import DaphneWorker, base_env, database_migrate
+from tests.system.stack import Worker, base_env, database_migrate
 from tests.system.wsclient import frame_json, session_open, until_closed, ws_connect
 
 
@@ -42,14 +42,14 @@ def worker_start(tmp_path: Path, name: str, *, database: str, redis_url: str | N
         database_url=database, log_file=workdir / "errors.log", redis_url=redis_url
     )
     environment.update(env)
-    return DaphneWorker(env=environment, workdir=workdir, name=name).start()
+    return Worker(env=environment, workdir=workdir, name=name).start()
 
 
 @pytest.fixture
 def workers(tmp_path):
-    started: list[DaphneWorker] = []
+    started: list[Worker] = []
 
-    def start(name: str, **kwargs) -> DaphneWorker:
+    def start(name: str, **kwargs) -> Worker:
         worker = worker_start(tmp_path, name, **kwargs)
         started.append(worker)
         return worker
@@ -59,7 +59,7 @@ def workers(tmp_path):
         worker.stop()
 
 
-def readyz(worker: DaphneWorker) -> tuple[int, dict]:
+def readyz(worker: Worker) -> tuple[int, dict]:
     with http_client(worker) as client:
         response = client.get("/readyz")
     return response.status_code, response.json()

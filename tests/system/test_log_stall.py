@@ -16,7 +16,7 @@ import httpx
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_sync_connect
 
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 from tests.system.wsclient import frame_recv, token_forge, ws_connect
 
 PING_BUDGET = 0.100  # seconds: the bystander's worst ping round trip
@@ -45,7 +45,7 @@ def long_requests(planted: str) -> list[tuple[str, str, str]]:
     ]
 
 
-def raw_request_send(worker: DaphneWorker, target: str, *, upgrade: bool) -> str:
+def raw_request_send(worker: Worker, target: str, *, upgrade: bool) -> str:
     """One request written on a socket (httpx and websockets refuse URLs over 64 KB): the
     status code of the answer."""
     headers = f"Host: 127.0.0.1:{worker.port}\r\n"
@@ -63,7 +63,7 @@ def raw_request_send(worker: DaphneWorker, target: str, *, upgrade: bool) -> str
     return answer.split()[1].decode() if answer else "closed"
 
 
-def request_send(worker: DaphneWorker, client: httpx.Client, kind: str, target: str) -> str:
+def request_send(worker: Worker, client: httpx.Client, kind: str, target: str) -> str:
     """One request; what the server answered ("200", "101", "403", …) or the error's name."""
     try:
         if kind.startswith("raw"):
@@ -80,7 +80,7 @@ def request_send(worker: DaphneWorker, client: httpx.Client, kind: str, target: 
 
 
 def attack_run(
-    worker: DaphneWorker, requests, answers: dict[str, set[str]], stop: threading.Event
+    worker: Worker, requests, answers: dict[str, set[str]], stop: threading.Event
 ) -> None:
     """Send every request in turn, ROUNDS times or until `stop` (in a thread: the bystander's
     event loop stays free); each request's answers are collected in `answers`."""

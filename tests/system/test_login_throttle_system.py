@@ -15,13 +15,13 @@ import pytest
 from django.utils.crypto import salted_hmac
 
 from tests.system.conftest import PASSWORD, http_client, user_register
-from tests.system.stack import SECRET_KEY, DaphneWorker
+from tests.system.stack import SECRET_KEY, Worker
 
 WRONG = "wrong horse battery staple"
 LOGIN_TIMEOUT = 60
 
 
-def two_workers(start_worker, redis_url: str, **env: str) -> tuple[DaphneWorker, DaphneWorker]:
+def two_workers(start_worker, redis_url: str, **env: str) -> tuple[Worker, Worker]:
     return (
         start_worker(name=f"login-a-{uuid.uuid4().hex[:6]}", REDIS_URL=redis_url, **env),
         start_worker(name=f"login-b-{uuid.uuid4().hex[:6]}", REDIS_URL=redis_url, **env),
@@ -147,7 +147,7 @@ def admin_login(client: httpx.Client, username: str, password: str) -> httpx.Res
     )
 
 
-def rest_login(worker: DaphneWorker, username: str, password: str) -> httpx.Response:
+def rest_login(worker: Worker, username: str, password: str) -> httpx.Response:
     with http_client(worker) as client:
         return client.post("/api/auth/token/", json={"username": username, "password": password})
 
@@ -164,9 +164,7 @@ def username_hash(typed: str) -> str:
 
 
 @pytest.fixture
-def admin_workers(
-    start_worker, private_redis, collected_static
-) -> tuple[DaphneWorker, DaphneWorker]:
+def admin_workers(start_worker, private_redis, collected_static) -> tuple[Worker, Worker]:
     """Two workers serving the admin (its static files collected; cookies over plain HTTP)."""
     env = {"DJANGO_STATIC_ROOT": str(collected_static), "DJANGO_SECURE_COOKIES": "0"}
     return two_workers(start_worker, private_redis.url, **env)

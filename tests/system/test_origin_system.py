@@ -3,18 +3,18 @@
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 from tests.system.wsclient import frame_recv, ws_connect
 
 APP_ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture(scope="module")
-def allowlist_worker(start_module_worker) -> DaphneWorker:
+def allowlist_worker(start_module_worker) -> Worker:
     return start_module_worker(WS_ALLOWED_ORIGINS=APP_ORIGIN)
 
 
-async def echo_works(worker: DaphneWorker, origin: str | None) -> bool:
+async def echo_works(worker: Worker, origin: str | None) -> bool:
     """Open /ws/echo/ with `origin` and echo once: True, or False when refused with 403."""
     try:
         async with ws_connect(worker, "/ws/echo/", origin=origin) as ws:

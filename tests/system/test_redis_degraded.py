@@ -7,7 +7,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.system.conftest import user_register
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 from tests.system.wsclient import frame_json, until_closed, ws_connect
 
 UNAVAILABLE = {
@@ -17,7 +17,7 @@ UNAVAILABLE = {
 }
 
 
-async def echo_outcome(worker: DaphneWorker) -> int | str:
+async def echo_outcome(worker: Worker) -> int | str:
     """`"echoed"`, or the close code the echo endpoint answered with."""
     async with ws_connect(worker, "/ws/echo/") as ws:
         try:
@@ -28,7 +28,7 @@ async def echo_outcome(worker: DaphneWorker) -> int | str:
         return "echoed"
 
 
-async def session_outcome(worker: DaphneWorker, access: str) -> tuple[dict, int | None]:
+async def session_outcome(worker: Worker, access: str) -> tuple[dict, int | None]:
     """The first frame of `/ws/session/` with `access`, and the close code if it closed."""
     headers = {"Authorization": f"Bearer {access}"}
     async with ws_connect(worker, "/ws/session/", additional_headers=headers) as ws:
@@ -39,7 +39,7 @@ async def session_outcome(worker: DaphneWorker, access: str) -> tuple[dict, int 
 
 
 @pytest.fixture
-def worker(start_worker, private_redis) -> DaphneWorker:
+def worker(start_worker, private_redis) -> Worker:
     return start_worker(
         redis=False,
         REDIS_URL=private_redis.url,

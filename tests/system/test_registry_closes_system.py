@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from tests.system.conftest import user_register
 from tests.system.databases import database_locked, database_with_timeout
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 from tests.system.test_faults import private_database  # noqa: F401  (a fixture)
 from tests.system.test_session_registry_system import registry_closed, registry_rows
 from tests.system.wsclient import session_open
@@ -22,13 +22,13 @@ def registry_locked(url: str):
     return database_locked(url, tables=("realtime_websocketsession",))
 
 
-def worker_on(start_worker, database: str, **env: str) -> DaphneWorker:
+def worker_on(start_worker, database: str, **env: str) -> Worker:
     """A worker whose queries give up after 1 s (SQLite's busy timeout, PostgreSQL's
     statement_timeout), so that a write during the lock fails instead of waiting it out."""
     return start_worker(DATABASE_URL=database_with_timeout(database, 1), **env)
 
 
-async def close_during_lock(worker: DaphneWorker, database: str, ws) -> None:
+async def close_during_lock(worker: Worker, database: str, ws) -> None:
     """Close `ws` while the registry is locked; hold the lock LOCK_SECONDS in all, long
     enough for the worker's write of the close to fail."""
     with registry_locked(database):

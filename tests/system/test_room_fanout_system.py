@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack
 import redis
 
 from tests.system.conftest import user_register
-from tests.system.stack import DaphneWorker, RedisServer, base_env
+from tests.system.stack import RedisServer, Worker, base_env
 from tests.system.test_metrics_system import metric, scrape
 from tests.system.test_rooms_system import ROOM_ENV, request, subscribe, who, without_ts
 from tests.system.wsclient import frame_json, session_open
@@ -38,7 +38,7 @@ def workers_on(tmp_path, database_url, server: RedisServer, started: list, **env
             database_url=database_url, log_file=workdir / "errors.log", redis_url=server.url
         )
         environment.update(ROOM_ENV, **env)
-        worker = DaphneWorker(env=environment, workdir=workdir, name=f"fanout-w{n}")
+        worker = Worker(env=environment, workdir=workdir, name=f"fanout-w{n}")
         started.append(worker)
         pair.append(worker.start())
     return tuple(pair)
@@ -59,7 +59,7 @@ async def subscribers_open(stack: AsyncExitStack, workers, room: str) -> list:
 async def test_every_subscriber_on_both_workers_receives_every_message_in_order(
     tmp_path, database_url, private_redis
 ):
-    started: list[DaphneWorker] = []
+    started: list[Worker] = []
     try:
         worker1, worker2 = workers_on(tmp_path, database_url, private_redis, started)
         room, count, window = "fanout-order", 300, 50
@@ -102,7 +102,7 @@ async def test_every_subscriber_on_both_workers_receives_every_message_in_order(
 async def test_a_redis_restart_puts_each_workers_channel_back_in_the_room_group(
     tmp_path, database_url, private_redis
 ):
-    started: list[DaphneWorker] = []
+    started: list[Worker] = []
     try:
         worker1, worker2 = workers_on(tmp_path, database_url, private_redis, started)
         room = "fanout-restart"
@@ -144,7 +144,7 @@ async def test_a_redis_restart_puts_each_workers_channel_back_in_the_room_group(
 async def test_messages_a_full_worker_channel_refuses_are_counted_and_logged(
     tmp_path, database_url, private_redis
 ):
-    started: list[DaphneWorker] = []
+    started: list[Worker] = []
     try:
         worker1, worker2 = workers_on(
             tmp_path, database_url, private_redis, started, WS_ROOM_FANOUT_CAPACITY="2"
@@ -209,7 +209,7 @@ async def test_messages_a_full_worker_channel_refuses_are_counted_and_logged(
 async def test_a_sigkilled_workers_channel_leaves_its_rooms_and_drops_nothing_after(
     tmp_path, database_url, private_redis
 ):
-    started: list[DaphneWorker] = []
+    started: list[Worker] = []
     try:
         worker1, doomed = workers_on(
             tmp_path, database_url, private_redis, started, WS_ROOM_FANOUT_CAPACITY="3"

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.system.conftest import user_register
-from tests.system.stack import DaphneWorker, base_env
+from tests.system.stack import Worker, base_env
 from tests.system.wsclient import frame_json, session_open, until_closed
 
 # The default 20 messages/s would throttle a publisher sending 1000; presence forgets a
@@ -26,7 +26,7 @@ UNAVAILABLE = {
 
 
 @pytest.fixture(scope="module")
-def two_workers(start_module_worker) -> tuple[DaphneWorker, DaphneWorker]:
+def two_workers(start_module_worker) -> tuple[Worker, Worker]:
     return start_module_worker(**ROOM_ENV), start_module_worker(**ROOM_ENV)
 
 
@@ -157,9 +157,9 @@ async def test_a_worker_killed_with_sigkill_drops_out_of_presence_within_the_ttl
 @pytest.fixture
 def private_workers(tmp_path, database_url, private_redis):
     """Start workers on the private Redis: `start(name)`; all stopped at teardown."""
-    started: list[DaphneWorker] = []
+    started: list[Worker] = []
 
-    def start(name: str) -> DaphneWorker:
+    def start(name: str) -> Worker:
         workdir = tmp_path / name
         env = base_env(
             database_url=database_url,
@@ -167,7 +167,7 @@ def private_workers(tmp_path, database_url, private_redis):
             redis_url=private_redis.url,
         )
         env.update(ROOM_ENV)
-        worker = DaphneWorker(env=env, workdir=workdir, name=name)
+        worker = Worker(env=env, workdir=workdir, name=name)
         started.append(worker)
         return worker.start()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.system.conftest import http_client, user_register
-from tests.system.stack import DaphneWorker
+from tests.system.stack import Worker
 
 NOISE = 10_000  # anonymous 404s
 CLIENTS_PER_WORKER = 2  # concurrent keep-alive connections sending them
@@ -24,12 +24,12 @@ PER_MINUTE = 10  # LOG_4XX_PER_MINUTE
 NOT_FOUND = re.compile(r".* WARNING django\.request \[[^]]+\] Not Found: /nowhere/\d+")
 
 
-def noise_send(workers: list[DaphneWorker]) -> Counter:
+def noise_send(workers: list[Worker]) -> Counter:
     """NOISE anonymous GETs of paths that do not exist, spread over `workers`; how many got
     each status. Threads with keep-alive clients: the cheapest client for a worker to serve."""
     senders = [worker for worker in workers for _ in range(CLIENTS_PER_WORKER)]
 
-    def sender_run(first: int, worker: DaphneWorker) -> Counter:
+    def sender_run(first: int, worker: Worker) -> Counter:
         with httpx.Client(base_url=worker.http, timeout=10, trust_env=False) as client:
             return Counter(
                 client.get(f"/nowhere/{n}").status_code for n in range(first, NOISE, len(senders))

@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.system.conftest import token_refresh, user_register
-from tests.system.stack import ROOT, DaphneWorker
+from tests.system.stack import ROOT, Worker
 from tests.system.wsclient import (
     frame_json,
     frame_recv,
@@ -35,7 +35,7 @@ async def sleep_until(timestamp: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def short_ttl_worker(start_module_worker) -> DaphneWorker:
+def short_ttl_worker(start_module_worker) -> Worker:
     """Access tokens live 3 s; the expiry warning comes 1 s before."""
     return start_module_worker(JWT_ACCESS_TTL="3", WS_EXPIRY_WARNING="1")
 
@@ -145,7 +145,7 @@ async def test_echo_over_the_rate_limit_closes_4008(start_worker):
 # -- revocation -----------------------------------------------------------------------------------
 
 
-def user_deactivate(worker: DaphneWorker, username: str) -> None:
+def user_deactivate(worker: Worker, username: str) -> None:
     """Deactivate a user the way an operator would: `manage.py shell`, the worker's settings."""
     code = (
         "from accounts.models import User; "

@@ -18,7 +18,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from tests.system.conftest import PASSWORD, http_client, user_register
-from tests.system.stack import ROOT, DaphneWorker
+from tests.system.stack import ROOT, Worker
 from tests.system.wsclient import frame_json, session_open, until_closed, ws_connect
 
 SESSION_REVOKED = {"type": "error", "code": "session_revoked", "message": "Session revoked"}
@@ -36,7 +36,7 @@ CLUSTER_ENV = {"WS_PRESENCE_TTL": "3", "WS_MAX_SESSIONS_PER_USER": "2"}
 
 
 @pytest.fixture(scope="module")
-def two_workers(start_module_worker, collected_static) -> tuple[DaphneWorker, DaphneWorker]:
+def two_workers(start_module_worker, collected_static) -> tuple[Worker, Worker]:
     # The admin renders with DEBUG off from collected static files; its cookies travel over
     # plain HTTP here, so they must not be marked Secure (a cookie jar would keep them back).
     env = {**CLUSTER_ENV, "DJANGO_STATIC_ROOT": str(collected_static), "DJANGO_SECURE_COOKIES": "0"}
@@ -51,7 +51,7 @@ def staff(two_workers) -> dict:
 # -- helpers --------------------------------------------------------------------------------
 
 
-def manage(worker: DaphneWorker, *args: str, **env: str) -> str:
+def manage(worker: Worker, *args: str, **env: str) -> str:
     """Run `manage.py` with the worker's settings (and `env`); its standard output."""
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -65,7 +65,7 @@ def manage(worker: DaphneWorker, *args: str, **env: str) -> str:
     return done.stdout
 
 
-def staff_create(worker: DaphneWorker, username: str) -> dict:
+def staff_create(worker: Worker, username: str) -> dict:
     """A superuser made the operator's way (`createsuperuser`), logged in over REST."""
     manage(
         worker,
@@ -81,7 +81,7 @@ def staff_create(worker: DaphneWorker, username: str) -> dict:
     return {"username": username, **tokens.json()}
 
 
-def registry_rows(worker: DaphneWorker, session_ids: Iterable[str]) -> dict[str, dict]:
+def registry_rows(worker: Worker, session_ids: Iterable[str]) -> dict[str, dict]:
     """The registry rows of `session_ids` by id: worker, client_ip, closed_at, close_code."""
     code = (
         "import json; from realtime.models import WebSocketSession; "
@@ -94,7 +94,7 @@ def registry_rows(worker: DaphneWorker, session_ids: Iterable[str]) -> dict[str,
 
 
 async def registry_closed(
-    worker: DaphneWorker, session_ids: list[str], *, within: float = 10
+    worker: Worker, session_ids: list[str], *, within: float = 10
 ) -> dict[str, dict]:
     """The rows of `session_ids` once each is recorded closed (the worker records a close
     after its close handshake, so just after the client saw it)."""
@@ -107,7 +107,7 @@ async def registry_closed(
         await asyncio.sleep(0.2)
 
 
-def api(worker: DaphneWorker) -> httpx.AsyncClient:
+def api(worker: Worker) -> httpx.AsyncClient:
     """An async HTTP client for `worker`, never through a proxy from the environment."""
     return httpx.AsyncClient(base_url=worker.http, timeout=10, trust_env=False)
 
@@ -120,7 +120,7 @@ def who(user: dict) -> dict:
     return {"id": user["id"], "username": user["username"]}
 
 
-async def sessions_list(worker: DaphneWorker, user: dict, *, everyone: bool = False) -> list[dict]:
+async def sessions_list(worker: Worker, user: dict, *, everyone: bool = False) -> list[dict]:
     """GET /api/realtime/sessions/ as `user` (`?all=1` with `everyone`)."""
     async with api(worker) as client:
         listed = await client.get(
@@ -134,7 +134,7 @@ def ids(sessions: list[dict]) -> list[str]:
     return [session["id"] for session in sessions]
 
 
-async def online_wait(worker: DaphneWorker, user: dict, expected: list[str]) -> None:
+async def online_wait(worker: Worker, user: dict, expected: list[str]) -> None:
     """Wait (at most 5 s) until the user's online sessions are exactly `expected`."""
     deadline = time.monotonic() + 5
     while (now := ids(await sessions_list(worker, user))) != expected:
@@ -191,7 +191,7 @@ class StalledClient:
     """A session client that reads nothing once welcomed, so it never answers a close:
     websockets' sans-I/O protocol over a blocking socket, driven by hand."""
 
-    def __init__(self, worker: DaphneWorker, token: str) -> None:
+    def __init__(self, worker: Worker, token: str) -> None:
         self.protocol = ClientProtocol(parse_uri(f"{worker.ws}/ws/session/?token={token}"))
         self.sock = socket.create_connection(("127.0.0.1", worker.port), timeout=10)
         self.protocol.send_request(self.protocol.connect())

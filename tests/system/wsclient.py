@@ -13,12 +13,12 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
-from tests.system.stack import SECRET_KEY, DaphneWorker
+from tests.system.stack import SECRET_KEY, Worker
 
 TIMEOUT = 10.0
 
 
-def ws_connect(worker: DaphneWorker, path: str, **kwargs) -> websockets.connect:
+def ws_connect(worker: Worker, path: str, **kwargs) -> websockets.connect:
     """`websockets.connect` to `path` on `worker`, never through a proxy from the environment."""
     kwargs.setdefault("open_timeout", TIMEOUT)
     kwargs.setdefault("close_timeout", TIMEOUT)
@@ -37,7 +37,7 @@ async def frame_json(ws: ClientConnection, within: float = TIMEOUT) -> dict:
 
 @asynccontextmanager
 async def session_open(
-    worker: DaphneWorker, token: str, **kwargs
+    worker: Worker, token: str, **kwargs
 ) -> AsyncIterator[tuple[ClientConnection, dict]]:
     """An open `/ws/session/` and its welcome frame."""
     async with ws_connect(worker, f"/ws/session/?token={token}", **kwargs) as ws:

@@ -139,8 +139,9 @@ class CloseAction(Enum):
     STOP = "stop"  # raise close_error(code, reason)
 
 
-# 1001 going away, 1006 dropped (no close frame), 1011 internal error, 1013 try again later.
-RECONNECT_CODES = frozenset({1001, 1006, 1011, 1013})
+# 1001 going away, 1006 dropped (no close frame), 1011 internal error, 1012 service restart
+# (uvicorn's on SIGTERM), 1013 try again later.
+RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 TOKEN_EXPIRED = 4001
 
 _FATAL_TYPES: dict[int, type[SwitchboardClosed]] = {
@@ -151,7 +152,7 @@ _FATAL_TYPES: dict[int, type[SwitchboardClosed]] = {
 
 
 def close_action(code: int | None) -> CloseAction:
-    """The policy: 4001 refresh first; 1001/1006/1011/1013 and 4000-4499 reconnect; anything
+    """The policy: 4001 refresh first; 1001/1006/1011/1012/1013 and 4000-4499 reconnect; anything
     else (4500-4999, 1000, 1003, 1008, 1009, unknown codes) stops."""
     if code is None:
         return CloseAction.RECONNECT  # the connection dropped without a close frame (1006)

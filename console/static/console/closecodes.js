@@ -1,7 +1,7 @@
 // WebSocket close codes in words (README "Close codes"), and what the console does after each.
 //
 // The rule the server promises: 4000-4499 may reconnect after doing what the code says;
-// 4500-4999 must not reconnect with the same credentials. 1001/1006/1011/1013 are transient.
+// 4500-4999 must not reconnect with the same credentials. 1001/1006/1011/1012/1013 are transient.
 
 /** What the console does after a close: reconnect, refresh the token then reconnect, or stop. */
 export const Action = Object.freeze({
@@ -20,6 +20,7 @@ const CODES = {
   1007: ["invalid UTF-8", "a text frame was not valid UTF-8"],
   1009: ["message too big", "a frame was larger than the server accepts"],
   1011: ["internal error", "the server failed unexpectedly"],
+  1012: ["service restart", "the server is restarting; the console reconnects"],
   1013: ["try again later", "the server's database cannot answer right now"],
   4001: ["token expired", "the access token expired; the console refreshes it and reconnects"],
   4008: ["rate limited", "too many messages or connections; the console backs off"],
@@ -80,7 +81,7 @@ export const CLOSING_ERRORS = Object.freeze([
 /** What to do after the close `code` of a connection the person did not close themselves. */
 export function closeAction(code) {
   if (code === 4001) return Action.REFRESH_THEN_RECONNECT;
-  if ([1001, 1006, 1011, 1013].includes(code)) return Action.RECONNECT;
+  if ([1001, 1006, 1011, 1012, 1013].includes(code)) return Action.RECONNECT;
   if (code >= 4000 && code <= 4499) return Action.RECONNECT;
   return Action.STOP;
 }

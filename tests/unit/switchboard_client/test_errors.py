@@ -17,7 +17,7 @@ from switchboard_client.errors import (
 )
 
 
-@pytest.mark.parametrize("code", [None, 1001, 1006, 1011, 1013, 4000, 4008, 4009, 4499])
+@pytest.mark.parametrize("code", [None, 1001, 1006, 1011, 1012, 1013, 4000, 4008, 4009, 4499])
 def test_transient_closes_reconnect(code):
     assert close_action(code) is CloseAction.RECONNECT
 
@@ -26,7 +26,7 @@ def test_an_expired_token_is_refreshed_before_reconnecting():
     assert close_action(4001) is CloseAction.REFRESH
 
 
-@pytest.mark.parametrize("code", [1000, 1002, 1003, 1008, 1009, 1012, 3000, 4500, 4501, 4502, 4999])
+@pytest.mark.parametrize("code", [1000, 1002, 1003, 1008, 1009, 3000, 4500, 4501, 4502, 4999])
 def test_every_other_close_stops_the_client(code):
     assert close_action(code) is CloseAction.STOP
 

@@ -165,6 +165,7 @@ def test_close_codes_are_the_documented_ones_with_short_reasons():
         1008: "too many protocol errors",
         1009: "message too big",
         1011: "internal error",
+        1012: "service restart",
         1013: "try again later",
         4001: "token expired",
         4008: "rate limited",
@@ -198,6 +199,7 @@ def test_a_close_code_may_reconnect_exactly_when_the_python_client_reconnects_on
     assert {code for code in CloseCode if code.reconnect} == {
         CloseCode.GOING_AWAY,
         CloseCode.INTERNAL_ERROR,
+        CloseCode.SERVICE_RESTART,
         CloseCode.TRY_AGAIN_LATER,
         CloseCode.TOKEN_EXPIRED,
         CloseCode.RATE_LIMITED,

@@ -1,0 +1,65 @@
+"""The supported ASGI servers and the one command line each runs Switchboard with.
+
+docs/DEPLOYMENT.md quotes these lines, deploy/systemd has a unit for each, and the system
+tests (tests/system/stack.py) start workers with them, so all three say the same thing.
+
+What every line does, on every server:
+- binds one address and port (a process manager or nginx spreads load over workers);
+- trusts no proxy header: Switchboard reads X-Forwarded-For itself, from the right, past
+  TRUSTED_PROXIES (a server's own proxy-header option trusts the leftmost address, which
+  the client wrote);
+- caps a WebSocket message at WS_MAX_MESSAGE_BYTES before it is buffered, where the server
+  can (the application closes a larger one with 1009 on every server in any case);
+- runs the ASGI lifespan (`config.lifespan`) where the server has it: daphne has none, and
+  its adapter (`realtime.server.daphne_adapter`) calls the same shutdown on SIGTERM.
+"""
+
+from dataclasses import dataclass
+
+SERVER_NAMES = ("daphne", "uvicorn", "granian")
+APP = "config.asgi:application"
+# Seconds a SIGTERMed worker waits for its connections to end before it stops anyway; the
+# systemd units' TimeoutStopSec is above it.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class ServerCommand:
+    """How one server is started: `argv(...)` gives its command line."""
+
+    name: str
+
+    def argv(
+        self,
+        *,
+        host: str,
+        port: int | str,
+        max_message_bytes: int | str,
+        extra: tuple[str, ...] = (),
+    ) -> list[str]:
+        """The command line, the program first (its name, not its path), `extra` options
+        before the application."""
+        if self.name == "daphne":
+            return ["daphne", "-b", host, "-p", str(port), *extra, APP]
+        if self.name == "uvicorn":
+            return [
+                "uvicorn",
+                APP,
+                *("--host", host, "--port", str(port)),
+                *("--ws", "websockets-sansio", "--ws-max-size", str(max_message_bytes)),
+                *("--lifespan", "on", "--no-proxy-headers", "--no-server-header"),
+                *("--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_SECONDS)),
+                *extra,
+            ]
+        if self.name == "granian":
+            return [
+                "granian",
+                *("--interface", "asgi", "--host", host, "--port", str(port)),
+                *("--workers-kill-timeout", str(GRACEFUL_SHUTDOWN_SECONDS)),
+                *extra,
+                APP,
+            ]
+        raise ValueError(f"unknown server {self.name!r}: one of {', '.join(SERVER_NAMES)}")
+
+
+SERVERS = {name: ServerCommand(name) for name in SERVER_NAMES}
