@@ -1,7 +1,10 @@
-"""The supported ASGI servers and the one command line each runs Switchboard with.
+"""The ASGI servers Switchboard runs on, and the one command line each runs it with.
 
-docs/DEPLOYMENT.md quotes these lines, deploy/systemd has a unit for each, and the system
-tests (tests/system/stack.py) start workers with them, so all three say the same thing.
+Supported: daphne and uvicorn (runtime dependencies, each with a deploy/systemd unit).
+granian was evaluated and is not supported (docs/DEPLOYMENT.md says why); its line is here
+for the system tests that keep that evaluation current, and for `make bench`.
+docs/DEPLOYMENT.md quotes these lines, the units run them, and the system tests
+(tests/system/stack.py) start workers with them, so all of them say the same thing.
 
 What every line does, on every server:
 - binds one address and port (a process manager or nginx spreads load over workers);
@@ -16,7 +19,9 @@ What every line does, on every server:
 
 from dataclasses import dataclass
 
-SERVER_NAMES = ("daphne", "uvicorn", "granian")
+SUPPORTED = ("daphne", "uvicorn")
+EVALUATED = ("granian",)  # run by the server system tests, expected to fail where it does
+SERVER_NAMES = (*SUPPORTED, *EVALUATED)
 APP = "config.asgi:application"
 # Seconds a SIGTERMed worker waits for its connections to end before it stops anyway; the
 # systemd units' TimeoutStopSec is above it.
