@@ -127,29 +127,7 @@ async def test_rate_limited_requests_raise_rate_limited_and_the_rest_are_answere
 # -- reconnect and refresh ----------------------------------------------------------------
 
 
-async def test_the_client_reconnects_after_a_worker_restart_and_resubscribes(start_worker, caplog):
-    caplog.set_level(logging.INFO, logger="switchboard_client")
-    worker = start_worker()
-    alice, bob = user_register(worker), user_register(worker)
-    async with asyncio.timeout(60), client_for(worker, alice) as client:
-        room = await client.subscribe("restart-room")
-        first_session = client.session_id
-
-        await asyncio.to_thread(worker.stop)  # SIGTERM: daphne closes every socket with 1001
-        # A stopping daphne still accepts handshakes while it drains (2 s): the client may
-        # have reconnected to it and lost that session too. Whatever opens now is the new one.
-        sessions_before_start = client.connections
-        await asyncio.to_thread(worker.start)  # the same port
-        await until(
-            lambda: client.connected and client.connections > sessions_before_start, within=15
-        )
-
-        assert client.session_id != first_session
-        assert "connection closed 1001 server going away" in caplog.messages
-        async with client_for(worker, bob) as publisher:
-            await publisher.publish("restart-room", "after the restart")
-        message = await anext(room)
-        assert (message["data"], message["from"]) == ("after the restart", who(bob))
+# The reconnect after a worker restart: tests/system/test_servers.py, on every server.
 
 
 async def test_the_session_outlives_its_first_token_by_refreshing_in_band(strict_worker, caplog):

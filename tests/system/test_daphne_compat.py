@@ -56,25 +56,6 @@ def stock_user(stock_worker) -> dict:
 # -- the fixed worker: every close as documented --------------------------------------------------
 
 
-async def test_binary_frame_closes_1003_with_its_reason(shared_worker, user):
-    async with session_open(shared_worker, user["access"]) as (ws, _):
-        await ws.send(b"\x00\x01binary")
-        closed = await until_closed(ws)
-    assert closed.frames == []
-    assert (closed.code, closed.reason) == (1003, "binary frames are not supported")
-    assert closed.rcvd == Close(1003, "binary frames are not supported")
-
-
-async def test_21_protocol_errors_close_1008_with_its_reason(shared_worker, user):
-    async with session_open(shared_worker, user["access"]) as (ws, _):
-        assert await send_all(ws, ["not json"] * 21) == 21
-        closed = await until_closed(ws)
-    invalid_json = {"type": "error", "code": "invalid_json", "message": "Frame is not valid JSON"}
-    assert closed.json() == [invalid_json] * 21
-    assert (closed.code, closed.reason) == (1008, "too many protocol errors")
-    assert closed.rcvd == Close(1008, "too many protocol errors")
-
-
 @pytest.mark.parametrize("size", OVERSIZED, ids=["70000-bytes", "2-MiB"])
 async def test_oversized_text_frame_closes_1009_with_a_close_frame(shared_worker, user, size):
     async with session_open(shared_worker, user["access"]) as (ws, _):
@@ -132,22 +113,6 @@ def test_a_non_ascii_subprotocol_is_refused_400_at_the_handshake(shared_worker):
     )
 
 
-async def test_bad_token_closes_4500_with_its_reason(shared_worker, user):
-    forged = token_forge(user_id=user["id"], key=WRONG_KEY)
-    async with ws_connect(shared_worker, f"/ws/session/?token={forged}") as ws:
-        closed = await until_closed(ws)
-    assert closed.json() == [UNAUTHORIZED]
-    assert (closed.code, closed.reason) == (4500, "unauthorized")
-
-
-async def test_expired_token_closes_4001_with_its_reason(shared_worker, user):
-    expired = token_forge(user_id=user["id"], lifetime=-60)
-    async with ws_connect(shared_worker, f"/ws/session/?token={expired}") as ws:
-        closed = await until_closed(ws)
-    assert closed.json() == [{"type": "error", "code": "token_expired", "message": "Token Expired"}]
-    assert (closed.code, closed.reason) == (4001, "token expired")
-
-
 async def test_sustained_rate_abuse_closes_4008_with_its_reason(shared_worker, user):
     async with session_open(shared_worker, user["access"]) as (ws, _):
         await send_all(ws, [json.dumps({"type": "ping"})] * 150)
@@ -162,21 +127,6 @@ async def test_sustained_rate_abuse_closes_4008_with_its_reason(shared_worker, u
     assert frames[-1] == rate_limited
     assert set(map(json.dumps, frames)) == {json.dumps({"type": "pong"}), json.dumps(rate_limited)}
     assert (closed.code, closed.reason) == (4008, "rate limited")
-
-
-async def test_logout_all_closes_4501_with_its_reason(shared_worker):
-    user = user_register(shared_worker)
-    async with session_open(shared_worker, user["access"]) as (ws, _):
-        with http_client(shared_worker) as client:
-            response = client.post(
-                "/api/auth/logout-all/", headers={"Authorization": f"Bearer {user['access']}"}
-            )
-        assert response.status_code == 204
-        closed = await until_closed(ws)
-    assert closed.json() == [
-        {"type": "error", "code": "session_revoked", "message": "Session revoked"}
-    ]
-    assert (closed.code, closed.reason) == (4501, "session revoked")
 
 
 # -- stock daphne: why the fixes exist ------------------------------------------------------------

@@ -15,7 +15,6 @@ from tests.system.conftest import token_refresh, user_register
 from tests.system.stack import ROOT, Worker
 from tests.system.wsclient import (
     frame_json,
-    frame_recv,
     send_all,
     session_open,
     token_exp,
@@ -60,14 +59,6 @@ async def test_session_welcomes_echoes_and_pongs(shared_worker):
         assert await frame_json(ws) == {"type": "pong", "id": 7}
         await ws.send(json.dumps({"type": "ping"}))
         assert await frame_json(ws) == {"type": "pong"}
-
-
-async def test_echo_endpoint_prefixes_text_and_returns_binary_unchanged(shared_worker):
-    async with ws_connect(shared_worker, "/ws/echo/") as ws:
-        await ws.send("hello")
-        assert await frame_recv(ws) == "Server received: hello"
-        await ws.send(b"\x00\xffbinary")
-        assert await frame_recv(ws) == b"\x00\xffbinary"
 
 
 async def test_unknown_websocket_path_is_refused_403(shared_worker):

@@ -1,0 +1,206 @@
+"""The server-facing suite, on every ASGI server: each test runs on daphne and uvicorn (the
+supported ones) and on granian (evaluated: where it fails, the test is a strict xfail naming
+why, so that a granian release that passes turns it red and the evaluation is done again).
+
+Each worker is started with deploy/servers.py's command line for its server.
+"""
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import time
+
+import pytest
+from websockets.frames import Close
+
+from deploy.servers import GRACEFUL_SHUTDOWN_SECONDS, SERVER_NAMES, SUPPORTED
+from tests.system.conftest import http_client, user_register
+from tests.system.stack import Worker
+from tests.system.test_client_system import client_for, until, who
+from tests.system.test_session_registry_system import registry_closed
+from tests.system.wsclient import (
+    frame_json,
+    frame_recv,
+    send_all,
+    session_open,
+    token_forge,
+    until_closed,
+    ws_connect,
+)
+
+GRANIAN_DROPS_ON_SIGTERM = (
+    "granian closes every WebSocket without a close frame on SIGTERM, before the "
+    "application's lifespan shutdown can send 1001 (emmett-framework/granian#796)"
+)
+# The close each server sends its open sockets on SIGTERM (uvicorn's own, before the
+# application's shutdown runs); clients reconnect after both.
+SIGTERM_CLOSE = {"daphne": (1001, "server going away"), "uvicorn": (1012, "")}
+# The reason of a 1009: Switchboard's on daphne and granian; the websockets library's on
+# uvicorn, which refuses the frame itself before buffering it (`--ws-max-size`) and names
+# how much of it had arrived, when it knows.
+TOO_BIG_REASON = {
+    "daphne": r"message too big",
+    "uvicorn": r"frame (with \d+ bytes )?exceeds limit of 65536 bytes",
+    "granian": r"message too big",
+}
+SESSION_REVOKED = {"type": "error", "code": "session_revoked", "message": "Session revoked"}
+UNAUTHORIZED = {"type": "error", "code": "unauthorized", "message": "Unauthorized"}
+WRONG_KEY = "not-the-signing-key-but-just-as-long-0123456789"
+
+
+def servers(*, granian_fails: str | None = None) -> pytest.MarkDecorator:
+    """Run the test on every server; on granian as a strict xfail when `granian_fails`."""
+    params = [pytest.param(name, id=name) for name in SUPPORTED]
+    for name in SERVER_NAMES:
+        if name not in SUPPORTED:
+            marks = [pytest.mark.xfail(strict=True, reason=granian_fails)] if granian_fails else []
+            params.append(pytest.param(name, id=name, marks=marks))
+    return pytest.mark.parametrize("server", params)
+
+
+@pytest.fixture(scope="module", params=SERVER_NAMES)
+def module_worker(request, start_module_worker) -> Worker:
+    """One worker per server for the module's tests that need no settings of their own."""
+    return start_module_worker(server=request.param, name=f"servers-{request.param}")
+
+
+@pytest.fixture(scope="module")
+def user(module_worker) -> dict:
+    return user_register(module_worker)
+
+
+# -- the protocol, on a worker per server ---------------------------------------------------
+
+
+async def test_echo_prefixes_text_and_returns_binary_unchanged(module_worker):
+    async with ws_connect(module_worker, "/ws/echo/") as ws:
+        await ws.send("hello")
+        assert await frame_recv(ws) == "Server received: hello"
+        await ws.send(b"\x00\xffbinary")
+        assert await frame_recv(ws) == b"\x00\xffbinary"
+
+
+async def test_a_session_welcomes_echoes_and_pongs(module_worker, user):
+    async with session_open(module_worker, user["access"]) as (ws, welcome):
+        assert (welcome["message"], welcome["user"]) == (
+            "Authenticated!",
+            {"id": user["id"], "username": user["username"]},
+        )
+        await ws.send(json.dumps({"type": "echo", "data": [1, "two"], "id": "e1"}))
+        assert await frame_json(ws) == {"type": "echo", "data": [1, "two"], "id": "e1"}
+        await ws.send(json.dumps({"type": "ping", "id": 7}))
+        assert await frame_json(ws) == {"type": "pong", "id": 7}
+
+
+async def test_a_binary_frame_closes_1003_with_its_reason(module_worker, user):
+    async with session_open(module_worker, user["access"]) as (ws, _):
+        await ws.send(b"\x00\x01binary")
+        closed = await until_closed(ws)
+    assert closed.rcvd == Close(1003, "binary frames are not supported")
+
+
+async def test_21_protocol_errors_close_1008_with_its_reason(module_worker, user):
+    async with session_open(module_worker, user["access"]) as (ws, _):
+        assert await send_all(ws, ["not json"] * 21) == 21
+        closed = await until_closed(ws)
+    invalid_json = {"type": "error", "code": "invalid_json", "message": "Frame is not valid JSON"}
+    assert closed.json() == [invalid_json] * 21
+    assert closed.rcvd == Close(1008, "too many protocol errors")
+
+
+async def test_an_oversized_frame_closes_1009_and_the_worker_serves_on(module_worker, user):
+    async with session_open(module_worker, user["access"]) as (ws, _):
+        await send_all(ws, ["x" * 70_000])
+        closed = await until_closed(ws)
+    assert closed.frames == []
+    assert closed.rcvd is not None and closed.rcvd.code == 1009
+    assert re.fullmatch(TOO_BIG_REASON[module_worker.server], closed.rcvd.reason)
+    async with session_open(module_worker, user["access"]) as (ws, _):
+        await ws.send(json.dumps({"type": "ping", "id": 1}))
+        assert await frame_json(ws) == {"type": "pong", "id": 1}
+
+
+async def test_a_forged_token_closes_4500_and_an_expired_one_4001(module_worker, user):
+    forged = token_forge(user_id=user["id"], key=WRONG_KEY)
+    async with ws_connect(module_worker, f"/ws/session/?token={forged}") as ws:
+        closed = await until_closed(ws)
+    assert (closed.json(), closed.rcvd) == ([UNAUTHORIZED], Close(4500, "unauthorized"))
+    expired = token_forge(user_id=user["id"], lifetime=-60)
+    async with ws_connect(module_worker, f"/ws/session/?token={expired}") as ws:
+        closed = await until_closed(ws)
+    token_expired = {"type": "error", "code": "token_expired", "message": "Token Expired"}
+    assert (closed.json(), closed.rcvd) == ([token_expired], Close(4001, "token expired"))
+
+
+# -- two workers, restarts and SIGTERM: workers of the test's own ---------------------------
+
+
+@servers()
+async def test_logout_all_through_worker_2_closes_a_session_on_worker_1(start_worker, server):
+    worker1, worker2 = start_worker(server=server), start_worker(server=server)
+    user = user_register(worker1)
+    async with session_open(worker1, user["access"]) as (ws, _):
+        with http_client(worker2) as client:
+            response = client.post(
+                "/api/auth/logout-all/", headers={"Authorization": f"Bearer {user['access']}"}
+            )
+        assert response.status_code == 204
+        closed = await until_closed(ws)
+    assert (closed.json(), closed.rcvd) == ([SESSION_REVOKED], Close(4501, "session revoked"))
+
+
+@servers(granian_fails=GRANIAN_DROPS_ON_SIGTERM)
+async def test_sigterm_closes_each_socket_records_it_refuses_new_ones_and_exits(
+    start_worker, server
+):
+    worker = start_worker(server=server)
+    user = user_register(worker)
+    async with (
+        session_open(worker, user["access"]) as (session, welcome),
+        ws_connect(worker, "/ws/echo/") as echo,
+    ):
+        started = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        closes = [
+            await until_closed(ws, within=GRACEFUL_SHUTDOWN_SECONDS) for ws in (session, echo)
+        ]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", worker.port), timeout=5).close()
+    worker.proc.wait(timeout=GRACEFUL_SHUTDOWN_SECONDS + 5)
+    stopped = time.monotonic() - started
+
+    code, reason = SIGTERM_CLOSE[server]
+    assert [c.rcvd for c in closes] == [Close(code, reason)] * 2
+    rows = await registry_closed(worker, [welcome["session_id"]])
+    assert rows[welcome["session_id"]]["close_code"] == code
+    assert worker.proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    assert stopped < GRACEFUL_SHUTDOWN_SECONDS
+    # The shutdown ran to its end: the worker's sessions recorded, its heartbeat dropped.
+    assert "session(s) recorded closed with 1001" in worker.log_text()
+    assert "could not" not in worker.log_text()
+
+
+@servers(granian_fails=GRANIAN_DROPS_ON_SIGTERM)
+async def test_the_python_client_reconnects_after_a_restart_and_resubscribes(
+    start_worker, server, caplog
+):
+    caplog.set_level("INFO", logger="switchboard_client")
+    worker = start_worker(server=server)
+    alice, bob = user_register(worker), user_register(worker)
+    async with asyncio.timeout(60), client_for(worker, alice) as client:
+        room = await client.subscribe("restart-room")
+        first_session = client.session_id
+        await asyncio.to_thread(worker.stop)
+        connections = client.connections
+        await asyncio.to_thread(worker.start)  # the same port
+        await until(lambda: client.connected and client.connections > connections, within=15)
+
+        assert client.session_id != first_session
+        code, reason = SIGTERM_CLOSE[server]
+        assert f"connection closed {code} {reason}" in caplog.messages
+        async with client_for(worker, bob) as publisher:
+            await publisher.publish("restart-room", "after the restart")
+        message = await anext(room)
+        assert (message["data"], message["from"]) == ("after the restart", who(bob))
