@@ -12,6 +12,7 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.log_servers import server_loggers
 from core.version import __version__
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -473,6 +474,9 @@ LOGGING = {
         "switchboard.security": {"level": "INFO", "handlers": ["security_file"]},
         "django": {"level": "INFO"},
         "daphne": {"level": "INFO"},
+        # uvicorn's and granian's loggers, which they configured before this runs: through
+        # the root's handlers above, redacted (config/log_servers.py).
+        **server_loggers(),
         # Its over-capacity record: a room message dropped (realtime/rooms/overload.py).
         "channels_redis.core": {"level": "INFO", "filters": ["room_overload"]},
     },

@@ -6,16 +6,17 @@ import pytest
 
 from tests.system.conftest import PASSWORD, http_client, token_refresh, user_register
 from tests.system.stack import SECRET_KEY
-from tests.system.wsclient import frame_json, session_open, token_forge, until_closed, ws_connect
+from tests.system.wsclient import (
+    frame_json,
+    secret_parts,
+    session_open,
+    token_forge,
+    until_closed,
+    ws_connect,
+)
 
 WRONG_PASSWORD = "wrong horse battery staple"
 FORGED_KEY = "an-attacker-key-that-is-long-enough-0123456789"
-
-
-def secret_parts(token: str) -> list[str]:
-    """A JWT and its payload and signature (the header is the same for every token)."""
-    _, payload, signature = token.split(".")
-    return [token, payload, signature]
 
 
 @pytest.mark.parametrize("debug", ["0", "1"], ids=["debug-off", "debug-on"])

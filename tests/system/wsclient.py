@@ -100,6 +100,12 @@ def token_forge(*, user_id: int, key: str = SECRET_KEY, lifetime: int = 300) -> 
     return jwt.encode(claims, key, algorithm="HS256")
 
 
+def secret_parts(token: str) -> list[str]:
+    """A JWT and its payload and signature (the header is the same for every token)."""
+    _, payload, signature = token.split(".")
+    return [token, payload, signature]
+
+
 def token_exp(token: str) -> int:
     """The `exp` claim of a token, read without checking it (only to compare with frames)."""
     return jwt.decode(token, options={"verify_signature": False})["exp"]
