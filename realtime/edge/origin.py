@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
@@ -59,6 +58,15 @@ def origin_allowed(origin: str, host_header: str, allowed: Iterable[str]) -> boo
     return any(parsed == origin_parse(entry) for entry in allowed)
 
 
+async def handshake_refuse(receive: Receive, send: Send) -> None:
+    """Refuse the handshake (the server answers 403) and end at once. channels'
+    WebsocketDenier instead waits for a disconnect that uvicorn never sends a refused
+    handshake, and a SIGTERMed uvicorn then waits out its whole graceful timeout."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close"})
+
+
 class OriginCheckMiddleware:
     """Refuse (403) browser handshakes from foreign origins; allow clients that send no Origin."""
 
@@ -86,6 +94,5 @@ class OriginCheckMiddleware:
                         client,
                     )
                     await hub().connect_rate.allowed(client)  # counted; refused 403 either way
-                    deny: ASGIApp = WebsocketDenier()
-                    return await deny(scope, receive, send)
+                    return await handshake_refuse(receive, send)
         return await self.inner(scope, receive, send)
