@@ -53,7 +53,7 @@ run: $(VENV)/.runtime
 cluster: $(VENV)/.runtime redis-server nginx
 	$(BIN)/python deploy/cluster.py
 
-## bench: Switchboard (daphne, uvicorn) beside a bare websockets peer, one run (a few minutes);
+## bench: Switchboard (daphne, uvicorn, granian) beside a bare websockets peer, one run (a few minutes);
 ## writes docs/BENCHMARKS.md, docs/benchmarks.png and docs/benchmarks.json
 bench: $(VENV)/.dev redis-server
 	$(BIN)/python -m bench.run

@@ -1,9 +1,12 @@
-"""`make bench`: Switchboard under daphne and uvicorn beside a bare `websockets` peer, one run.
+"""`make bench`: Switchboard under daphne, uvicorn and granian beside a bare `websockets` peer,
+one run.
 
-Starts (on 127.0.0.1, free ports) the peer, a redis-server, daphne and uvicorn workers on a
-fresh SQLite database; drives each with `bench.loadgen` in its own process; records every
-figure, the ratio to the peer, and the servers' memory; writes `docs/BENCHMARKS.md`,
-`docs/benchmarks.png` and `docs/benchmarks.json`. Stops everything it started, by PID.
+Starts (on 127.0.0.1, free ports) the peer, a redis-server, and a daphne, a uvicorn and a
+granian worker (each with deploy/servers.py's command line, logs quiet) on a fresh database;
+drives each with `bench.loadgen` in its own process; records every figure, the ratio to the
+peer, and the servers' memory (a granian worker is two processes: its supervisor and the
+process serving, summed); writes `docs/BENCHMARKS.md`, `docs/benchmarks.png` and
+`docs/benchmarks.json`. Stops everything it started, by PID.
 `--smoke` runs the same harness with tiny numbers (seconds, not minutes) into `--out`.
 """
 
@@ -23,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from bench.report import report_write
+from deploy.servers import SERVERS
 from tests.system.databases import database_create, database_drop
 from tests.system.stack import (
     ROOT,
@@ -83,13 +87,32 @@ class Server:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     def memory_kib(self) -> dict[str, int]:
-        """Current (VmRSS) and peak (VmHWM) resident memory."""
-        fields = {}
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0])
+        """Current (VmRSS) and peak (VmHWM) resident memory of the process and its children
+        (granian serves from a child process)."""
+        fields = {"VmRSS": 0, "VmHWM": 0}
+        for pid in process_tree(self.proc.pid):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in fields:
+                    fields[key] += int(value.split()[0])
         return {"rss_kib": fields["VmRSS"], "peak_kib": fields["VmHWM"]}
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone since the listing
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
 
 
 def loadgen(scenario: str, urls: list[str], *, timeout: float = 300, **options) -> dict:
@@ -173,24 +196,32 @@ def access_token(server: Server) -> str:
     return response.json()["access"]
 
 
+# What each server runs with besides deploy/servers.py's command line: quiet logs (a
+# line per connection would be part of what is measured).
+QUIET_ARGS = {
+    "daphne": (),
+    "uvicorn": ("--log-level", "warning", "--no-access-log"),
+    "granian": ("--log-level", "warning", "--no-access-log"),
+}
+SWITCHBOARD_SERVERS = tuple(QUIET_ARGS)  # in the order the tables list them
+
+
+def switchboard_command(server: str, env: dict[str, str]) -> list[str]:
+    """Switchboard under `server`, started as production starts it (deploy/servers.py)."""
+    program, *args = SERVERS[server].argv(
+        host="127.0.0.1",
+        port="{port}",
+        max_message_bytes=env.get("WS_MAX_MESSAGE_BYTES", "65536"),
+        extra=QUIET_ARGS[server],
+    )
+    return [sys.executable, "-m", program, *args]
+
+
 def servers_for(workdir: Path, env: dict[str, str]) -> dict[str, Server]:
-    python = sys.executable
-    return {
-        "peer": Server("peer", [python, "-m", "bench.peer", "{port}", "echo"], env, workdir),
-        "daphne": Server(
-            "daphne",
-            [python, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "config.asgi:application"],
-            env,
-            workdir,
-        ),
-        "uvicorn": Server(
-            "uvicorn",
-            [python, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1"]
-            + ["--port", "{port}", "--ws", "websockets-sansio", "--loop", "uvloop"]
-            + ["--lifespan", "off", "--log-level", "warning", "--no-access-log"],
-            env,
-            workdir,
-        ),
+    peer = Server("peer", [sys.executable, "-m", "bench.peer", "{port}", "echo"], env, workdir)
+    return {"peer": peer} | {
+        name: Server(name, switchboard_command(name, env), env, workdir)
+        for name in SWITCHBOARD_SERVERS
     }
 
 
@@ -208,10 +239,8 @@ def run(plan: Plan, workdir: Path, database_url: str) -> dict:
         for clients in plan.clients:
             for scenario, name, path, session in (
                 ("echo", "peer", "/", False),
-                ("echo", "daphne", "/ws/echo/", False),
-                ("echo", "uvicorn", "/ws/echo/", False),
-                ("session echo", "daphne", session_path, True),
-                ("session echo", "uvicorn", session_path, True),
+                *(("echo", name, "/ws/echo/", False) for name in SWITCHBOARD_SERVERS),
+                *(("session echo", name, session_path, True) for name in SWITCHBOARD_SERVERS),
             ):
                 figures = loadgen(
                     "pingpong",
@@ -225,11 +254,9 @@ def run(plan: Plan, workdir: Path, database_url: str) -> dict:
                 )
         for scenario, name, path, session in (
             ("handshakes", "peer", "/", False),
-            ("handshakes", "daphne", session_path, True),
-            ("handshakes", "uvicorn", session_path, True),
+            *(("handshakes", name, session_path, True) for name in SWITCHBOARD_SERVERS),
             # The server's own ceiling: a bare /ws/echo/ handshake (no token, no database).
-            ("echo handshakes", "daphne", "/ws/echo/", False),
-            ("echo handshakes", "uvicorn", "/ws/echo/", False),
+            *(("echo handshakes", name, "/ws/echo/", False) for name in SWITCHBOARD_SERVERS),
         ):
             figures = loadgen(
                 "handshakes",
@@ -244,8 +271,7 @@ def run(plan: Plan, workdir: Path, database_url: str) -> dict:
             )
         for name, path, session in (
             ("peer", "/", False),
-            ("daphne", session_path, True),
-            ("uvicorn", session_path, True),
+            *((name, session_path, True) for name in SWITCHBOARD_SERVERS),
         ):
             results["rows"].append(
                 {"scenario": "idle", "clients": plan.idle, "server": name}
@@ -266,8 +292,7 @@ def fanout(plan: Plan, workdir: Path, env: dict[str, str], redis, token: str) ->
     broadcaster."""
     rows = []
     workers = [
-        Server(f"fanout{i}", servers_for(workdir, env)["daphne"].command, env, workdir)
-        for i in (1, 2)
+        Server(f"fanout{i}", switchboard_command("daphne", env), env, workdir) for i in (1, 2)
     ]
     broadcaster = Server(
         "broadcaster", [sys.executable, "-m", "bench.peer", "{port}", "broadcast"], env, workdir
@@ -324,6 +349,7 @@ def machine() -> dict:
     import channels
     import daphne
     import django
+    import granian
     import uvicorn
     import websockets
 
@@ -337,6 +363,7 @@ def machine() -> dict:
             "channels": channels.__version__,
             "daphne": daphne.__version__,
             "uvicorn": uvicorn.__version__,
+            "granian": granian.__version__,
             "websockets": websockets.__version__,
         },
     }

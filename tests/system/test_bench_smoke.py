@@ -24,16 +24,16 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
     }
     results = json.loads((tmp_path / "benchmarks.json").read_text())
     seen = {(row["scenario"], row["server"]) for row in results["rows"]}
+    servers = ("daphne", "uvicorn", "granian")
     assert seen == {
         (scenario, server)
         for scenario in ("echo", "handshakes", "idle")
-        for server in ("peer", "daphne", "uvicorn")
+        for server in ("peer", *servers)
     } | {
-        ("session echo", "daphne"),
-        ("session echo", "uvicorn"),
-        ("echo handshakes", "daphne"),
-        ("echo handshakes", "uvicorn"),
+        (scenario, server) for scenario in ("session echo", "echo handshakes") for server in servers
     }
+    assert set(results["memory"]) == {"peer", *servers}
+    assert set(results["machine"]["versions"]) >= set(servers)
     for row in results["rows"]:
         figure = row.get("round_trips_per_s") or row.get("handshakes_per_s") or row["connections"]
         assert figure > 0, row

@@ -6,7 +6,8 @@
   reasons, the error-code table `ErrorCode` with its messages, and every error frame it
   quotes says what the server says;
 - docs/OPERATIONS.md: the metrics table is the metrics the code defines;
-- docs/DEPLOYMENT.md: the `check --deploy` table is the checks `operations/deploy_checks.py` has;
+- docs/DEPLOYMENT.md: the `check --deploy` table is the checks `operations/deploy_checks.py` has,
+  and "Which server" quotes deploy/servers.py's command lines, one per server;
 - README.md and docs/*.md: every relative link names a file (and heading) that exists;
 - README.md stays a front door: at most 220 lines.
 
@@ -15,10 +16,12 @@ Each comparison runs both ways: a row the code lacks fails as surely as code the
 
 import ast
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 
+from deploy.servers import SERVER_NAMES, SERVERS
 from realtime.edge.connect_rate import REFUSED_MESSAGE
 from realtime.protocol.codes import CloseCode, ErrorCode
 
@@ -319,6 +322,19 @@ def test_the_deploy_check_table_is_the_checks_the_code_has():
     documented = [code_span(row[0]) for row in rows]
     assert len(documented) == len(set(documented))
     assert set(documented) == ids
+
+
+def test_which_server_quotes_the_command_line_of_deploy_servers_for_each_server():
+    text = (DOCS / "DEPLOYMENT.md").read_text()
+    block = re.search(r"^## Which server\n.*?^```sh\n(.*?)^```", text, re.M | re.S)
+    assert block, "no sh block under ## Which server"
+    lines = block.group(1).replace("\\\n", " ").splitlines()
+    quoted = [shlex.split(line) for line in lines if not line.startswith("#")]
+
+    assert quoted == [
+        SERVERS[name].argv(host="127.0.0.1", port="PORT", max_message_bytes=65536)
+        for name in SERVER_NAMES
+    ]
 
 
 # ---------------------------------------------------------------------------

@@ -1,14 +1,25 @@
-"""deploy/systemd/: what each unit promises in its comments is what its settings do, and
-systemd itself (`systemd-analyze verify`) accepts every unit."""
+"""deploy/systemd/: what each unit promises in its comments is what its settings do, each
+worker unit runs deploy/servers.py's command line for its server, and systemd itself
+(`systemd-analyze verify`) accepts every unit."""
 
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from deploy.servers import GRACEFUL_SHUTDOWN_SECONDS, SERVER_NAMES, SERVERS
+
 UNITS = Path(__file__).resolve().parents[3] / "deploy" / "systemd"
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
+VENV_BIN = "/srv/switchboard/.venv/bin/"
+# The worker unit of each supported server (instance = port).
+WORKER_UNITS = {
+    "daphne": "switchboard@.service",
+    "uvicorn": "switchboard-uvicorn@.service",
+    "granian": "switchboard-granian@.service",
+}
 
 
 def unit_settings(name: str) -> dict[str, list[str]]:
@@ -21,19 +32,63 @@ def unit_settings(name: str) -> dict[str, list[str]]:
     return found
 
 
+def test_each_worker_unit_runs_the_command_line_of_deploy_servers_for_its_server():
+    assert sorted(WORKER_UNITS) == sorted(SERVER_NAMES)
+    for name, unit in WORKER_UNITS.items():
+        (command,) = unit_settings(unit)["ExecStart"]
+        program, *args = SERVERS[name].argv(
+            host="127.0.0.1", port="%i", max_message_bytes="${WS_MAX_MESSAGE_BYTES}"
+        )
+
+        assert shlex.split(command) == [VENV_BIN + program, *args], unit
+
+
+def test_a_unit_passing_the_message_cap_sets_its_default_for_an_environment_file_without_it():
+    # Unset, systemd would pass an empty word; EnvironmentFile= overrides Environment=, so
+    # /etc/switchboard/env's WS_MAX_MESSAGE_BYTES, when set, is the one both server and
+    # application read. 65536 is config/settings.py's default.
+    for unit in WORKER_UNITS.values():
+        settings = unit_settings(unit)
+        if "${WS_MAX_MESSAGE_BYTES}" in settings["ExecStart"][0]:
+            assert settings["Environment"] == ["WS_MAX_MESSAGE_BYTES=65536"], unit
+        else:
+            assert "Environment" not in settings, unit
+    assert "${WS_MAX_MESSAGE_BYTES}" in unit_settings(WORKER_UNITS["uvicorn"])["ExecStart"][0]
+
+
+def test_every_worker_unit_outlasts_the_graceful_shutdown_and_is_hardened_alike():
+    daphne = unit_settings(WORKER_UNITS["daphne"])
+    for unit in WORKER_UNITS.values():
+        settings = unit_settings(unit)
+        assert settings["KillSignal"] == ["SIGTERM"], unit
+        assert int(settings["TimeoutStopSec"][0]) > GRACEFUL_SHUTDOWN_SECONDS, unit
+        for key in ("Type", "Restart", "RestartSec", "NoNewPrivileges", "ProtectSystem"):
+            assert settings[key] == daphne[key], (unit, key)
+        assert settings["PrivateTmp"] == daphne["PrivateTmp"] == ["true"], unit
+
+
+def test_the_target_runs_the_worker_units_enabled_and_names_none_itself():
+    target = unit_settings("switchboard.target")
+
+    # Which server runs on a port is which unit is enabled there: a Wants= here would start
+    # daphne on a port where uvicorn or granian was enabled instead.
+    assert "Wants" not in target and "Requires" not in target
+    for unit in WORKER_UNITS.values():
+        assert unit_settings(unit)["WantedBy"] == ["switchboard.target"], unit
+
+
 def test_migrations_run_before_the_workers_on_every_start_or_restart_of_the_target():
-    migrate, worker = (
-        unit_settings("switchboard-migrate.service"),
-        unit_settings("switchboard@.service"),
-    )
+    migrate = unit_settings("switchboard-migrate.service")
 
     # `systemctl restart switchboard.target` (a deploy) restarts the migrate unit too ...
     assert migrate["PartOf"] == ["switchboard.target"]
     assert migrate["Before"] == ["switchboard.target"]
     # ... and each worker waits for it and does not start when it failed.
-    assert worker["Requires"] == ["switchboard-migrate.service"]
-    assert "switchboard-migrate.service" in worker["After"][0].split()
-    assert worker["PartOf"] == ["switchboard.target"]
+    for unit in WORKER_UNITS.values():
+        worker = unit_settings(unit)
+        assert worker["Requires"] == ["switchboard-migrate.service"], unit
+        assert "switchboard-migrate.service" in worker["After"][0].split(), unit
+        assert worker["PartOf"] == ["switchboard.target"], unit
     # Active after it ran: a worker restarted alone does not run the migrations again.
     assert (migrate["Type"], migrate["RemainAfterExit"]) == (["oneshot"], ["yes"])
     assert [command.split(" manage.py ")[1] for command in migrate["ExecStart"]] == [
@@ -46,7 +101,7 @@ def test_migrations_run_before_the_workers_on_every_start_or_restart_of_the_targ
 def test_every_unit_runs_as_the_service_user_with_the_one_environment_file():
     for name in (
         "switchboard-migrate.service",
-        "switchboard@.service",
+        *WORKER_UNITS.values(),
         "switchboard-prune.service",
     ):
         settings = unit_settings(name)
@@ -63,13 +118,15 @@ def test_systemd_analyze_verify_accepts_every_unit(tmp_path):
     root = tmp_path / "root"
     shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
     shutil.copytree(UNITS, root / "etc/systemd/system")
-    for program in ("srv/switchboard/.venv/bin/python", "srv/switchboard/.venv/bin/daphne"):
-        (root / program).parent.mkdir(parents=True, exist_ok=True)
-        (root / program).write_text("#!/bin/sh\n")
-        (root / program).chmod(0o755)
+    for name in ("python", *SERVER_NAMES):
+        program = root / VENV_BIN.lstrip("/") / name
+        program.parent.mkdir(parents=True, exist_ok=True)
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o755)
     (root / "bin").mkdir()
     shutil.copy("/bin/sh", root / "bin/sh")
-    names = ["switchboard-migrate.service", "switchboard@8001.service", "switchboard.target"]
+    names = ["switchboard-migrate.service", "switchboard.target"]
+    names += [unit.replace("@", "@8001") for unit in WORKER_UNITS.values()]
     names += ["switchboard-prune.service", "switchboard-prune.timer"]
 
     result = subprocess.run(
