@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.servers import SERVER_NAMES, SERVERS
+from deploy.servers import SERVERS, SUPPORTED
 from realtime.edge.connect_rate import REFUSED_MESSAGE
 from realtime.protocol.codes import CloseCode, ErrorCode
 
@@ -333,7 +333,7 @@ def test_which_server_quotes_the_command_line_of_deploy_servers_for_each_server(
 
     assert quoted == [
         SERVERS[name].argv(host="127.0.0.1", port="PORT", max_message_bytes=65536)
-        for name in SERVER_NAMES
+        for name in SUPPORTED
     ]
 
 

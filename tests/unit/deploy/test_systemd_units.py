@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.servers import GRACEFUL_SHUTDOWN_SECONDS, SERVER_NAMES, SERVERS
+from deploy.servers import GRACEFUL_SHUTDOWN_SECONDS, SERVERS, SUPPORTED
 
 UNITS = Path(__file__).resolve().parents[3] / "deploy" / "systemd"
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
@@ -18,7 +18,6 @@ VENV_BIN = "/srv/switchboard/.venv/bin/"
 WORKER_UNITS = {
     "daphne": "switchboard@.service",
     "uvicorn": "switchboard-uvicorn@.service",
-    "granian": "switchboard-granian@.service",
 }
 
 
@@ -33,7 +32,7 @@ def unit_settings(name: str) -> dict[str, list[str]]:
 
 
 def test_each_worker_unit_runs_the_command_line_of_deploy_servers_for_its_server():
-    assert sorted(WORKER_UNITS) == sorted(SERVER_NAMES)
+    assert sorted(WORKER_UNITS) == sorted(SUPPORTED)
     for name, unit in WORKER_UNITS.items():
         (command,) = unit_settings(unit)["ExecStart"]
         program, *args = SERVERS[name].argv(
@@ -71,7 +70,7 @@ def test_the_target_runs_the_worker_units_enabled_and_names_none_itself():
     target = unit_settings("switchboard.target")
 
     # Which server runs on a port is which unit is enabled there: a Wants= here would start
-    # daphne on a port where uvicorn or granian was enabled instead.
+    # daphne on a port where uvicorn was enabled instead.
     assert "Wants" not in target and "Requires" not in target
     for unit in WORKER_UNITS.values():
         assert unit_settings(unit)["WantedBy"] == ["switchboard.target"], unit
@@ -118,7 +117,7 @@ def test_systemd_analyze_verify_accepts_every_unit(tmp_path):
     root = tmp_path / "root"
     shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
     shutil.copytree(UNITS, root / "etc/systemd/system")
-    for name in ("python", *SERVER_NAMES):
+    for name in ("python", *SUPPORTED):
         program = root / VENV_BIN.lstrip("/") / name
         program.parent.mkdir(parents=True, exist_ok=True)
         program.write_text("#!/bin/sh\n")
