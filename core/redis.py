@@ -145,13 +145,15 @@ class RedisClients:
         """Close the running loop's client and the sync one (a worker's shutdown); a later
         use builds new ones."""
         loop_client = self._async.pop(asyncio.get_running_loop(), None)
-        if loop_client is not None:
-            await loop_client.aclose(close_connection_pool=True)
-        with self._lock:
-            sync, self._sync = self._sync, None
-        if sync is not None:
-            sync.close()
-            sync.connection_pool.disconnect()
+        try:
+            if loop_client is not None:
+                await loop_client.aclose(close_connection_pool=True)
+        finally:
+            with self._lock:
+                sync, self._sync = self._sync, None
+            if sync is not None:
+                sync.close()
+                sync.connection_pool.disconnect()
 
     def sync_client(self) -> redis.Redis:
         """The process's client for sync code: REST views, the admin, commands."""

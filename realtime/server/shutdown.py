@@ -11,6 +11,7 @@ the process alive after the server is done).
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -26,6 +27,9 @@ from realtime.session.state import SessionEnd
 logger = logging.getLogger("switchboard.realtime")
 
 SESSIONS_CLOSE_WAIT = 5.0  # seconds the lifespan waits for the 1001 closes to be sent
+# Seconds the whole lifespan shutdown may take: with the servers' graceful wait
+# (deploy/servers.py, 10 s) it stays under the systemd units' TimeoutStopSec (20 s).
+SHUTDOWN_BUDGET = 8.0
 
 
 def worker_retire() -> None:
@@ -64,8 +68,7 @@ def worker_stop() -> None:
     """daphne's shutdown hook, run once its sockets are closed with 1001: the same steps as
     the lifespan's, from a thread."""
     hub().close()
-    worker_retire()
-    database_pools_close()
+    worker_retire_and_close_pools()
 
 
 async def sessions_close_going_away() -> int:
@@ -78,11 +81,19 @@ async def sessions_close_going_away() -> int:
     if closes:
         done = asyncio.gather(*closes, return_exceptions=True)
         try:
-            await asyncio.wait_for(done, timeout=SESSIONS_CLOSE_WAIT)
+            results = await asyncio.wait_for(done, timeout=SESSIONS_CLOSE_WAIT)
         except TimeoutError:
             logger.warning(
                 "shutting down: some sessions did not close within %.0f s", SESSIONS_CLOSE_WAIT
             )
+        else:
+            failed = [r for r in results if isinstance(r, Exception)]
+            if failed:
+                logger.warning(
+                    "shutting down: %d session(s) could not be closed (%s)",
+                    len(failed),
+                    type(failed[0]).__name__,
+                )
     return len(sessions)
 
 
@@ -97,15 +108,40 @@ async def layers_close() -> None:
                 logger.exception("shutting down: could not close channel layer %s", alias)
 
 
+async def shutdown_step(what: str, step: Awaitable[object]) -> None:
+    """Run one step of the lifespan's shutdown; a failure is logged and the next step runs."""
+    try:
+        await step
+    except Exception:
+        logger.exception("shutting down: could not %s", what)
+
+
+def worker_retire_and_close_pools() -> None:
+    """`worker_retire`, then the database pools closed, on one thread: Django's connections
+    are per thread, so only the thread that used them sees them."""
+    worker_retire()
+    database_pools_close()
+
+
 async def worker_ashutdown() -> None:
-    """The lifespan's shutdown (uvicorn and granian)."""
+    """The lifespan's shutdown (uvicorn and granian), each step tried whatever the one before
+    did, all of it within SHUTDOWN_BUDGET seconds (a server that waits for it forever would
+    outlast the process manager's stop timeout and be killed half-way)."""
+    try:
+        await asyncio.wait_for(worker_ashutdown_steps(), timeout=SHUTDOWN_BUDGET)
+    except TimeoutError:
+        logger.error("shutting down: not done within %.0f s, stopping anyway", SHUTDOWN_BUDGET)
+
+
+async def worker_ashutdown_steps() -> None:
+    await shutdown_step("close the open sessions", sessions_close_going_away_logged())
+    await shutdown_step("stop the worker's tasks", hub().aclose())
+    retire = sync_to_async(worker_retire_and_close_pools, thread_sensitive=False)
+    await shutdown_step("retire the worker", retire())
+    await shutdown_step("close the channel layers", layers_close())
+    await shutdown_step("close the Redis pools", hub().redis.aclose())
+
+
+async def sessions_close_going_away_logged() -> None:
     closed = await sessions_close_going_away()
     logger.warning("shutting down: closed %d session(s) with %d", closed, CloseCode.GOING_AWAY)
-    await hub().aclose()
-    await sync_to_async(worker_retire, thread_sensitive=False)()
-    await sync_to_async(database_pools_close, thread_sensitive=False)()
-    await layers_close()
-    try:
-        await hub().redis.aclose()
-    except Exception:
-        logger.exception("shutting down: could not close the Redis pools")
