@@ -2,7 +2,7 @@
 
 import pytest
 
-from switchboard_client.client import expiry_parse, refresh_delay
+from switchboard_client.session_tokens import expiry_parse, refresh_delay
 
 
 def test_expires_at_is_read_as_a_utc_timestamp():
