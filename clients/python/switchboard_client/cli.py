@@ -2,6 +2,9 @@
 
 The exit codes, the interactive commands and the defaults are in `--help` (EXIT_CODES,
 COMMANDS and parser_build below), and in docs.
+
+Over 300 lines because the command line's whole surface (arguments, help texts, prompt
+commands, exit codes and the messages people read) is one thing to review, kept together.
 """
 
 import argparse
