@@ -13,7 +13,7 @@ What every line does, on every server:
   the client wrote);
 - caps a WebSocket message at WS_MAX_MESSAGE_BYTES before it is buffered, where the server
   can (the application closes a larger one with 1009 on every server in any case);
-- runs the ASGI lifespan (`config.lifespan`) where the server has it: daphne has none, and
+- runs the ASGI lifespan (`realtime.server.lifespan`) where the server has it: daphne has none, and
   its adapter (`realtime.server.daphne_adapter`) calls the same shutdown on SIGTERM.
 """
 
