@@ -1,11 +1,14 @@
-"""Client-error noise kept out of the log files: Django's 4xx records, rate-limited.
+"""Client-error noise kept out of the log files: Django's 4xx records and uvicorn's lines
+about malformed requests, rate-limited.
 
 Django writes a WARNING for every 4xx response ("Not Found: /x" on `django.request`) and an
 ERROR with a traceback for every refused suspicious request (`django.security.*`, 400). Any
 anonymous client can make thousands a minute; written to LOG_FILE they rotate the records
 that matter out of it. daphne's access log already has a line per request, status included,
 so these records say little more: a few a minute are written, and the rest are counted and
-summed up in one line.
+summed up in one line. uvicorn writes a WARNING for every request it cannot parse ("Invalid
+HTTP request received.", answered 400), which any client can send as fast as it likes: the
+same rule holds them.
 """
 
 import logging
@@ -17,10 +20,18 @@ summary_log = logging.getLogger("switchboard.logging")
 
 WINDOW = 60.0  # seconds
 NOISY_LOGGERS = ("django.request", "django.security")
+# A server's records of a request the client got wrong, by logger: each answered 400.
+SERVER_CLIENT_ERRORS = {
+    "uvicorn.error": frozenset({"Invalid HTTP request received.", "Unsupported upgrade request."}),
+}
 
 
 def is_client_error(record: logging.LogRecord) -> bool:
-    """A 4xx record of Django's request or security loggers."""
+    """A 4xx record of Django's request or security loggers, or a server's record of a
+    malformed request."""
+    server_errors = SERVER_CLIENT_ERRORS.get(record.name)
+    if server_errors is not None and isinstance(record.msg, str):
+        return record.msg in server_errors
     status = getattr(record, "status_code", None)
     named = record.name in NOISY_LOGGERS or record.name.startswith("django.security.")
     return named and isinstance(status, int) and 400 <= status < 500
@@ -28,7 +39,7 @@ def is_client_error(record: logging.LogRecord) -> bool:
 
 class ClientErrorRateFilter(logging.Filter):
     """Pass at most `per_minute` client-error records a minute (per process); drop the rest,
-    and with the first record after that minute, write "suppressed N Django 4xx records in a
+    and with the first record after that minute, write "suppressed N client-error records in a
     minute" on `switchboard.logging`. Other records always pass.
 
     Attached to several handlers, it decides once per record (the verdict rides on the
@@ -52,8 +63,8 @@ class ClientErrorRateFilter(logging.Filter):
             if summary:
                 # Written outside the lock: it passes through this filter again.
                 summary_log.warning(
-                    "suppressed %d Django 4xx records in a minute (the access log has each "
-                    "request)",
+                    "suppressed %d client-error records in a minute (Django's 4xx, malformed "
+                    "requests)",
                     summary,
                 )
         return verdict

@@ -23,6 +23,13 @@ SUPPORTED = ("daphne", "uvicorn")
 EVALUATED = ("granian",)  # run by the server system tests, expected to fail where it does
 SERVER_NAMES = (*SUPPORTED, *EVALUATED)
 APP = "config.asgi:application"
+# uvicorn's sans-I/O WebSocket protocol with Switchboard's connection limits (slow client 4009,
+# control frames 4008, documented close reasons, 1001 on SIGTERM).
+UVICORN_WS = "realtime.server.uvicorn_adapter:WebSocketProtocol"
+# Every server pings an idle WebSocket every PING_INTERVAL seconds and closes it when no pong
+# has come back PING_TIMEOUT seconds later (daphne's defaults, said on every line).
+PING_INTERVAL = 20
+PING_TIMEOUT = 30
 # Seconds a SIGTERMed worker waits for its connections to end before it stops anyway; the
 # systemd units' TimeoutStopSec is above it.
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -45,13 +52,21 @@ class ServerCommand:
         """The command line, the program first (its name, not its path), `extra` options
         before the application."""
         if self.name == "daphne":
-            return ["daphne", "-b", host, "-p", str(port), *extra, APP]
+            return [
+                *("daphne", "-b", host, "-p", str(port)),
+                *("--ping-interval", str(PING_INTERVAL), "--ping-timeout", str(PING_TIMEOUT)),
+                *extra,
+                APP,
+            ]
         if self.name == "uvicorn":
             return [
                 "uvicorn",
                 APP,
                 *("--host", host, "--port", str(port)),
-                *("--ws", "websockets-sansio", "--ws-max-size", str(max_message_bytes)),
+                *("--ws", UVICORN_WS, "--ws-max-size", str(max_message_bytes)),
+                *("--ws-ping-interval", str(PING_INTERVAL)),
+                *("--ws-ping-timeout", str(PING_TIMEOUT)),
+                *("--ws-per-message-deflate", "false"),
                 *("--lifespan", "on", "--no-proxy-headers", "--no-server-header"),
                 *("--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_SECONDS)),
                 *extra,

@@ -38,7 +38,6 @@ module, under the one version guard, so that an upgrade is checked in one place.
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from autobahn.util import encode_truncate
@@ -46,7 +45,16 @@ from autobahn.util import encode_truncate
 from core.log_redaction import redact
 from realtime.hub import hub
 from realtime.protocol.codes import CloseCode
-from realtime.session.limits import TokenBucket, WindowCounter
+from realtime.server.connection_limits import (
+    FAIL_CLOSES,
+    SLOW_CLIENT_CLOSE_WAIT,
+    ControlFrameCounter,
+    ControlFrameLimits,
+    control_flood_log,
+    message_too_big_log,
+    protocol_failure_log,
+    slow_client_log,
+)
 
 logger = logging.getLogger("switchboard.realtime")
 security_log = logging.getLogger("switchboard.security")
@@ -54,26 +62,9 @@ security_log = logging.getLogger("switchboard.security")
 COVERED_VERSIONS = {"daphne": ("4.1.", "4.2."), "autobahn": ("26.",), "twisted": ("26.",)}
 MAX_REASON_BYTES = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
 SHUTDOWN_GRACE = 2.0  # seconds the close handshakes get before daphne drops what is left
-SLOW_CLIENT_CLOSE_WAIT = 10.0  # seconds a shed client gets to read up to its close frame
 # Seconds a client gets to answer the server's close frame before the TCP connection is cut
 # (autobahn's batched timer rounds the deadline down to the whole second: 4-5 s).
 CLOSE_HANDSHAKE_WAIT = 5.0
-# What autobahn fails a connection with, as the protocol documents it (its own reasons quote
-# octet offsets and opcodes; they go to the log).
-FAIL_CLOSES = {
-    int(code): code
-    for code in (CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_PAYLOAD, CloseCode.MESSAGE_TOO_BIG)
-}
-
-
-@dataclass(frozen=True)
-class ControlFrameLimits:
-    """The pings and pongs one connection may send: `rate` a second, `burst` at once; more
-    than `burst` over the rate within `window` seconds is a flood (closed 4008)."""
-
-    rate: float
-    burst: int
-    window: float
 
 
 _listening_ports: list[Any] = []  # daphne's listening ports, closed first on SIGTERM
@@ -105,6 +96,12 @@ def send_backlog(transport: Any) -> int:
     return written + getattr(transport, "_tempDataLen", 0)
 
 
+def _path_and_client(protocol: Any) -> tuple[Any, Any]:
+    """What the security log names a connection by: its path and client address."""
+    path = getattr(protocol.request, "path", None)
+    return path, protocol.client_addr[0] if protocol.client_addr else None
+
+
 def _shed_slow_client(protocol: Any, backlog: int, limit: int) -> None:
     """Drop the frames not yet started (whole frames: Twisted joins them into its write
     buffer only when it writes), then close with 4009."""
@@ -114,14 +111,7 @@ def _shed_slow_client(protocol: Any, backlog: int, limit: int) -> None:
         pending.clear()
         transport._tempDataLen = 0
     protocol.closeHandshakeTimeout = SLOW_CLIENT_CLOSE_WAIT
-    security_log.warning(
-        "slow client: %d bytes queued for sending (limit %d), closing %d: path=%s client=%s",
-        backlog,
-        limit,
-        CloseCode.SLOW_CLIENT,
-        getattr(protocol.request, "path", None),
-        protocol.client_addr[0] if protocol.client_addr else None,
-    )
+    slow_client_log(backlog, limit, *_path_and_client(protocol))
     close_as(protocol, CloseCode.SLOW_CLIENT)
 
 
@@ -149,14 +139,8 @@ def _frame_begin_factory(original: Any, max_bytes: int) -> Any:
             self.frame_length, self.frame_data = length, []
             self.message_data_total_length += length
             self.failedByMe = True
-            security_log.warning(
-                "websocket message too big (%d > %d bytes), closing %d: path=%s client=%s",
-                self.message_data_total_length,
-                max_bytes,
-                CloseCode.MESSAGE_TOO_BIG,
-                getattr(self.request, "path", None),
-                self.client_addr[0] if self.client_addr else None,
-            )
+            why = f"{self.message_data_total_length} > {max_bytes} bytes"
+            message_too_big_log(why, *_path_and_client(self))
             too_big = CloseCode.MESSAGE_TOO_BIG
             self.sendCloseFrame(
                 code=int(too_big), reasonUtf8=too_big.reason.encode(), isReply=False
@@ -207,13 +191,7 @@ def _fail_connection_factory(original: Any) -> Any:
         if self.state != self.STATE_OPEN:
             return original(self, code, reason)
         documented = FAIL_CLOSES.get(code)
-        security_log.warning(
-            "websocket protocol failure (%s), closing %d: path=%s client=%s",
-            reason,
-            code,
-            getattr(self.request, "path", None),
-            self.client_addr[0] if self.client_addr else None,
-        )
+        protocol_failure_log(reason, code, *_path_and_client(self))
         self.failedByMe = True  # autobahn delivers nothing more of this connection
         _close_code_remember(self, code)
         reason_bytes = encode_truncate(
@@ -245,23 +223,16 @@ def _on_connect_factory(original: Any) -> Any:
 
 
 def _control_frame_counted(protocol: Any, limits: ControlFrameLimits) -> bool:
-    """Count one ping or pong against `protocol`'s control-frame bucket; False when over the
-    rate. A flood (more than the burst over the rate within the window) closes it 4008."""
-    bucket = getattr(protocol, "control_bucket", None)
-    if bucket is None:  # the first control frame of this connection
-        bucket = protocol.control_bucket = TokenBucket(rate=limits.rate, burst=limits.burst)
-        protocol.control_abuse = WindowCounter(limit=limits.burst, window=limits.window)
-    if bucket.take():
-        return True
-    if protocol.control_abuse.hit() and protocol.state == protocol.STATE_OPEN:
-        security_log.warning(
-            "websocket control frame flood, closing %d: path=%s client=%s",
-            CloseCode.RATE_LIMITED,
-            getattr(protocol.request, "path", None),
-            protocol.client_addr[0] if protocol.client_addr else None,
-        )
+    """Count one ping or pong against `protocol`'s control-frame counter; False when over the
+    rate. A flood closes it 4008."""
+    counter = getattr(protocol, "control_frames", None)
+    if counter is None:  # the first control frame of this connection
+        counter = protocol.control_frames = ControlFrameCounter(limits)
+    within, flood = counter.count()
+    if flood and protocol.state == protocol.STATE_OPEN:
+        control_flood_log(*_path_and_client(protocol))
         close_as(protocol, CloseCode.RATE_LIMITED)
-    return False
+    return within
 
 
 def _on_ping_factory(original: Any, limits: ControlFrameLimits, max_send_backlog: int) -> Any:

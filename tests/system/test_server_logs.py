@@ -1,12 +1,14 @@
 """Every supported server's own logs (access and error) leave no token, ticket or password in
 any output, and still say what was requested: a token travelling every documented way."""
 
+import contextlib
 import json
+import socket
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from deploy.servers import SERVER_NAMES
+from deploy.servers import SERVER_NAMES, SUPPORTED
 from tests.system.conftest import PASSWORD, http_client, user_register
 from tests.system.test_tickets_system import ticket_issue
 from tests.system.wsclient import frame_json, frame_recv, secret_parts, ws_connect
@@ -87,3 +89,35 @@ async def test_no_server_writes_a_token_but_each_writes_its_access_lines(start_w
     secrets = [*secret_parts(access), *secret_parts(user["refresh"]), ticket, PASSWORD]
     assert [secret for secret in secrets if secret in output] == []
     assert [line for line in ACCESS_LINES[server] if line not in output] == []
+
+
+MALFORMED = 30  # requests no HTTP parser accepts, well over the per-minute allowance
+LOG_4XX_PER_MINUTE = 10  # the default allowance of client-error records a minute
+
+
+def malformed_request_answer(port: int) -> bytes:
+    """Send one request that is not HTTP; the first line of the answer (or b"" if none)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while b"\r\n" not in answer and (chunk := sock.recv(4096)):
+                answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("server", SUPPORTED)
+def test_malformed_requests_get_400_and_at_most_the_allowance_of_log_lines(start_worker, server):
+    worker = start_worker(server=server, redis=False, name=f"noise-{server}")
+    streams = {"log file": worker.log_text, "stderr": worker.stderr_path.read_text}
+    before = {name: len(read().splitlines()) for name, read in streams.items()}
+
+    answers = {malformed_request_answer(worker.port) for _ in range(MALFORMED)}
+
+    assert answers <= {b"HTTP/1.1 400 Bad Request", b""}, answers
+    with http_client(worker) as client:
+        assert client.get("/healthz").status_code == 200
+    for name, read in streams.items():  # each record goes to both
+        new_lines = read().splitlines()[before[name] :]
+        about_them = [line for line in new_lines if "/healthz" not in line]
+        assert len(about_them) <= LOG_4XX_PER_MINUTE, (name, about_them)

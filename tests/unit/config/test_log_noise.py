@@ -1,4 +1,5 @@
-"""config.log_noise: Django's 4xx records are rate-limited, everything else passes."""
+"""config.log_noise: Django's 4xx records and uvicorn's malformed-request lines are
+rate-limited, everything else passes."""
 
 import io
 import logging
@@ -42,6 +43,19 @@ def test_only_4xx_records_of_djangos_request_and_security_loggers_are_noise(name
     assert is_client_error(record(name, status)) is noise
 
 
+@pytest.mark.parametrize(
+    ("msg", "noise"),
+    [
+        ("Invalid HTTP request received.", True),
+        ("Unsupported upgrade request.", True),
+        ("Exception in ASGI application\n", False),
+        ("Application startup complete.", False),
+    ],
+)
+def test_uvicorns_malformed_request_lines_are_noise_and_its_other_records_are_not(msg, noise):
+    assert is_client_error(record("uvicorn.error", None, msg)) is noise
+
+
 @pytest.fixture
 def summaries() -> io.StringIO:
     """What the filter writes on switchboard.logging."""
@@ -66,8 +80,8 @@ def test_the_first_per_minute_pass_the_rest_are_summed_up_at_the_next_minute(sum
     clock.now += 60
     assert [noise.filter(record()) for _ in range(5)] == [True] * 3 + [False] * 2
     assert summaries.getvalue() == (
-        "WARNING switchboard.logging suppressed 7 Django 4xx records in a minute "
-        "(the access log has each request)\n"
+        "WARNING switchboard.logging suppressed 7 client-error records in a minute "
+        "(Django's 4xx, malformed requests)\n"
     )
 
 
