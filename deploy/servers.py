@@ -3,8 +3,9 @@
 Supported: daphne and uvicorn (runtime dependencies, each with a deploy/systemd unit).
 granian was evaluated and is not supported (docs/DEPLOYMENT.md says why); its line is here
 for the system tests that keep that evaluation current, and for `make bench`.
-docs/DEPLOYMENT.md quotes these lines, the units run them, and the system tests
-(tests/system/stack.py) start workers with them, so all of them say the same thing.
+docs/DEPLOYMENT.md quotes these lines, the units and deploy/kubernetes/'s Deployment run them,
+and the system tests (tests/system/stack.py) start workers with them, so all of them say the
+same thing.
 
 What every line does, on every server:
 - binds one address and port (a process manager or nginx spreads load over workers);
