@@ -13,6 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.log_servers import server_loggers
+from config.redis_topology import RedisTopology
 from core.version import __version__
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -123,7 +124,21 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 # ---------------------------------------------------------------------------
 # CACHE AND CHANNELS
 # ---------------------------------------------------------------------------
-REDIS_URL = env("REDIS_URL", default="")
+# Where Redis is (config/redis_topology.py; docs/CONFIGURATION.md#redis): one server, or a
+# master that Sentinel names, and the channel layer there or sharded over several servers.
+REDIS_TOPOLOGY = RedisTopology.from_env(
+    url=env("REDIS_URL", default=""),
+    sentinels=env("REDIS_SENTINELS", default=""),
+    sentinel_master=env("REDIS_SENTINEL_MASTER", default=""),
+    layer_urls=env("REDIS_LAYER_URLS", default=""),
+)
+REDIS_URL = REDIS_TOPOLOGY.url  # "" when there is no Redis; the sentinels' master by name
+REDIS_SENTINELS = REDIS_TOPOLOGY.sentinels
+REDIS_SENTINEL_MASTER = REDIS_TOPOLOGY.sentinel_master
+REDIS_LAYER_URLS = REDIS_TOPOLOGY.layer_urls
+# For servers whose URL names none, and for the sentinels themselves.
+REDIS_PASSWORD = env("REDIS_PASSWORD", default="")
+REDIS_SENTINEL_PASSWORD = env("REDIS_SENTINEL_PASSWORD", default="")
 
 # redis-py 8 defaults to a 5 s socket timeout, the same as channels-redis' 5 s blocking
 # read: every idle consumer would die with 1011. The read timeout must exceed it.
@@ -154,13 +169,9 @@ WS_ROOM_FANOUT_CAPACITY = env.int("WS_ROOM_FANOUT_CAPACITY", default=1000)
 
 if REDIS_URL:
     CHANNEL_LAYER_CONFIG = {
-        "hosts": [
-            {
-                "address": REDIS_URL,
-                "socket_timeout": REDIS_SOCKET_TIMEOUT,
-                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
-            }
-        ],
+        "hosts": REDIS_TOPOLOGY.layer_hosts(
+            socket_timeout=REDIS_SOCKET_TIMEOUT, socket_connect_timeout=REDIS_CONNECT_TIMEOUT
+        ),
         "group_expiry": CHANNEL_GROUP_EXPIRY,
         # A sender checks the receiver's capacity: every layer names the worker channels'.
         "channel_capacity": {"rooms.*": WS_ROOM_FANOUT_CAPACITY},

@@ -50,7 +50,7 @@ class AsyncSharedLimiter:
                 del self._limiters[closed]
             clients = redis_clients()
             store = aio_storage.RedisStorage(
-                "async+" + clients.options.url,
+                "async+" + clients.options.limits_uri(),
                 implementation="redispy",
                 # limits types its storage options as scalars; redis-py takes a pool here.
                 connection_pool=clients.async_client().connection_pool,  # type: ignore[arg-type]
@@ -83,7 +83,7 @@ class SharedLimiter:
         if shared:
             clients = redis_clients()
             store = sync_storage.RedisStorage(
-                clients.options.url, connection_pool=clients.sync_pool()
+                clients.options.limits_uri(), connection_pool=clients.sync_pool()
             )
             self._shared = sync_strategies.MovingWindowRateLimiter(store)
 

@@ -6,6 +6,11 @@ pool sizes, timeouts and what counts as an outage are decided once. A worker's f
 held by its hub (`realtime.hub`), which names itself the source here when it is installed
 (core never imports the apps).
 
+With Sentinel (REDIS_SENTINELS), every pool follows the current master of
+REDIS_SENTINEL_MASTER: a connection asks the sentinels where the master is when it connects,
+and one that finds a demoted master drops and asks again, so after a failover each user of
+Redis reconnects to the new master through the same pools.
+
 Pools wait for a free connection instead of failing. redis-py's default pool raises
 `MaxConnectionsError` the moment 100 connections are in use, and a burst of handshakes
 (each a few Redis round trips) took that for an outage: checks were skipped and the layer was
@@ -19,10 +24,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aio_sentinel
+import redis.sentinel as sync_sentinel
 from django.conf import settings
+from redis.asyncio.connection import parse_url as aio_parse_url
+from redis.connection import parse_url as sync_parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -78,15 +88,29 @@ class WaitingPool(redis.BlockingConnectionPool):
             raise
 
 
+class AsyncWaitingSentinelPool(aio_sentinel.SentinelConnectionPool, AsyncWaitingPool):
+    """A waiting asyncio pool whose connections go to the master the sentinels name."""
+
+
+class WaitingSentinelPool(sync_sentinel.SentinelConnectionPool, WaitingPool):
+    """A waiting pool for sync code whose connections go to the master the sentinels name."""
+
+
 @dataclass(frozen=True)
 class RedisOptions:
-    """How Switchboard connects to Redis (settings, see docs/SECURITY.md and .env.example)."""
+    """How Switchboard connects to Redis (settings, see docs/CONFIGURATION.md#redis).
+    `sentinels` empty: `url` is the server; else the sentinels name the master of
+    `sentinel_master`, and `url` gives the database, TLS and options."""
 
     url: str
     max_connections: int
     pool_timeout: float
     socket_timeout: float
     connect_timeout: float
+    password: str = ""
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str = ""
+    sentinel_password: str = ""
 
     @classmethod
     def from_settings(cls) -> "RedisOptions":
@@ -96,7 +120,35 @@ class RedisOptions:
             pool_timeout=settings.REDIS_POOL_TIMEOUT,
             socket_timeout=settings.REDIS_COMMAND_TIMEOUT,
             connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+            password=settings.REDIS_PASSWORD,
+            sentinels=settings.REDIS_SENTINELS,
+            sentinel_master=settings.REDIS_SENTINEL_MASTER,
+            sentinel_password=settings.REDIS_SENTINEL_PASSWORD,
         )
+
+    def limits_uri(self) -> str:
+        """REDIS_URL as the `limits` library's storages take it: they parse a host and a
+        port from it (a sentinel master's name has no port), then use the factory's pool."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
+
+    def password_kwargs(self, url: str) -> dict[str, Any]:
+        """REDIS_PASSWORD, for a server whose URL names no password."""
+        if self.password and not urlsplit(url).password:
+            return {"password": self.password}
+        return {}
+
+    def sentinel_kwargs(self) -> dict[str, Any]:
+        """How to talk to the sentinels themselves: their password, TLS as the servers'."""
+        kwargs: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+        }
+        if self.sentinel_password:
+            kwargs["password"] = self.sentinel_password
+        if self.url.startswith("rediss://"):
+            kwargs["ssl"] = True
+        return kwargs
 
 
 class RedisClients:
@@ -106,8 +158,39 @@ class RedisClients:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._async: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
+        self._async_sentinels: dict[asyncio.AbstractEventLoop, aio_sentinel.Sentinel] = {}
         self._sync: redis.Redis | None = None
         self._lock = threading.Lock()
+
+    @property
+    def sentinel(self) -> bool:
+        """Whether the server is found through sentinels."""
+        return bool(self.options.sentinels)
+
+    def _sentinel_pool_kwargs(
+        self, parse_url: Callable[[str], Any], socket_timeout: float | None
+    ) -> dict[str, Any]:
+        """A sentinel pool's connection options: REDIS_URL's (database, password, TLS
+        options) without its address, which the sentinels give, and the factory's timeouts."""
+        url = self.options.url
+        kwargs = dict(parse_url(url))
+        for address_part in ("host", "port", "path", "connection_class"):
+            kwargs.pop(address_part, None)
+        if url.startswith("rediss://"):
+            kwargs["ssl"] = True  # the sentinel pool picks its TLS connection class
+        return {**kwargs, **self.options.password_kwargs(url), **self._pool_kwargs(socket_timeout)}
+
+    def _async_sentinel(self) -> aio_sentinel.Sentinel:
+        loop = asyncio.get_running_loop()
+        manager = self._async_sentinels.get(loop)
+        if manager is None:
+            for closed in [other for other in self._async_sentinels if other.is_closed()]:
+                del self._async_sentinels[closed]
+            # redis-py leaves Sentinel and its pools unannotated.
+            manager = self._async_sentinels[loop] = aio_sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                list(self.options.sentinels), sentinel_kwargs=self.options.sentinel_kwargs()
+            )
+        return manager
 
     def _pool_kwargs(self, socket_timeout: float | None) -> dict[str, Any]:
         return {
@@ -122,9 +205,17 @@ class RedisClients:
     def async_pool(
         self, url: str | None = None, *, socket_timeout: float | None = None, **extra: Any
     ) -> AsyncWaitingPool:
-        """A new asyncio pool for the running loop (channel layers make one per loop)."""
-        kwargs = {**self._pool_kwargs(socket_timeout), **extra}
-        return AsyncWaitingPool.from_url(url or self.options.url, **kwargs)
+        """A new asyncio pool for the running loop (channel layers make one per loop): to
+        `url` (a shard of the channel layer), else to REDIS_URL's server or the sentinels'
+        master."""
+        if url is None and self.sentinel:
+            kwargs = self._sentinel_pool_kwargs(aio_parse_url, socket_timeout)
+            return AsyncWaitingSentinelPool(  # type: ignore[no-untyped-call]
+                self.options.sentinel_master, self._async_sentinel(), **kwargs, **extra
+            )
+        url = url or self.options.url
+        kwargs = {**self.options.password_kwargs(url), **self._pool_kwargs(socket_timeout)}
+        return AsyncWaitingPool.from_url(url, **kwargs, **extra)
 
     def async_client(self) -> aioredis.Redis:
         """The running event loop's client (Switchboard's own keys: tickets, heartbeats,
@@ -144,10 +235,14 @@ class RedisClients:
     async def aclose(self) -> None:
         """Close the running loop's client and the sync one (a worker's shutdown); a later
         use builds new ones."""
-        loop_client = self._async.pop(asyncio.get_running_loop(), None)
+        loop = asyncio.get_running_loop()
+        loop_client = self._async.pop(loop, None)
+        manager = self._async_sentinels.pop(loop, None)
         try:
             if loop_client is not None:
                 await loop_client.aclose(close_connection_pool=True)
+            for sentinel in manager.sentinels if manager is not None else ():
+                await sentinel.aclose(close_connection_pool=True)
         finally:
             with self._lock:
                 sync, self._sync = self._sync, None
@@ -159,9 +254,19 @@ class RedisClients:
         """The process's client for sync code: REST views, the admin, commands."""
         with self._lock:
             if self._sync is None:
-                pool = WaitingPool.from_url(self.options.url, **self._pool_kwargs(None))
-                self._sync = redis.Redis(connection_pool=pool)
+                self._sync = redis.Redis(connection_pool=self._sync_pool_new())
             return self._sync
+
+    def _sync_pool_new(self) -> WaitingPool:
+        if self.sentinel:
+            manager = sync_sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                list(self.options.sentinels), sentinel_kwargs=self.options.sentinel_kwargs()
+            )
+            kwargs = self._sentinel_pool_kwargs(sync_parse_url, None)
+            return WaitingSentinelPool(self.options.sentinel_master, manager, **kwargs)  # type: ignore[no-untyped-call]
+        url = self.options.url
+        kwargs = {**self.options.password_kwargs(url), **self._pool_kwargs(None)}
+        return WaitingPool.from_url(url, **kwargs)
 
 
 @once

@@ -112,6 +112,38 @@ def _group_expiry() -> list[CheckMessage]:
     ]
 
 
+def _layer_agreement() -> list[CheckMessage]:
+    """Every alive worker's channel layer is this configuration's (REDIS_LAYER_URLS)."""
+    if not settings.REDIS_URL:
+        return []
+    from realtime.cluster.workers import layer_fingerprint, layer_fingerprints_sync
+
+    try:
+        fingerprints = layer_fingerprints_sync()
+    except Exception as e:  # Redis unreachable from here: other checks and /readyz say so
+        return [
+            Warning(
+                f"could not read the workers' heartbeats from Redis ({type(e).__name__}), so "
+                "whether every worker uses this REDIS_LAYER_URLS is unknown.",
+                id="switchboard.W008",
+            )
+        ]
+    mine = layer_fingerprint()
+    others = sorted(worker for worker, theirs in fingerprints.items() if theirs != mine)
+    if not others:
+        return []
+    return [
+        Error(
+            f"{len(others)} running worker(s) use a different channel layer than this "
+            f"configuration ({', '.join(others[:5])}): channels-redis would send their "
+            "messages to different servers, and they would be lost.",
+            hint="Give every worker the same REDIS_LAYER_URLS, in the same order (and the same "
+            "REDIS_URL or REDIS_SENTINELS), then restart the ones that differ.",
+            id="switchboard.E007",
+        )
+    ]
+
+
 def _open_registration() -> list[CheckMessage]:
     if settings.DEBUG or not settings.ACCOUNTS_ALLOW_REGISTRATION:
         return []
@@ -135,5 +167,6 @@ def switchboard_deploy_checks(
         *_signing_key(),
         *_rotation_blacklist(),
         *_group_expiry(),
+        *_layer_agreement(),
         *_open_registration(),
     ]

@@ -74,6 +74,11 @@ FANOUT_LATENCY = Histogram(
     ["event"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+LAYER_CONFIG_MISMATCH = Gauge(
+    "switchboard_layer_config_mismatch",
+    "Other alive workers whose channel layer (REDIS_LAYER_URLS) differs from this worker's.",
+    multiprocess_mode="max",
+)
 LAYER_FAILURES = Counter(
     "switchboard_channel_layer_failures", "Channel-layer operations that failed.", ["operation"]
 )

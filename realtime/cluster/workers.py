@@ -6,6 +6,11 @@ killed with SIGKILL stops renewing: within WS_PRESENCE_TTL seconds its key expir
 sessions and presence entries stop counting, with no request to that worker. Redis keeps
 the TTL, so the workers' clocks never need to agree. Without REDIS_URL there is one worker:
 this process.
+
+The key's value is the worker's channel-layer fingerprint (`config.redis_topology`): workers
+that shard the layer differently would each look for a channel on a different server, so a
+worker that finds another alive with a different fingerprint says so (an error in the log,
+`switchboard_layer_config_mismatch`), and `check --deploy` fails (switchboard.E007).
 """
 
 import asyncio
@@ -18,6 +23,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from core.redis import redis_clients, text
+from realtime.metrics import LAYER_CONFIG_MISMATCH
 
 logger = logging.getLogger("switchboard.realtime")
 
@@ -35,6 +41,28 @@ def alive_of(workers: list[str], beats: list[bytes | str | None]) -> set[str]:
     return {worker for worker, beat in zip(workers, beats, strict=True) if beat is not None}
 
 
+def layer_fingerprint() -> str:
+    """This worker's channel-layer fingerprint: what its heartbeat says."""
+    fingerprint: str = settings.REDIS_TOPOLOGY.layer_fingerprint()
+    return fingerprint
+
+
+def fingerprints_of(workers: list[str], beats: list[bytes | str | None]) -> dict[str, str]:
+    """Each alive worker's layer fingerprint (a heartbeat of "1": a worker from before
+    fingerprints, counted as unknown)."""
+    return {
+        worker: text(beat)
+        for worker, beat in zip(workers, beats, strict=True)
+        if beat is not None and text(beat) != "1"
+    }
+
+
+def mismatched_workers(fingerprints: dict[str, str]) -> list[str]:
+    """The other workers whose channel layer differs from this worker's."""
+    mine = layer_fingerprint()
+    return sorted(w for w, theirs in fingerprints.items() if w != WORKER_ID and theirs != mine)
+
+
 class WorkerHeartbeat:
     """This worker's heartbeat, and the alive-worker queries, on one Redis per event loop
     (held by the hub, `realtime.hub`)."""
@@ -42,6 +70,8 @@ class WorkerHeartbeat:
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
         self.beating = False
+        self.fingerprint = layer_fingerprint()
+        self.mismatch_reported = False
 
     def client(self) -> aioredis.Redis:
         """The running loop's Redis client (`core.redis`)."""
@@ -50,10 +80,30 @@ class WorkerHeartbeat:
     async def beat(self) -> None:
         """Renew this worker's key and make sure the worker set lists it."""
         async with self.client().pipeline(transaction=True) as pipe:
-            pipe.set(worker_key(WORKER_ID), "1", ex=settings.WS_PRESENCE_TTL)
+            pipe.set(worker_key(WORKER_ID), self.fingerprint, ex=settings.WS_PRESENCE_TTL)
             pipe.sadd(WORKERS_KEY, WORKER_ID)
             await pipe.execute()
+        if not self.beating:
+            await self.layer_agreement_check()
         self.beating = True
+
+    async def layer_agreement_check(self) -> None:
+        """Compare this worker's channel layer with every alive worker's; an error in the log
+        and the mismatch gauge when one differs (once until they agree again)."""
+        client = self.client()
+        workers = sorted(text(member) for member in await client.smembers(WORKERS_KEY))
+        beats = await client.mget([worker_key(w) for w in workers]) if workers else []
+        others = mismatched_workers(fingerprints_of(workers, beats))
+        LAYER_CONFIG_MISMATCH.set(len(others))
+        if others and not self.mismatch_reported:
+            logger.error(
+                "channel layer: %d other worker(s) use a different REDIS_LAYER_URLS (or Redis) "
+                "than this one (%s): messages between them are lost. Give every worker the "
+                "same REDIS_LAYER_URLS, in the same order.",
+                len(others),
+                ", ".join(others[:5]),
+            )
+        self.mismatch_reported = bool(others)
 
     async def ensure(self) -> None:
         """Start beating (the first beat before returning, so nothing this worker records is
@@ -73,6 +123,7 @@ class WorkerHeartbeat:
             await asyncio.sleep(settings.WS_PRESENCE_TTL / 3)
             try:
                 await self.beat()
+                await self.layer_agreement_check()
             except Exception as e:  # Redis down: the layer-health log already says so
                 self.beating = False
                 logger.debug("worker heartbeat failed: %s", type(e).__name__)
@@ -111,6 +162,15 @@ class LocalWorkers:
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return []
+
+
+def layer_fingerprints_sync() -> dict[str, str]:
+    """Every alive worker's channel-layer fingerprint, for `check --deploy`."""
+    client = redis_clients().sync_client()
+    workers = sorted(text(member) for member in client.smembers(WORKERS_KEY))
+    return (
+        fingerprints_of(workers, client.mget([worker_key(w) for w in workers])) if workers else {}
+    )
 
 
 def alive_workers_sync() -> set[str]:

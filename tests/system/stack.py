@@ -48,10 +48,16 @@ class RedisServer:
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    args: tuple[str, ...] = ()  # more redis-server options (a replica's, a password)
+    password: str | None = None  # what the test's own client authenticates with
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        """A client of this server for the test itself (close it when done)."""
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=2)
 
     def start(self) -> "RedisServer":
         binary = shutil.which("redis-server")
@@ -59,12 +65,12 @@ class RedisServer:
             raise RuntimeError("redis-server is not on PATH (make test installs it)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.workdir)]
+        args += ["--appendonly", "no", "--dir", str(self.workdir), *self.args]
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir
         )
         port_wait(self.port, proc=self.proc)
-        client = redis.Redis(port=self.port, socket_timeout=2)
+        client = self.client()
         try:
             client.ping()
         finally:
@@ -76,8 +82,14 @@ class RedisServer:
             process_stop(self.proc)
             self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without a word, as a crashed host's does."""
+        if self.proc is not None:
+            process_stop(self.proc, sig=signal.SIGKILL)
+            self.proc = None
+
     def flush(self) -> None:
-        client = redis.Redis(port=self.port, socket_timeout=2)
+        client = self.client()
         try:
             client.flushall()
         finally:

@@ -123,3 +123,26 @@ def test_pools_take_their_size_and_timeouts_from_the_options():
     assert (pool.max_connections, pool.timeout) == (7, 3.5)
     assert pool.connection_kwargs["socket_timeout"] == 4
     assert pool.connection_kwargs["socket_connect_timeout"] == 1
+
+
+def test_the_limits_uri_always_names_a_port_and_keeps_the_scheme_and_database():
+    def uri(url: str) -> str:
+        return RedisOptions(
+            url=url, max_connections=2, pool_timeout=1, socket_timeout=1, connect_timeout=1
+        ).limits_uri()
+
+    assert uri("redis://switchboard/0") == "redis://switchboard:6379/0"
+    assert uri("rediss://cache.example:6380/2") == "rediss://cache.example:6380/2"
+
+
+def test_redis_password_fills_in_only_where_the_url_names_none():
+    options = RedisOptions(
+        url="redis://a/0",
+        max_connections=2,
+        pool_timeout=1,
+        socket_timeout=1,
+        connect_timeout=1,
+        password="from-the-setting",
+    )
+    assert options.password_kwargs("redis://a/0") == {"password": "from-the-setting"}
+    assert options.password_kwargs("redis://:in-the-url@a/0") == {}

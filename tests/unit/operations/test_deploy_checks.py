@@ -103,3 +103,36 @@ def test_with_debug_on_neither_the_memory_layer_nor_registration_is_reported(pro
     production.ACCOUNTS_ALLOW_REGISTRATION = True
 
     assert ids(production) == []
+
+
+def test_a_running_worker_with_another_channel_layer_is_e007(production, monkeypatch):
+    from realtime.cluster import workers
+
+    production.REDIS_URL = "redis://127.0.0.1:1/0"
+    mine = workers.layer_fingerprint()
+    monkeypatch.setattr(
+        workers, "layer_fingerprints_sync", lambda: {"w1": mine, "w2": "0123456789abcdef"}
+    )
+
+    [message] = switchboard_deploy_checks(None)
+
+    assert message.id == "switchboard.E007"
+    assert message.msg.startswith("1 running worker(s) use a different channel layer than this")
+    assert message.hint.startswith("Give every worker the same REDIS_LAYER_URLS, in the same")
+
+
+def test_workers_agreeing_on_the_layer_pass_and_unreadable_heartbeats_are_w008(
+    production, monkeypatch
+):
+    from realtime.cluster import workers
+
+    production.REDIS_URL = "redis://127.0.0.1:1/0"
+    mine = workers.layer_fingerprint()
+    monkeypatch.setattr(workers, "layer_fingerprints_sync", lambda: {"w1": mine, "w2": mine})
+    assert ids(production) == []
+
+    def unreachable() -> dict[str, str]:
+        raise ConnectionError("refused")
+
+    monkeypatch.setattr(workers, "layer_fingerprints_sync", unreachable)
+    assert ids(production) == ["switchboard.W008"]
