@@ -111,6 +111,9 @@ class RedisOptions:
     sentinels: tuple[tuple[str, int], ...] = ()
     sentinel_master: str = ""
     sentinel_password: str = ""
+    # What each connection tells Redis it is (CLIENT SETNAME): a worker's hub names its
+    # connections after the worker, so that `CLIENT LIST` shows who holds which.
+    client_name: str = ""
 
     @classmethod
     def from_settings(cls) -> "RedisOptions":
@@ -193,7 +196,9 @@ class RedisClients:
         return manager
 
     def _pool_kwargs(self, socket_timeout: float | None) -> dict[str, Any]:
+        named = {"client_name": self.options.client_name} if self.options.client_name else {}
         return {
+            **named,
             "max_connections": self.options.max_connections,
             "timeout": self.options.pool_timeout,
             "socket_timeout": self.options.socket_timeout

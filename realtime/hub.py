@@ -17,6 +17,7 @@ closes are kept per event loop (a worker runs one; tests run many).
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from channels.layers import get_channel_layer
@@ -27,7 +28,7 @@ from core.rate_limits import SharedLimiter
 from core.redis import RedisClients, RedisOptions, redis_clients, redis_clients_source
 from realtime.auth.tickets import MemoryTickets, RedisTickets, TicketStore
 from realtime.cluster.health import LayerHealth
-from realtime.cluster.workers import LocalWorkers, WorkerHeartbeat
+from realtime.cluster.workers import WORKER_ID, LocalWorkers, WorkerHeartbeat
 from realtime.registry.closes import RegistryCloses
 from realtime.registry.services import Close, SessionOpen
 from realtime.rooms.fanout import RoomFanout, room_layer_alias
@@ -89,7 +90,12 @@ class Hub:
     @property
     def redis(self) -> RedisClients:
         """The Redis client factory (`core.redis`)."""
-        return self._part("redis", lambda: RedisClients(RedisOptions.from_settings()))
+
+        def build() -> RedisClients:
+            named = replace(RedisOptions.from_settings(), client_name=f"switchboard:{WORKER_ID}")
+            return RedisClients(named)
+
+        return self._part("redis", build)
 
     @property
     def heartbeat(self) -> WorkerHeartbeat | LocalWorkers:

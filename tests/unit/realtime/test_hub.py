@@ -4,7 +4,7 @@ import asyncio
 import threading
 
 from core.redis import redis_clients
-from realtime.cluster.workers import LocalWorkers
+from realtime.cluster.workers import WORKER_ID, LocalWorkers
 from realtime.hub import Hub, hub, hub_install
 from realtime.session.credentials import sessions_revalidate
 
@@ -80,3 +80,9 @@ async def test_the_room_fanout_and_registry_closes_are_one_per_event_loop(worker
     other_fanout, other_closes = await asyncio.to_thread(asyncio.run, elsewhere())
     assert other_fanout is not fanout
     assert other_closes is not closes
+
+
+def test_a_hubs_redis_connections_carry_the_workers_name():
+    clients = Hub().redis
+    assert clients.options.client_name == f"switchboard:{WORKER_ID}"
+    assert clients._pool_kwargs(None)["client_name"] == f"switchboard:{WORKER_ID}"
