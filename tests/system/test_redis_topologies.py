@@ -148,3 +148,14 @@ async def test_a_worker_sharding_differently_is_an_error_in_its_log_and_in_check
     assert result.returncode == 1, result.stdout + result.stderr
     assert "(switchboard.E007) 1 running worker(s) use a different channel layer" in result.stderr
     assert "Give every worker the same REDIS_LAYER_URLS, in the same order" in result.stderr
+
+
+async def test_readyz_answers_200_on_every_call(topology_workers):
+    # Its round trip is a direct send to a process-local channel: over two shards,
+    # channels-redis sent it to the receiver's shard only by chance (core/channel_layer.py).
+    for worker in topology_workers:
+        with http_client(worker) as client:
+            answers = [client.get("/readyz") for _ in range(20)]
+        assert [(a.status_code, a.json()) for a in answers] == [
+            (200, {"database": "ok", "channel_layer": "ok"})
+        ] * 20
