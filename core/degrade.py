@@ -9,6 +9,8 @@ import logging
 
 from prometheus_client import Counter
 
+from core.redis import redis_error_reason
+
 # The checks that need Redis, and what each answers without it (the metric's label values).
 CHECKS = frozenset(
     {"connect_rate", "ticket_rate", "login_rate", "revoked_tokens", "tickets", "session_cap"}
@@ -43,7 +45,7 @@ class Degradation:
             logger.warning(
                 "%s: Redis cannot answer (%s); %s until it can",
                 self.check,
-                type(error).__name__,
+                redis_error_reason(error),
                 self.rule,
             )
 

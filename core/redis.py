@@ -20,6 +20,7 @@ operation fails (and a security check that needed it refuses), nothing else chan
 """
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +34,8 @@ import redis.sentinel as sync_sentinel
 from django.conf import settings
 from redis.asyncio.connection import parse_url as aio_parse_url
 from redis.connection import parse_url as sync_parse_url
+from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.once import once
@@ -55,6 +56,46 @@ def redis_is_down(error: BaseException) -> bool:
     if isinstance(error, RedisBusy):
         return False
     return isinstance(error, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError)
+
+
+def _tls_failure(error: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind `error` (redis-py raises its ConnectionError while handling it)."""
+    for _ in range(5):  # a short chain: a wrapper or two around the socket's error
+        if isinstance(error, ssl.SSLError):
+            return error
+        cause = error.__cause__ or error.__context__
+        if cause is None:
+            return None
+        error = cause
+    return None
+
+
+def redis_error_reason(error: BaseException) -> str:
+    """Why Redis could not answer, for a log line: the error's class, and for a refused TLS
+    handshake or password what failed and which setting to look at. Never the error's own
+    text (a reply may quote a command), so never a credential."""
+    name = type(error).__name__
+    if isinstance(error, AuthenticationError):
+        return f"{name}: password missing or refused, check REDIS_PASSWORD"
+    tls = _tls_failure(error)
+    if isinstance(tls, ssl.SSLCertVerificationError):  # OpenSSL's verdict: never a secret
+        verdict = getattr(tls, "verify_message", None) or "the certificate is not trusted"
+        return (
+            f"{name}: TLS certificate verify failed: {verdict}, check the Redis URL's host and "
+            "ssl_ca_certs"
+        )
+    if tls is not None:
+        return f"{name}: TLS handshake failed: {getattr(tls, 'reason', None) or type(tls).__name__}"
+    return name
+
+
+def tls_kwargs(url: str) -> dict[str, Any]:
+    """The TLS options of a rediss:// URL (ssl=True and its ssl_* query options, as redis-py
+    reads them), for connections that take no URL: the sentinels'. {} for redis://."""
+    if not url.startswith("rediss://"):
+        return {}
+    parsed = sync_parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    return {"ssl": True, **{name: v for name, v in parsed.items() if name.startswith("ssl")}}
 
 
 def _pool_empty(error: RedisConnectionError) -> bool:
@@ -142,15 +183,15 @@ class RedisOptions:
         return {}
 
     def sentinel_kwargs(self) -> dict[str, Any]:
-        """How to talk to the sentinels themselves: their password, TLS as the servers'."""
+        """How to talk to the sentinels themselves: their password, TLS as the servers' (the
+        CA, client certificate and checks of REDIS_URL's query)."""
         kwargs: dict[str, Any] = {
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.connect_timeout,
+            **tls_kwargs(self.url),
         }
         if self.sentinel_password:
             kwargs["password"] = self.sentinel_password
-        if self.url.startswith("rediss://"):
-            kwargs["ssl"] = True
         return kwargs
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from core.redis import redis_is_down
+from core.redis import redis_error_reason, redis_is_down
 from realtime.metrics import LAYER_FAILURES, LAYER_OPERATIONS, label
 
 logger = logging.getLogger("switchboard.realtime")
@@ -83,7 +83,7 @@ class LayerHealth:
                 "channel layer unreachable (%s failed: %s); sessions stay open, cross-worker "
                 "delivery paused until it is back",
                 operation,
-                type(error).__name__,
+                redis_error_reason(error),
             )
         self.monitor_start()
 

@@ -48,23 +48,27 @@ class RedisServer:
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
-    args: tuple[str, ...] = ()  # more redis-server options (a replica's, a password)
+    args: tuple[str, ...] = ()  # more redis-server options (a replica's, a password, TLS files)
     password: str | None = None  # what the test's own client authenticates with
+    # Set: TLS only, on `port` (the --tls-* files go in `args`); the CA the test's client trusts.
+    tls_ca: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls_ca else 'redis'}://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
         """A client of this server for the test itself (close it when done)."""
-        return redis.Redis(port=self.port, password=self.password, socket_timeout=2)
+        tls = {"ssl": True, "ssl_ca_certs": str(self.tls_ca)} if self.tls_ca else {}
+        return redis.Redis("127.0.0.1", self.port, password=self.password, socket_timeout=2, **tls)
 
     def start(self) -> "RedisServer":
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on PATH (make test installs it)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        listen = ("--port", "0", "--tls-port") if self.tls_ca else ("--port",)
+        args = [binary, *listen, str(self.port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "no", "--dir", str(self.workdir), *self.args]
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir
@@ -73,6 +77,9 @@ class RedisServer:
         client = self.client()
         try:
             client.ping()
+        except Exception:  # listening, but not to this client (TLS, a password): not left running
+            self.stop()
+            raise
         finally:
             client.close()
         return self

@@ -2,9 +2,11 @@
 
 import asyncio
 import socket
+import ssl
 
 import pytest
 import redis
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -14,7 +16,9 @@ from core.redis import (
     RedisClients,
     RedisOptions,
     WaitingPool,
+    redis_error_reason,
     redis_is_down,
+    tls_kwargs,
 )
 
 
@@ -146,3 +150,90 @@ def test_redis_password_fills_in_only_where_the_url_names_none():
     )
     assert options.password_kwargs("redis://a/0") == {"password": "from-the-setting"}
     assert options.password_kwargs("redis://:in-the-url@a/0") == {}
+
+
+def raised_while_handling(error: Exception, cause: BaseException) -> Exception:
+    """`error` as redis-py raises it: inside the `except` that caught `cause`."""
+    try:
+        try:
+            raise cause
+        except BaseException:
+            raise error  # noqa: B904 (redis-py raises without `from`: the context is implicit)
+    except Exception as raised:
+        return raised
+
+
+def verify_failed(verdict: str) -> ssl.SSLCertVerificationError:
+    """A certificate check's failure, as OpenSSL reports it (it sets `verify_message`)."""
+    error = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {verdict}")
+    error.verify_message = verdict
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (RedisConnectionError("Error 111 connecting to 10.0.0.5:6379."), "ConnectionError"),
+        (
+            raised_while_handling(
+                RedisConnectionError("Error 1 connecting to 10.0.0.5:6380. [SSL: …]"),
+                verify_failed("unable to get local issuer certificate"),
+            ),
+            "ConnectionError: TLS certificate verify failed: unable to get local issuer "
+            "certificate, check the Redis URL's host and ssl_ca_certs",
+        ),
+        (
+            raised_while_handling(RedisConnectionError("…"), ssl.SSLCertVerificationError()),
+            "ConnectionError: TLS certificate verify failed: the certificate is not trusted, "
+            "check the Redis URL's host and ssl_ca_certs",
+        ),
+        (
+            raised_while_handling(RedisConnectionError("…"), ssl.SSLError(1, "wrong version")),
+            "ConnectionError: TLS handshake failed: SSLError",
+        ),
+        (
+            AuthenticationError("WRONGPASS invalid username-password pair"),
+            "AuthenticationError: password missing or refused, check REDIS_PASSWORD",
+        ),
+        (RedisBusy("no free Redis connection within 10 s"), "RedisBusy"),
+        (redis.ResponseError("ERR unknown command 'hunter2'"), "ResponseError"),
+    ],
+    ids=repr,
+)
+def test_the_reason_logged_for_a_redis_error_says_what_failed_and_never_quotes_it(error, reason):
+    assert redis_error_reason(error) == reason
+
+
+def test_a_rediss_url_gives_its_tls_options_and_a_redis_url_none():
+    url = (
+        "rediss://:pw@10.0.0.5:6380/0?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=required"
+        "&ssl_certfile=/etc/client.pem&ssl_keyfile=/etc/client.key&ssl_check_hostname=false"
+        "&socket_keepalive=true"
+    )
+    assert tls_kwargs(url) == {
+        "ssl": True,
+        "ssl_ca_certs": "/etc/ca.pem",
+        "ssl_cert_reqs": "required",
+        "ssl_certfile": "/etc/client.pem",
+        "ssl_keyfile": "/etc/client.key",
+        "ssl_check_hostname": False,
+    }
+    assert tls_kwargs("rediss://10.0.0.5/0") == {"ssl": True}
+    assert tls_kwargs("redis://10.0.0.5/0?ssl_ca_certs=/etc/ca.pem") == {}
+
+
+def test_the_sentinels_are_reached_with_the_servers_tls_options_and_their_own_password():
+    sentinel = options(
+        url="rediss://main/0?ssl_ca_certs=/etc/ca.pem",
+        sentinels=(("10.0.0.1", 26379),),
+        sentinel_master="main",
+        password="servers",
+        sentinel_password="sentinels",
+    )
+    assert sentinel.sentinel_kwargs() == {
+        "socket_timeout": 1,
+        "socket_connect_timeout": 1,
+        "ssl": True,
+        "ssl_ca_certs": "/etc/ca.pem",
+        "password": "sentinels",
+    }
