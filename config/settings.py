@@ -120,6 +120,19 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # it; 8 leave room for admin and REST views under load.
     if env.bool("DATABASE_POOL", default=True):
         DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 2, "max_size": 8, "timeout": 5}
+# PgBouncer in transaction pooling mode (docs/DEPLOYMENT.md#postgresql-connections) gives each
+# transaction whichever server connection is free, so nothing may outlive a transaction: not
+# a server-side cursor (QuerySet.iterator() keeps one open across transactions in autocommit),
+# not a prepared statement (Django turns psycopg's off already; kept off here whatever
+# DATABASE_URL's options say).
+if env.bool("DATABASE_PGBOUNCER", default=False):
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "DATABASE_PGBOUNCER=1 needs DATABASE_URL to name PgBouncer "
+            "(postgres://user:password@host:6432/db); unset it for another database."
+        )
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
 
 # ---------------------------------------------------------------------------
 # CACHE AND CHANNELS

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,10 +23,23 @@ SITE_CONF = ROOT / "deploy" / "nginx" / "switchboard.conf"
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
-def nginx_conf(*, site: str, listen_port: int, worker_ports: list[int], workdir: Path) -> str:
+# A worker nginx sends to: a port on 127.0.0.1, or a (host, port) pair.
+Upstream = int | tuple[str, int]
+
+
+def upstream_address(worker: Upstream) -> str:
+    """`host:port` of one upstream server line."""
+    host, port = ("127.0.0.1", worker) if isinstance(worker, int) else worker
+    return f"{host}:{port}"
+
+
+def nginx_conf(
+    *, site: str, listen_port: int, worker_ports: Sequence[Upstream], workdir: Path
+) -> str:
     """A complete nginx.conf that runs `site` (the production site config) in the foreground
-    from `workdir`, listening on 127.0.0.1:`listen_port` in front of `worker_ports`."""
-    servers = "".join(f"    server 127.0.0.1:{port};\n" for port in worker_ports)
+    from `workdir`, listening on 127.0.0.1:`listen_port` in front of `worker_ports` (ports on
+    127.0.0.1, or (host, port) pairs)."""
+    servers = "".join(f"    server {upstream_address(w)};\n" for w in worker_ports)
     site, upstreams = re.subn(
         r"(upstream switchboard \{\n)(?:\s*server [^;]+;\n)+", rf"\g<1>{servers}", site
     )
@@ -43,7 +57,11 @@ def nginx_conf(*, site: str, listen_port: int, worker_ports: list[int], workdir:
 
 
 def nginx_start(
-    *, listen_port: int, worker_ports: list[int], workdir: Path, site: str | None = None
+    *,
+    listen_port: int,
+    worker_ports: Sequence[Upstream],
+    workdir: Path,
+    site: str | None = None,
 ) -> subprocess.Popen:
     """nginx (Debian's, from PATH) with the rendered config, in the foreground; `site` is the
     site config's text (default: deploy/nginx/switchboard.conf's)."""
@@ -68,18 +86,24 @@ def nginx_start(
     )
 
 
-def port_wait(port: int, *, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    """Wait until something accepts on 127.0.0.1:`port`; fail early if `proc` exits."""
+def port_wait(
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = 30.0,
+    proc: subprocess.Popen | None = None,
+) -> None:
+    """Wait until something accepts on `host`:`port`; fail early if `proc` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before listening")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+    raise TimeoutError(f"nothing listened on {host}:{port} within {timeout} s")
 
 
 def stop(procs: list[subprocess.Popen]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.cluster import Upstream
 from tests.system.databases import database_create, database_drop, postgres_server_url
 from tests.system.stack import (
     ROOT,
@@ -64,6 +65,7 @@ def _worker_starter(
         name: str | None = None,
         server_args: tuple[str, ...] = (),
         server: str = "daphne",
+        host: str = "127.0.0.1",
         **env: str,
     ) -> Worker:
         name = name or f"worker{next(_names)}"
@@ -75,7 +77,12 @@ def _worker_starter(
         )
         environment.update(env)
         worker = Worker(
-            env=environment, workdir=workdir, name=name, server_args=server_args, server=server
+            env=environment,
+            workdir=workdir,
+            name=name,
+            server_args=server_args,
+            server=server,
+            host=host,
         )
         started.append(worker)
         return worker.start()
@@ -85,8 +92,8 @@ def _worker_starter(
 
 @pytest.fixture
 def start_worker(stack_dir, database_url, redis_server) -> Iterator[WorkerStarter]:
-    """Start workers: `start_worker(redis=True, server="daphne", **env)`; all stopped at
-    teardown."""
+    """Start workers: `start_worker(redis=True, server="daphne", host="127.0.0.1", **env)`; all
+    stopped at teardown."""
     started: list[Worker] = []
     yield _worker_starter(stack_dir, database_url, redis_server, started)
     for worker in started:
@@ -104,10 +111,11 @@ def start_module_worker(stack_dir, database_url, redis_server) -> Iterator[Worke
 
 @pytest.fixture
 def start_nginx(tmp_path) -> Iterator[Callable[..., NginxProxy]]:
-    """Start nginx with the shipped site config: `start_nginx(worker_ports)`; stopped after."""
+    """Start nginx with the shipped site config: `start_nginx(worker_ports)` (ports on
+    127.0.0.1, or `Worker.address` pairs); stopped after."""
     started: list[NginxProxy] = []
 
-    def start(worker_ports: list[int]) -> NginxProxy:
+    def start(worker_ports: list[Upstream]) -> NginxProxy:
         proxy = NginxProxy(workdir=tmp_path / f"nginx{len(started)}", worker_ports=worker_ports)
         started.append(proxy)
         return proxy.start()

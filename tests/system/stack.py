@@ -1,4 +1,5 @@
-"""Real processes for system tests: a redis-server and daphne workers on free loopback ports.
+"""Real processes for system tests: a redis-server, daphne workers and nginx on free loopback
+ports (a worker may bind another loopback address, 127.0.0.2 or .3, standing for another host).
 
 Every process is started here and stopped here, by PID; nothing is looked up by name.
 """
@@ -15,17 +16,17 @@ from pathlib import Path
 
 import redis
 
-from deploy.cluster import nginx_start, port_wait
+from deploy.cluster import Upstream, nginx_start, port_wait
 from deploy.servers import SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "system-test-secret-key-not-for-production-0123456789abcdef"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` (a loopback address) that nothing listens on right now."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -139,23 +140,34 @@ ACCESS_LOG_ARGS = {"daphne": ("--access-log", "-"), "uvicorn": (), "granian": ("
 @dataclass
 class Worker:
     """Switchboard under one ASGI server (`server`: daphne, uvicorn or granian, started with
-    the command line of deploy/servers.py) in a subprocess, its output kept in files."""
+    the command line of deploy/servers.py) in a subprocess, its output kept in files, bound to
+    `host` (another loopback address stands for another host)."""
 
     env: dict[str, str]
     workdir: Path
     name: str = "worker"
-    port: int = field(default_factory=free_port)
+    port: int = 0  # 0: a free port on `host`
     proc: subprocess.Popen | None = None
     server_args: tuple[str, ...] = ()  # extra options for the server
     server: str = "daphne"
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if not self.port:
+            self.port = free_port(self.host)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port): what nginx's upstream names (`NginxProxy.worker_ports`)."""
+        return self.host, self.port
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.host}:{self.port}"
 
     @property
     def stdout_path(self) -> Path:
@@ -167,7 +179,7 @@ class Worker:
 
     def command(self) -> list[str]:
         program, *args = SERVERS[self.server].argv(
-            host="127.0.0.1",
+            host=self.host,
             port=self.port,
             max_message_bytes=self.env.get("WS_MAX_MESSAGE_BYTES", "65536"),
             extra=(*ACCESS_LOG_ARGS[self.server], *self.server_args),
@@ -181,7 +193,7 @@ class Worker:
                 self.command(), cwd=ROOT, env=self.env, stdout=out, stderr=err
             )
         try:
-            port_wait(self.port, timeout=30, proc=self.proc)
+            port_wait(self.port, host=self.host, timeout=30, proc=self.proc)
         except Exception as e:
             raise RuntimeError(f"{self.server} did not start:\n{self.output()}") from e
         return self
@@ -226,10 +238,10 @@ class Worker:
 @dataclass
 class NginxProxy:
     """Debian's nginx running the shipped site config (deploy/nginx/switchboard.conf) on a
-    free port, in front of `worker_ports`."""
+    free port, in front of `worker_ports` (ports on 127.0.0.1, or `Worker.address` pairs)."""
 
     workdir: Path
-    worker_ports: list[int]
+    worker_ports: list[Upstream]
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
 

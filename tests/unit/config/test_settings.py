@@ -1,5 +1,6 @@
 """Settings read from the environment: empty values (a copied .env.example) mean unset."""
 
+import json
 import os
 import subprocess
 import sys
@@ -59,3 +60,44 @@ def test_postgresql_uses_psycopgs_pool_unless_database_pool_is_off():
     assert pool_option(DATABASE_URL=postgres) == "{'min_size': 2, 'max_size': 8, 'timeout': 5}"
     assert pool_option(DATABASE_URL=postgres, DATABASE_POOL="0") == "None"
     assert pool_option(DATABASE_URL="sqlite:///x.sqlite3", DATABASE_POOL="1") == "None"
+
+
+def database_settings(**env: str) -> subprocess.CompletedProcess:
+    """What Django would hand psycopg, as JSON: server-side cursors off, the prepare threshold
+    (psycopg's connect() argument; None: never prepare), the pool."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "JWT_"))}
+    environment.update(
+        DJANGO_SETTINGS_MODULE="config.settings", DJANGO_ENV_FILE="", DJANGO_DEBUG="1", **env
+    )
+    script = (
+        "import json, django; django.setup(); from django.db import connection; "
+        "params = connection.get_connection_params(); "
+        "print(json.dumps([bool(connection.settings_dict.get('DISABLE_SERVER_SIDE_CURSORS')), "
+        "params.get('prepare_threshold', 'unset'), connection.settings_dict['OPTIONS']['pool']]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+
+
+POSTGRES = "postgres://switchboard@127.0.0.1:6432/switchboard"
+POOL = {"min_size": 2, "max_size": 8, "timeout": 5}
+
+
+def test_database_pgbouncer_turns_server_side_cursors_and_prepared_statements_off():
+    behind = database_settings(
+        DATABASE_URL=f"{POSTGRES}?prepare_threshold=5", DATABASE_PGBOUNCER="1"
+    )
+    direct = database_settings(DATABASE_URL=POSTGRES)
+
+    assert behind.returncode == 0, behind.stderr
+    assert json.loads(behind.stdout) == [True, None, POOL]  # the URL's threshold overruled
+    assert direct.returncode == 0, direct.stderr
+    assert json.loads(direct.stdout) == [False, None, POOL]  # Django's own default: None
+
+
+def test_database_pgbouncer_without_postgresql_fails_with_the_fix_named():
+    result = database_settings(DATABASE_URL="sqlite:///x.sqlite3", DATABASE_PGBOUNCER="1")
+
+    assert result.returncode != 0
+    assert "DATABASE_PGBOUNCER=1 needs DATABASE_URL to name PgBouncer" in result.stderr
