@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from core.redis_address import address_of
+
 SCHEMES = ("redis", "rediss")
 SENTINEL_PORT = 26379
 
@@ -36,13 +38,6 @@ def _sentinels_parsed(value: str) -> tuple[tuple[str, int], ...]:
             )
         sentinels.append((host, int(port)))
     return tuple(sentinels)
-
-
-def address_of(url: str) -> str:
-    """A server's address as workers must agree on it: host:port/db, without credentials."""
-    parts = urlsplit(url)
-    db = parts.path.strip("/") or "0"
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}/{db}"
 
 
 @dataclass(frozen=True)

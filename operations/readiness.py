@@ -49,13 +49,30 @@ async def channel_layer_check() -> None:
 CHECKS = {"database": database_check, "channel_layer": channel_layer_check}
 
 
+def shards_down() -> str | None:
+    """With a sharded layer, which shards this worker cannot reach ("ok" when none): told,
+    not required, since what lives on the other shards is served (None with one Redis)."""
+    from realtime.cluster.health import ring_size, shard_name
+    from realtime.hub import hub
+
+    if ring_size() == 1:
+        return None
+    down = sorted(hub().health.down)
+    if not down:
+        return "ok"
+    return "down: " + ", ".join(shard_name(shard) for shard in down)
+
+
 async def readiness() -> dict[str, str]:
-    """Run every check concurrently: {"database": "ok" | "<error>", "channel_layer": …}."""
+    """Run every check concurrently: {"database": "ok" | "<error>", "channel_layer": …};
+    with a sharded layer, "channel_layer_shards" too (not part of the verdict)."""
     results = await asyncio.gather(*(check() for check in CHECKS.values()), return_exceptions=True)
-    return {
+    answers = {
         name: "ok" if result is None else _describe(result)
         for name, result in zip(CHECKS, results, strict=True)
     }
+    shards = shards_down()
+    return answers if shards is None else {**answers, "channel_layer_shards": shards}
 
 
 def _describe(error: BaseException) -> str:

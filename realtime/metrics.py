@@ -79,6 +79,11 @@ LAYER_CONFIG_MISMATCH = Gauge(
     "Other alive workers whose channel layer (REDIS_LAYER_URLS) differs from this worker's.",
     multiprocess_mode="max",
 )
+LAYER_SHARDS_DOWN = Gauge(
+    "switchboard_channel_layer_shards_down",
+    "Shards of the channel layer this worker cannot reach (with one Redis: 1 while it is down).",
+    multiprocess_mode="max",
+)
 LAYER_FAILURES = Counter(
     "switchboard_channel_layer_failures", "Channel-layer operations that failed.", ["operation"]
 )

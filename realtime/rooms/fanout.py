@@ -134,21 +134,24 @@ class RoomFanout:
                     await self.layer.group_discard(room_group(channel), self.channel_name)
                     await self._members_update(self.members.room_removed, channel)
 
-        await self.health.leave_now_or_later(discard)
+        await self.health.leave_now_or_later(discard, room_group(channel))
 
     async def groups_renew(self) -> None:
         """Add the worker channel again to every room group it belongs in: after an outage
         (Redis may have forgotten them) and before `CHANNEL_GROUP_EXPIRY` lapses."""
-        if not self.health.available or self.channel_name is None:
+        if self.channel_name is None or not self.health.available_for(self.channel_name):
             return
-        try:
-            for channel in sorted(self.joined):
+        for channel in sorted(self.joined):
+            group = room_group(channel)
+            if not self.health.available_for(group):
+                continue  # its shard is down: its recovery renews it
+            try:
                 async with self._room_lock(channel):
                     if channel in self.joined:
-                        await self.layer.group_add(room_group(channel), self.channel_name)
-        except Exception as e:
-            self.health.failed("group_add", e)
-            return
+                        await self.layer.group_add(group, self.channel_name)
+            except Exception as e:
+                self.health.failed("group_add", e, group)
+                return
         await self._members_record()
 
     async def _members_record(self) -> None:
@@ -188,11 +191,11 @@ class RoomFanout:
     async def _receive_run(self) -> None:
         """Read the worker channel for as long as the worker runs; waits out layer outages."""
         while True:
-            await self.health.wait_up()
+            await self.health.wait_up(self.channel_name)
             try:
                 event = await self.layer.receive(self.channel_name)
             except Exception as e:
-                self.health.failed("receive", e)
+                self.health.failed("receive", e, self.channel_name)
                 continue
             try:
                 await self.deliver(event)

@@ -24,7 +24,7 @@ from accounts.tokens import (
 )
 from realtime import metrics
 from realtime.auth.middleware import CredentialsMissing, scope_auth, scope_auth_error
-from realtime.events import revocation_floor
+from realtime.events import revocation_floor, user_group
 from realtime.hub import hub
 from realtime.protocol.codes import CloseCode, ErrorCode, refusal_for
 from realtime.protocol.frames import Auth, MessageId, ProtocolError, frame_decode
@@ -87,11 +87,11 @@ class SessionConsumer(LimitedConsumer):
         """The next channel-layer event for this session; waits out layer outages (a failing
         layer pauses cross-worker delivery instead of killing the socket with 1011)."""
         while True:
-            await hub().health.wait_up()
+            await hub().health.wait_up(self.channel_name)
             try:
                 return await self.channel_layer.receive(self.channel_name)
             except Exception as e:
-                hub().health.failed("receive", e)
+                hub().health.failed("receive", e, self.channel_name)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Room frames arrive from the worker's fan-out task, not through this loop: the ones
@@ -247,15 +247,17 @@ class SessionConsumer(LimitedConsumer):
         # A session outside its user's group misses every revocation. During an outage the
         # recovery rejoins and rechecks it against the database; a join that failed with
         # Redis still "up" (a busy pool, an odd error) would never be repaired: refuse it.
-        if not await groups_join(self) and hub().health.available:
+        group = user_group(self.user.pk)
+        if not await groups_join(self) and hub().health.available_for(group):
             return await self.auth_refuse(
                 AuthUnavailable("user group not joined (channel layer)"), msg_id
             )
         metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
         hub().health.register(self, self.groups_rejoin)
         # A revocation committed between the user lookup and the group join was sent to a
-        # group this session was not in yet; its floor is in the cache.
-        if hub().health.available:
+        # group this session was not in yet; its floor is in the cache. (With the group's shard
+        # down the recovery rechecks it instead.)
+        if hub().health.available_for(group):
             try:
                 floor = await revocation_floor(self.user.pk)
                 revoked = await aaccess_token_revoked(auth.token)

@@ -15,10 +15,15 @@ async def groups_join(session: "SessionConsumer") -> bool:
     room (after an outage Redis may have lost all of it; the worker's room fan-out rejoins
     the room groups itself); whether it joined. Failures are recorded, not raised. While
     the layer is known to be down this waits for nothing: recovery rejoins."""
-    if not hub().health.available:
+    group = user_group(session.user.pk)
+    if not hub().health.available_for(group):
         return False
     try:
-        await session.channel_layer.group_add(user_group(session.user.pk), session.channel_name)
+        await session.channel_layer.group_add(group, session.channel_name)
+    except Exception as e:
+        hub().health.failed("group_add", e, group)
+        return False
+    try:
         for channel in list(session.rooms):
             await presence_add(session, channel)
     except Exception as e:
@@ -55,10 +60,9 @@ async def groups_leave(session: "SessionConsumer") -> None:
     for channel in list(session.rooms):
         await room_leave(session, channel)
     session.rooms.clear()
-    if hub().health.available:
+    group = user_group(session.user.pk)
+    if hub().health.available_for(group):
         try:
-            await session.channel_layer.group_discard(
-                user_group(session.user.pk), session.channel_name
-            )
+            await session.channel_layer.group_discard(group, session.channel_name)
         except Exception as e:
-            hub().health.failed("group_discard", e)
+            hub().health.failed("group_discard", e, group)

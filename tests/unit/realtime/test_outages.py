@@ -170,9 +170,11 @@ async def test_an_outage_no_operation_noticed_is_seen_by_the_monitor(monkeypatch
     from realtime.cluster import health as module
 
     async def refused(layer):
-        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return [
+            redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        ]
 
-    monkeypatch.setattr(module, "layer_identity", refused)
+    monkeypatch.setattr(module, "shard_probes", refused)
     monkeypatch.setattr(module, "MONITOR_INTERVAL", 0.01)
 
     async def rejoin() -> None:

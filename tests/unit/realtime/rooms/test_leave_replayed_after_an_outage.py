@@ -20,8 +20,7 @@ async def test_a_leave_while_the_layer_is_down_is_replayed_on_recovery(
     # The leave could not reach the store yet: the member is still listed.
     assert await worker_hub.presence.users("lobby") == [(user.pk, user.username)]
 
-    health.available = True
-    health.up.set()
+    health.down.clear()  # what the monitor does when the layer answers again
     await health._rejoin_all()
     assert await worker_hub.presence.users("lobby") == []
     assert health.pending_leaves == []
