@@ -77,12 +77,12 @@ FANOUT_LATENCY = Histogram(
 LAYER_CONFIG_MISMATCH = Gauge(
     "switchboard_layer_config_mismatch",
     "Other alive workers whose channel layer (REDIS_LAYER_URLS) differs from this worker's.",
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
 LAYER_SHARDS_DOWN = Gauge(
     "switchboard_channel_layer_shards_down",
     "Shards of the channel layer this worker cannot reach (with one Redis: 1 while it is down).",
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
 LAYER_FAILURES = Counter(
     "switchboard_channel_layer_failures", "Channel-layer operations that failed.", ["operation"]

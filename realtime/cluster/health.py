@@ -176,8 +176,6 @@ class LayerHealth:
         layer = get_channel_layer()
         while self.sessions or self.pending_leaves or self.down:
             probes = await shard_probes(layer)
-            if probes == [None] and not self.down:
-                return  # the in-memory layer cannot fail or restart: nothing to watch
             back = self._probes_read(probes)
             if back:
                 self.down -= back
@@ -190,8 +188,12 @@ class LayerHealth:
                     len(self.sessions),
                 )
                 await self._rejoin_all()
-            elif self.pending_leaves and not self.down:  # leaves that failed while busy
+            elif self.pending_leaves and not any(isinstance(p, BaseException) for p in probes):
+                # Leaves that failed while Redis was only busy: replayed once every shard
+                # answers (a leave that fails now is dropped).
                 await self._leaves_run()
+            if probes == [None] and not self.down:
+                return  # the in-memory layer cannot fail or restart: nothing to watch
             await asyncio.sleep(MONITOR_INTERVAL)
 
     def _probes_read(self, probes: list[Probe]) -> set[int]:

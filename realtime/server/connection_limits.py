@@ -14,6 +14,9 @@ from realtime.session.limits import TokenBucket, WindowCounter
 security_log = logging.getLogger("switchboard.security")
 
 SLOW_CLIENT_CLOSE_WAIT = 10.0  # seconds a shed client gets to read up to its close frame
+# Fragments one message may come in (browsers send one): empty continuation frames never
+# reach the size limit, and a message that never ends is never counted against the rate.
+MAX_FRAGMENTS = 1024
 # The close a protocol failure sends, with its documented reason (a server library's own
 # reasons quote octet offsets and opcodes; they go to the log).
 FAIL_CLOSES = {

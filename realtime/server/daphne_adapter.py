@@ -5,7 +5,8 @@ Stock daphne cannot send what the Switchboard protocol documents:
 - it closes through autobahn's `sendClose`, which refuses every code but 1000 and
   3000-4999, so 1003/1008/1009 reach the client as 1011; and it drops the close reason;
 - it buffers a message up to its own 1 MiB limit before the application can refuse it,
-  and above that limit it drops the TCP connection without a close frame;
+  and above that limit it drops the TCP connection without a close frame; and a message may
+  come in any number of fragments: here more than MAX_FRAGMENTS close it 1009;
 - its access log writes the full HTTP request URI, query string (`?token=`) included;
 - on SIGTERM it cancels the application and drops every socket (clients see 1006), and it
   accepts new connections until it exits: here it stops listening first, then every open
@@ -47,6 +48,7 @@ from realtime.hub import hub
 from realtime.protocol.codes import CloseCode
 from realtime.server.connection_limits import (
     FAIL_CLOSES,
+    MAX_FRAGMENTS,
     SLOW_CLIENT_CLOSE_WAIT,
     ControlFrameCounter,
     ControlFrameLimits,
@@ -132,14 +134,28 @@ def _handle_reply_factory(original: Any, max_send_backlog: int) -> Any:
     return handle_reply
 
 
+def _message_begin_factory(original: Any) -> Any:
+    def onMessageBegin(self: Any, isBinary: Any) -> Any:  # noqa: N802, N803  (autobahn's names)
+        self.message_fragments = 0
+        return original(self, isBinary)
+
+    return onMessageBegin
+
+
 def _frame_begin_factory(original: Any, max_bytes: int) -> Any:
     def onMessageFrameBegin(self: Any, length: Any) -> Any:  # noqa: N802  (autobahn's name)
-        if not self.failedByMe and self.message_data_total_length + length > max_bytes:
+        self.message_fragments = getattr(self, "message_fragments", 0) + 1
+        too_big = self.message_data_total_length + length > max_bytes
+        if not self.failedByMe and (too_big or self.message_fragments > MAX_FRAGMENTS):
             # Refuse before buffering: autobahn discards the rest of a failed message.
             self.frame_length, self.frame_data = length, []
             self.message_data_total_length += length
             self.failedByMe = True
-            why = f"{self.message_data_total_length} > {max_bytes} bytes"
+            why = (
+                f"{self.message_data_total_length} > {max_bytes} bytes"
+                if too_big
+                else f"over {MAX_FRAGMENTS} fragments"
+            )
             message_too_big_log(why, *_path_and_client(self))
             too_big = CloseCode.MESSAGE_TOO_BIG
             self.sendCloseFrame(
@@ -386,6 +402,7 @@ def install(
     WebSocketProtocol.handle_reply = _handle_reply_factory(
         WebSocketProtocol.handle_reply, max_send_backlog
     )
+    WebSocketProtocol.onMessageBegin = _message_begin_factory(WebSocketProtocol.onMessageBegin)
     WebSocketProtocol.onMessageFrameBegin = _frame_begin_factory(
         WebSocketProtocol.onMessageFrameBegin, max_message_bytes
     )

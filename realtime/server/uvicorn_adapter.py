@@ -19,8 +19,13 @@ Stock uvicorn (`--ws websockets-sansio`) cannot hold what the protocol documents
 - SIGTERM closes every socket 1012 with no reason before the lifespan shutdown runs: here
   1001 "server going away", as on daphne, and the application is told 1001 (the registry
   records it);
-- a close frame's timer calls `transport.close()`, which waits for the buffer to drain
-  forever when the client never reads: here the timer cuts the connection.
+- every `transport.close()` waits for the buffer to drain, forever when the client never
+  reads (after a close handshake, a protocol failure, a keepalive timeout, a shutdown): here
+  a connection still holding unsent bytes is cut CLOSE_HANDSHAKE_WAIT seconds later;
+- a message may come in any number of empty continuation frames, each one kept and none
+  counted against `--ws-max-size`: here more than MAX_FRAGMENTS close it 1009;
+- a keepalive timeout tells the application nothing until the socket is gone (then 1005):
+  here it is told 1011.
 """
 
 import logging
@@ -31,6 +36,7 @@ from typing import Any
 from realtime.protocol.codes import CloseCode
 from realtime.server.connection_limits import (
     FAIL_CLOSES,
+    MAX_FRAGMENTS,
     SLOW_CLIENT_CLOSE_WAIT,
     ControlFrameCounter,
     ControlFrameLimits,
@@ -118,7 +124,14 @@ def _adapted_protocol() -> Any:
 
         def server_close(self, code: CloseCode, *, wait: float) -> None:
             """Send `code` with its reason, tell the application, and cut the connection if
-            the client has not answered within `wait` seconds."""
+            the client has not answered within `wait` seconds. When the client has begun
+            closing already (its close frame came in the same read), only the cut is left:
+            the application hears the client's code."""
+            if self.conn.state is not State.OPEN:
+                self.close_sent = True
+                self.transport.close()
+                self.close_timer_cuts(wait)
+                return
             self.queue.put_nowait(
                 {"type": "websocket.disconnect", "code": int(code), "reason": code.reason}
             )
@@ -134,6 +147,47 @@ def _adapted_protocol() -> Any:
             if self.close_timer is not None:
                 self.close_timer.cancel()
             self.close_timer = self.loop.call_later(wait, self.transport.abort)
+
+        def cut_if_stuck(self, wait: float = CLOSE_HANDSHAKE_WAIT) -> None:
+            """After uvicorn's own `transport.close()`: a transport still holding unsent bytes
+            waits for a client that may never read; cut it `wait` seconds from now."""
+            if not self.transport.is_closing() or self.transport.get_write_buffer_size() == 0:
+                return
+            if self.close_timer is None:
+                self.close_timer = self.loop.call_later(wait, self.transport.abort)
+
+        def handle_close(self, event: Any) -> None:
+            super().handle_close(event)  # may close the transport (and cancel the cut)
+            self.cut_if_stuck()
+
+        async def run_asgi(self) -> None:
+            await super().run_asgi()
+            self.cut_if_stuck()
+
+        def keepalive_timeout(self) -> None:
+            """uvicorn's, with the application told 1011 (it heard nothing, then 1005)."""
+            if not self.close_sent and not self.transport.is_closing():
+                reason = "keepalive ping timeout"
+                self.queue.put_nowait(
+                    {"type": "websocket.disconnect", "code": 1011, "reason": reason}
+                )
+            super().keepalive_timeout()
+            self.cut_if_stuck()
+
+        # -- fragmented messages ----------------------------------------------------------
+
+        def handle_cont(self, event: Any) -> None:
+            """uvicorn's, with a bound on the fragments of one message: empty continuation
+            frames never reach `--ws-max-size`, and each one was kept."""
+            if self.close_sent:
+                return  # closing: nothing more reaches the application
+            if len(self.frames) >= MAX_FRAGMENTS and not event.fin:
+                self.frames = []
+                too_big = CloseCode.MESSAGE_TOO_BIG
+                message_too_big_log(f"over {MAX_FRAGMENTS} fragments", *self.path_and_client())
+                self.server_close(too_big, wait=CLOSE_HANDSHAKE_WAIT)
+                return
+            super().handle_cont(event)
 
         # -- control frames ---------------------------------------------------------------
 
@@ -164,6 +218,10 @@ def _adapted_protocol() -> Any:
         # -- failures and shutdown --------------------------------------------------------
 
         def handle_parser_exception(self) -> None:
+            if self.close_sent:  # after our own close: the application was told already
+                self.transport.close()
+                self.cut_if_stuck()
+                return
             close = self.conn.close_sent
             if close is not None:
                 why = getattr(self.conn, "failure", "") or close.reason
@@ -172,6 +230,7 @@ def _adapted_protocol() -> Any:
                 else:
                     protocol_failure_log(why, close.code, *self.path_and_client())
             super().handle_parser_exception()
+            self.cut_if_stuck()
 
         def send_receive_event_to_app(self) -> None:
             """uvicorn's, except that invalid UTF-8 closes 1007 with its reason and one log
@@ -184,6 +243,8 @@ def _adapted_protocol() -> Any:
                 text = data.decode()
             except UnicodeDecodeError as e:
                 self.frames = []
+                if self.conn.state is not State.OPEN:
+                    return  # the client's close came in the same read: it is answered
                 invalid, why = CloseCode.INVALID_PAYLOAD, f"invalid UTF-8 at byte {e.start}"
                 protocol_failure_log(why, invalid, *self.path_and_client())
                 self.server_close(invalid, wait=CLOSE_HANDSHAKE_WAIT)
@@ -199,6 +260,7 @@ def _adapted_protocol() -> Any:
             otherwise)."""
             if not self.handshake_complete or self.close_sent or self.initial_response:
                 super().shutdown()
+                self.cut_if_stuck()
                 return
             self.stop_keepalive()
             self.server_close(CloseCode.GOING_AWAY, wait=CLOSE_HANDSHAKE_WAIT)

@@ -255,18 +255,17 @@ class SessionConsumer(LimitedConsumer):
         metrics.WS_CONNECTIONS.labels(self.endpoint, "accepted").inc()
         hub().health.register(self, self.groups_rejoin)
         # A revocation committed between the user lookup and the group join was sent to a
-        # group this session was not in yet; its floor is in the cache. (With the group's shard
-        # down the recovery rechecks it instead.)
-        if hub().health.available_for(group):
-            try:
-                floor = await revocation_floor(self.user.pk)
-                revoked = await aaccess_token_revoked(auth.token)
-            except AuthUnavailable as e:  # cannot tell: never welcome it
-                return await self.auth_refuse(e, msg_id)
-            if floor is not None and self.credentials.revoked_below(floor):
-                return await self.revoke("session revoked while connecting")
-            if revoked:
-                return await self.revoke("access token revoked while connecting")
+        # group this session was not in yet; its floor is in the cache (Switchboard's own
+        # Redis, not the layer: checked whatever the layer's state).
+        try:
+            floor = await revocation_floor(self.user.pk)
+            revoked = await aaccess_token_revoked(auth.token)
+        except AuthUnavailable as e:  # cannot tell: never welcome it
+            return await self.auth_refuse(e, msg_id)
+        if floor is not None and self.credentials.revoked_below(floor):
+            return await self.revoke("session revoked while connecting")
+        if revoked:
+            return await self.revoke("access token revoked while connecting")
         if self.closing:  # revoked meanwhile (a recovery revalidated it during the checks)
             return
         self.move_to(SessionState.OPEN)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tests.system.stack import Worker
 
-OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
+OP_CONT, OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,11 @@ class Frame:
         return struct.unpack("!H", self.payload[:2])[0], self.payload[2:].decode()
 
 
-def frame_build(opcode: int, payload: bytes = b"") -> bytes:
-    """One final, masked client frame (payload under 64 KiB)."""
+def frame_build(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
+    """One masked client frame, final unless `fin` is False (payload under 64 KiB)."""
     mask = os.urandom(4)
     length = len(payload)
-    header = bytes([0x80 | opcode])
+    header = bytes([(0x80 if fin else 0) | opcode])
     header += (
         bytes([0x80 | length]) if length < 126 else bytes([0x80 | 126]) + struct.pack("!H", length)
     )

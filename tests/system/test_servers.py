@@ -6,6 +6,7 @@ Each worker is started with deploy/servers.py's command line for its server.
 """
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -18,7 +19,15 @@ from websockets.frames import Close
 
 from deploy.servers import GRACEFUL_SHUTDOWN_SECONDS, SERVER_NAMES, SUPPORTED
 from tests.system.conftest import http_client, user_register
-from tests.system.rawws import OP_TEXT, frame_build
+from tests.system.rawws import (
+    OP_CLOSE,
+    OP_CONT,
+    OP_TEXT,
+    frame_build,
+    frames_parse,
+    handshake_send,
+    received_until_closed,
+)
 from tests.system.stack import Worker
 from tests.system.test_client_system import client_for, until, who
 from tests.system.test_session_registry_system import registry_closed
@@ -36,6 +45,8 @@ GRANIAN_DROPS_ON_SIGTERM = (
     "granian closes every WebSocket without a close frame on SIGTERM, before the "
     "application's lifespan shutdown can send 1001 (emmett-framework/granian#796)"
 )
+GRANIAN_NO_FRAGMENT_CAP = "granian keeps every fragment of a message, with no cap"
+FRAGMENTS = 200_000  # empty continuation frames, 6 bytes each: a 1.2 MB message of 1 byte
 GRANIAN_NO_1007 = "granian closes a text frame of invalid UTF-8 1005, without a code or reason"
 # The close every server sends its open sockets on SIGTERM (uvicorn's adapter replaces its
 # own 1012 with no reason, daphne's adapter its dropped connections).
@@ -133,6 +144,26 @@ async def test_invalid_utf8_closes_1007_records_it_and_says_so_in_the_log(
     assert rows[welcome["session_id"]]["close_code"] == 1007
     module_worker.output_wait("closing 1007: path=/ws/session/ client=127.0.0.1")
     assert "Traceback" not in module_worker.log_text()
+
+
+def test_a_message_in_endless_empty_fragments_closes_1009_and_the_worker_serves_on(
+    module_worker, request
+):
+    if module_worker.server == "granian":
+        request.applymarker(
+            pytest.mark.xfail(strict=True, raises=AssertionError, reason=GRANIAN_NO_FRAGMENT_CAP)
+        )
+    sock, head, rest = handshake_send(module_worker, "/ws/echo/")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    flood = frame_build(OP_TEXT, b"x", fin=False) + frame_build(OP_CONT, fin=False) * FRAGMENTS
+    sock.settimeout(30)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sock.sendall(flood)
+    received, _ = received_until_closed(sock, within=15)
+    sock.close()
+    frames, _ = frames_parse(rest + received)
+    assert [f.close for f in frames if f.opcode == OP_CLOSE] == [(1009, "message too big")]
+    module_worker.output_wait("closing 1009: path=/ws/echo/")
 
 
 async def test_a_forged_token_closes_4500_and_an_expired_one_4001(module_worker, user):
