@@ -121,7 +121,7 @@ def test_every_locked_requirement_is_pinned_with_hashes(name):
     assert len(entries) > 20
     for entry in entries:
         requirement, *options = entry.split()
-        assert re.fullmatch(r"[a-z0-9][a-z0-9._-]*==[\w.]+", requirement), entry
+        assert re.fullmatch(r"[a-z0-9][a-z0-9._-]*(\[[a-z0-9,_-]+\])?==[\w.]+", requirement), entry
         assert options and all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", o) for o in options)
 
 
