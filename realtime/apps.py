@@ -13,3 +13,6 @@ class RealtimeConfig(AppConfig):
             metrics,
             receivers,
         )
+        from realtime.rooms.namespaces import namespaces_validate
+
+        namespaces_validate()  # a bad REALTIME_NAMESPACES stops startup, naming the fix

@@ -14,7 +14,9 @@ from django.db import transaction
 
 from accounts.tokens import AuthUnavailable
 from core.async_cache import cache_get
-from realtime.metrics import LAYER_FAILURES
+from realtime.metrics import HISTORY_STORE_FAILURES, LAYER_FAILURES, labelled
+from realtime.rooms.history import history_body
+from realtime.rooms.namespaces import namespace_of
 from realtime.rooms.policy import channel_name_valid, room_group
 
 logger = logging.getLogger("switchboard.realtime")
@@ -43,23 +45,62 @@ def room_event(*, channel: str, data: Any, sender: dict[str, Any] | None) -> Eve
     }
 
 
-def publish(channel: str, data: Any) -> None:
+class PublishUnavailable(Exception):
+    """A publication to a room with history could not be stored (Redis cannot answer): it
+    was not delivered either."""
+
+
+def publish(channel: str, data: Any) -> int | None:
     """Deliver `data` to every subscriber of room `channel` on every worker, `"from": null`,
     once the surrounding transaction commits (at once outside one). Server code is not
-    subject to the rooms policy. ValueError for an invalid channel name."""
+    subject to the rooms policy, nor to its namespace's `publish` rule. ValueError for an
+    invalid channel name.
+
+    Published at once, in a room with history: the offset it got (None in a room without);
+    PublishUnavailable when its history cannot store it (nothing was delivered). Inside a
+    transaction it waits for the commit and returns None; a failure then is logged and
+    counted (`switchboard_history_store_failures`)."""
     if not channel_name_valid(channel):
         raise ValueError(f"invalid channel name: {str(channel)[:80]!r}")
-    event = room_event(channel=channel, data=data, sender=None)
+    if not transaction.get_connection().in_atomic_block:
+        return publish_now(channel, data)
 
     def send() -> None:
-        layer = channel_layer()
         try:
-            async_to_sync(layer.group_send)(room_group(channel), event)
-        except Exception:
-            LAYER_FAILURES.labels("group_send").inc()
-            logger.exception("could not publish to %s", channel)
+            publish_now(channel, data)
+        except PublishUnavailable:
+            logger.exception("could not publish to %s after the commit", channel)
 
     transaction.on_commit(send, robust=True)
+    return None
+
+
+def publish_now(channel: str, data: Any) -> int | None:
+    """`publish` without waiting for a commit (sync): the offset, in a room with history."""
+    # Imported here: the hub imports this module's neighbours (events is the sync door).
+    from realtime.hub import hub
+
+    event = room_event(channel=channel, data=data, sender=None)
+    namespace = namespace_of(channel)
+    offset = None
+    if namespace.history:
+        try:
+            position = hub().history.append_sync(channel, namespace, history_body(event))
+        except Exception as e:
+            labelled(HISTORY_STORE_FAILURES, namespace.name).inc()
+            raise PublishUnavailable(f"history of {channel} not stored ({type(e).__name__})") from e
+        event.update(offset=position.offset, epoch=position.epoch)
+        offset = position.offset
+    layer = channel_layer()
+    try:
+        async_to_sync(layer.group_send)(room_group(channel), event)
+    except Exception:
+        LAYER_FAILURES.labels("group_send").inc()
+        if offset is None:
+            logger.exception("could not publish to %s", channel)
+        else:  # stored: workers read it from history at the next gap, reconnects recover it
+            logger.exception("offset %s of %s stored in history but not sent live", offset, channel)
+    return offset
 
 
 def user_group(user_id: int) -> str:

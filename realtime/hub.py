@@ -1,10 +1,11 @@
 """The hub: everything one worker shares between its sessions, in one owner.
 
 The Redis client factory, the channel layer's health (and what runs when it recovers), the
-heartbeat, presence, the fan-out membership records, the connection rate, tickets, the ticket
-rate, the room fan-out, the session registry's batched writes and pending closes, the open
-WebSockets, and the background tasks sessions leave behind. Built with the application
-(`config.asgi` calls `hub_install`), reached through `hub()`, torn down on shutdown
+heartbeat, presence, room history, the fan-out membership records, the connection rate,
+tickets, the ticket rate, the room fan-out, the session registry's batched writes and
+pending closes, the open WebSockets, and the background tasks sessions leave behind. Built
+with the application (`config.asgi` calls `hub_install`), reached through `hub()`, torn down
+on shutdown
 (`realtime.server.shutdown.worker_stop`, daphne's SIGTERM hook, calls `close()`; an ASGI
 lifespan shutdown would `await hub().aclose()`). Tests install a fresh one per test.
 
@@ -32,7 +33,9 @@ from realtime.cluster.workers import WORKER_ID, LocalWorkers, WorkerHeartbeat
 from realtime.registry.closes import RegistryCloses
 from realtime.registry.services import Close, SessionOpen
 from realtime.rooms.fanout import RoomFanout, room_layer_alias
+from realtime.rooms.history import MemoryHistory, RedisHistory
 from realtime.rooms.membership import LocalFanoutMembers, RedisFanoutMembers
+from realtime.rooms.namespaces import namespace_of
 from realtime.rooms.presence import MemoryPresence, RedisPresence
 from realtime.session.credentials import sessions_revalidate
 
@@ -110,9 +113,18 @@ class Hub:
 
         def build() -> RedisPresence | MemoryPresence:
             beat = self.heartbeat
-            return RedisPresence(beat) if isinstance(beat, WorkerHeartbeat) else MemoryPresence()
+            if isinstance(beat, WorkerHeartbeat):
+                return RedisPresence(beat, departed=self.members_departed)
+            return MemoryPresence()
 
         return self._part("presence", build)
+
+    @property
+    def history(self) -> RedisHistory | MemoryHistory:
+        """Room history (`realtime.rooms.history`), chosen by REDIS_URL."""
+        return self._part(
+            "history", lambda: RedisHistory() if settings.REDIS_URL else MemoryHistory()
+        )
 
     @property
     def fanout_members(self) -> RedisFanoutMembers | LocalFanoutMembers:
@@ -172,8 +184,13 @@ class Hub:
         if fanout is None or fanout.layer is not layer:
             if fanout is not None:
                 fanout.stop()
+            presence = self.presence
             fanout = parts.room_fanout = RoomFanout(
-                layer, health=self.health, members=self.fanout_members
+                layer,
+                health=self.health,
+                members=self.fanout_members,
+                history=self.history,
+                room_reaped=presence.dead_reap if isinstance(presence, RedisPresence) else None,
             )
         return fanout
 
@@ -191,6 +208,13 @@ class Hub:
     def close_batcher(self) -> Batcher[Close, None]:
         """This event loop's batched registry closes (`realtime.registry.batched`)."""
         return self._loop().close_batcher
+
+    async def members_departed(self, channel: str, users: list[tuple[int, str]]) -> None:
+        """Users who left `channel` with a dead worker: a leave event each, where the room's
+        namespace has join/leave events."""
+        if namespace_of(channel).join_leave:
+            for user in users:
+                await self.room_fanout.member_event("leave", channel, user)
 
     async def room_fanout_rejoin(self, sessions: list[Any]) -> None:
         """After an outage: the worker channel back into every room group, once per worker."""

@@ -30,6 +30,9 @@ SERVER_TYPES = frozenset(
         "published",
         "presence",
         "message",
+        "history",
+        "join",
+        "leave",
         "text",
         "binary",
     }
@@ -92,6 +95,40 @@ ROOM_FANOUT_DROPPED = Counter(
     "Room messages not delivered: refused by a full worker channel (once per worker), or "
     "not sent to one subscriber.",
     ["reason"],
+)
+# Room history (realtime/rooms/history.py, feed.py). `namespace` is a configured namespace's
+# name (REALTIME_NAMESPACES: a set the operator fixed), never a room's.
+HISTORY_PUBLISHED = Counter(
+    "switchboard_history_published",
+    "Publications stored in a room's history, by namespace.",
+    ["namespace"],
+)
+HISTORY_STORE_FAILURES = Counter(
+    "switchboard_history_store_failures",
+    "Publications refused (answered `unavailable`, not delivered): their history could not be "
+    "stored.",
+    ["namespace"],
+)
+HISTORY_LENGTH = Histogram(
+    "switchboard_history_length",
+    "Messages in a room's history after each publication, by namespace.",
+    ["namespace"],
+    buckets=(1, 10, 100, 1000, 10000),
+)
+HISTORY_RECOVERIES = Counter(
+    "switchboard_history_recoveries",
+    "Subscribes with `since`, by namespace and result (recovered, not_recovered).",
+    ["namespace", "result"],
+)
+HISTORY_DUPLICATES = Counter(
+    "switchboard_history_duplicates",
+    "Room messages a worker received twice or after their offset was handled (dropped).",
+)
+HISTORY_GAPS = Counter(
+    "switchboard_history_gaps",
+    "Room messages missing from a worker's channel: read from history (filled) or lost "
+    "(skipped: no longer in history).",
+    ["outcome"],
 )
 
 REGISTRY_CLOSES_PENDING = Gauge(

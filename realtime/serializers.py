@@ -24,6 +24,9 @@ class PublishSerializer(serializers.Serializer[Any]):
 
 class PublishedSerializer(serializers.Serializer[Any]):
     channel = serializers.CharField()
+    offset = serializers.IntegerField(
+        required=False, help_text="In a room with history: the offset the publication got."
+    )
 
 
 class SessionUserSerializer(serializers.Serializer[Any]):

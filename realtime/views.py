@@ -22,7 +22,7 @@ from accounts.tokens import AccessToken, Authenticated
 from core.client_ip import request_client_ip
 from realtime.auth.tickets import TICKET_TTL, ticket_issue
 from realtime.cluster.workers import alive_workers_sync
-from realtime.events import publish
+from realtime.events import PublishUnavailable, publish
 from realtime.hub import hub
 from realtime.registry.services import sessions_disconnect, sessions_online
 from realtime.serializers import (
@@ -53,9 +53,16 @@ class PublishView(APIView):
         serializer = PublishSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         channel = serializer.validated_data["channel"]
-        publish(channel, serializer.validated_data["data"])
+        try:
+            offset = publish(channel, serializer.validated_data["data"])
+        except PublishUnavailable as e:
+            logger.warning(
+                "publish by staff user %s to %s refused: %s", request.user.pk, channel, e
+            )
+            raise ServiceUnavailable from e
         logger.info("published by staff user %s to %s", request.user.pk, channel)
-        return Response({"channel": channel}, status=status.HTTP_202_ACCEPTED)
+        body = {"channel": channel} if offset is None else {"channel": channel, "offset": offset}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 ALL_PARAMETER = OpenApiParameter(

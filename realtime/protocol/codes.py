@@ -100,6 +100,7 @@ class ErrorCode(StrEnum):
         "Channel names are 1-80 characters of A-Z a-z 0-9 _ . -",
     )
     FORBIDDEN = "forbidden", "Not allowed on this channel"
+    HISTORY_UNAVAILABLE = "history_unavailable", "This channel keeps no history"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions", "Too many subscriptions on this connection"
     TOO_MANY_SESSIONS = (
         "too_many_sessions",

@@ -3,7 +3,7 @@
 The codes these frames carry are in `realtime.protocol.codes`.
 """
 
-from typing import Any, Protocol, cast
+from typing import Annotated, Any, Protocol, cast
 
 import msgspec
 
@@ -41,15 +41,32 @@ class Auth(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ChannelRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """A request about one room: subscribe, unsubscribe, presence."""
+    """A request about one room: unsubscribe, presence."""
 
     type: str
     channel: str
     id: MessageId = None
 
 
-class Subscribe(ChannelRequest):
-    pass
+class Since(msgspec.Struct, forbid_unknown_fields=True):
+    """A subscriber's last position in a room with history (`subscribe`'s `since`)."""
+
+    offset: Annotated[int, msgspec.Meta(ge=0)]
+    epoch: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
+    type: str
+    channel: str
+    since: Since | None = None
+    id: MessageId = None
+
+
+class History(msgspec.Struct, forbid_unknown_fields=True):
+    type: str
+    channel: str
+    limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    id: MessageId = None
 
 
 class Unsubscribe(ChannelRequest):

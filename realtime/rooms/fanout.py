@@ -15,6 +15,7 @@ default layer carries it.
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,14 +26,18 @@ from django.conf import settings
 from realtime import metrics
 from realtime.cluster.health import LayerHealth
 from realtime.protocol.frames import frame_encode
-from realtime.rooms.membership import LocalFanoutMembers, RedisFanoutMembers
+from realtime.rooms.feed import Deliver, Item, RoomFeed
+from realtime.rooms.history import HistoryRead, MemoryHistory, Position, RedisHistory
+from realtime.rooms.membership import LocalFanoutMembers, RedisFanoutMembers, RoomReaped
+from realtime.rooms.namespaces import namespace_of
 from realtime.rooms.policy import room_group
 
 logger = logging.getLogger("switchboard.realtime")
 
 LAYER_ALIAS = "rooms"
 CHANNEL_PREFIX = "rooms"  # `WS_ROOM_FANOUT_CAPACITY` applies to channels named `rooms.*`
-Deliver = Callable[[str, str], Awaitable[None]]  # (room, frame text)
+MEMBER_EVENTS = {"room.join": "join", "room.leave": "leave"}
+REAPS_PER_TTL = 10
 
 
 def room_layer_alias() -> str:
@@ -41,14 +46,26 @@ def room_layer_alias() -> str:
 
 
 def message_frame(event: dict[str, Any]) -> str:
-    """The `message` frame of a `room.message` event, as every subscriber receives it."""
+    """The `message` frame of a `room.message` event, as every subscriber receives it (in a
+    room with history: with its offset and epoch last, as `realtime.rooms.history` stores it)."""
+    fields: dict[str, Any] = {"from": event["from"]}
+    if "offset" in event:
+        fields.update(offset=event["offset"], epoch=event["epoch"])
     return frame_encode(
-        "message",
-        channel=event["channel"],
-        data=event["data"],
-        ts=event["ts"],
-        **{"from": event["from"]},
+        "message", channel=event["channel"], data=event["data"], ts=event["ts"], **fields
     )
+
+
+def event_item(event: dict[str, Any]) -> Item | None:
+    """What a channel-layer event hands the room's subscribers (None: not a room event)."""
+    kind = event.get("type")
+    if kind == "room.message":
+        return Item(message_frame(event), event.get("offset"), event.get("epoch"))
+    if kind == "room.join":
+        return Item(frame_encode("join", channel=event["channel"], user=event["user"]))
+    if kind == "room.leave":
+        return Item(frame_encode("leave", channel=event["channel"], user=event["user"]))
+    return None
 
 
 class RoomFanout:
@@ -56,14 +73,22 @@ class RoomFanout:
     loop, held by the hub: `realtime.hub`)."""
 
     def __init__(
-        self, layer: Any, *, health: LayerHealth, members: RedisFanoutMembers | LocalFanoutMembers
+        self,
+        layer: Any,
+        *,
+        health: LayerHealth,
+        members: RedisFanoutMembers | LocalFanoutMembers,
+        history: RedisHistory | MemoryHistory,
+        room_reaped: RoomReaped | None = None,
     ) -> None:
         self.layer = layer
         self.health = health
         self.members = members
+        self.history = history
+        self.room_reaped = room_reaped  # a dead worker left this room: its presence goes too
         self.channel_name: str | None = None
-        # room → subscriber → deliver(room, text); dicts keep the order they joined in.
-        self.rooms: dict[str, dict[object, Deliver]] = {}
+        # room → its local subscribers (in the order they joined) and message order.
+        self.rooms: dict[str, RoomFeed] = {}
         self.joined: set[str] = set()  # rooms whose group holds this worker's channel
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -104,25 +129,60 @@ class RoomFanout:
             else:
                 self._locks[channel] = (lock, users - 1)
 
-    async def subscribe(self, channel: str, subscriber: object, deliver: Deliver) -> None:
-        """Deliver room `channel`'s messages to `subscriber` from now on; raises when the
-        worker channel cannot join the room's group (the subscriber is then not added)."""
+    def _feed_new(self, channel: str) -> RoomFeed:
+        namespace = namespace_of(channel)
+        if not namespace.history:
+            return RoomFeed(channel)
+
+        async def reader(since: int) -> HistoryRead:
+            return await self.history.read(
+                channel, namespace, since=since, limit=namespace.history_size
+            )
+
+        return RoomFeed(channel, reader=reader)
+
+    async def subscribe(
+        self, channel: str, subscriber: object, deliver: Deliver, *, hold: bool = False
+    ) -> None:
+        """Deliver room `channel`'s messages to `subscriber` from now on (with `hold`: kept
+        for it until `release`); raises when the worker channel cannot join the room's group
+        or, in a room with history, the room's position cannot be read (the subscriber is
+        then not added)."""
         await self.start()
         async with self._room_lock(channel):
             if channel not in self.joined:
                 await self.layer.group_add(room_group(channel), self.channel_name)
                 self.joined.add(channel)
                 await self._members_update(self.members.room_added, channel)
-            self.rooms.setdefault(channel, {})[subscriber] = deliver
+            feed = self.rooms.get(channel)
+            if feed is None:
+                feed = self._feed_new(channel)
+                if feed.reader is not None:  # where the room stands once this worker is in
+                    read = await self.history.read(channel, namespace_of(channel), limit=0)
+                    feed.start(read.top)
+                self.rooms[channel] = feed
+            feed.add(subscriber, deliver, hold=hold)
+
+    async def release(self, channel: str, subscriber: object, top: Position) -> None:
+        """`subscriber` was sent the room's history up to `top`: live messages follow."""
+        feed = self.rooms.get(channel)
+        if feed is not None:
+            await feed.release(subscriber, top)
+
+    def position_of(self, channel: str, subscriber: object) -> Position | None:
+        """The last position sent to `subscriber` in `channel` (rooms with history)."""
+        feed = self.rooms.get(channel)
+        return None if feed is None else feed.position_of(subscriber)
 
     async def unsubscribe(self, channel: str, subscriber: object) -> None:
         """Stop delivering to `subscriber`; the last one out takes the worker channel out of
         the group (while the layer is unreachable, once it is back). Never raises."""
         async with self._room_lock(channel):
-            members = self.rooms.get(channel, {})
-            members.pop(subscriber, None)
-            if members:
-                return
+            feed = self.rooms.get(channel)
+            if feed is not None:
+                feed.remove(subscriber)
+                if feed.members:
+                    return
             self.rooms.pop(channel, None)
             if channel not in self.joined:
                 return
@@ -174,14 +234,31 @@ class RoomFanout:
             if not await members.recorded():
                 logger.warning("room fan-out: this worker's record was gone; rejoining rooms")
                 await self.groups_renew()
-            await members.dead_reap(self.layer)
+            await members.dead_reap(self.layer, self.room_reaped)
         except Exception as e:
             logger.debug("room fan-out reaping failed: %s", type(e).__name__)
 
     async def _reap_run(self) -> None:
+        # Often enough that a dead worker's users leave their rooms (join/leave events)
+        # within a tenth of WS_PRESENCE_TTL of its heartbeat lapsing.
         while True:
-            await asyncio.sleep(settings.WS_PRESENCE_TTL)
+            await asyncio.sleep(settings.WS_PRESENCE_TTL / REAPS_PER_TTL)
             await self.reap_once()
+
+    async def member_event(self, kind: str, channel: str, user: tuple[int, str]) -> None:
+        """Tell every subscriber of `channel`, on every worker, that `user` joined or left
+        (`kind`: "join", "leave"). A failure is logged: the event is not retried."""
+        event = {
+            "type": f"room.{kind}",
+            "channel": channel,
+            "user": {"id": user[0], "username": user[1]},
+            "sent_at": time.time(),
+        }
+        try:
+            await self.layer.group_send(room_group(channel), event)
+        except Exception as e:
+            self.health.failed("group_send", e, room_group(channel))
+            logger.warning("room %s: a %s event was not sent (%s)", channel, kind, type(e).__name__)
 
     async def _renew_run(self) -> None:
         while True:
@@ -203,27 +280,19 @@ class RoomFanout:
                 logger.exception("room fan-out failed on one message")
 
     async def deliver(self, event: dict[str, Any]) -> None:
-        """Send one `room.message` event to every local subscriber of its room, in the order
-        they subscribed. Sends go to the server's buffer (daphne's, whose slow-client limit
-        closes a subscriber that stops reading), so one subscriber never holds up another."""
-        if event.get("type") != "room.message":
+        """Hand one room event (a message, a join, a leave) to every local subscriber of its
+        room, in the order they subscribed (`realtime.rooms.feed`: in a room with history,
+        in offset order). Sends go to the server's buffer (whose slow-client limit closes a
+        subscriber that stops reading), so one subscriber never holds up another."""
+        item = event_item(event)
+        if item is None:
             logger.warning("room fan-out ignored an event of type %r", event.get("type"))
             return
-        members = self.rooms.get(event["channel"])
-        if not members:
+        feed = self.rooms.get(event["channel"])
+        if feed is None:
             return  # the last subscriber left while it was on its way
-        metrics.fanout_observe("room.message", event)
-        channel, text = event["channel"], message_frame(event)
-        sent = 0
-        for deliver in list(members.values()):
-            try:
-                await deliver(channel, text)
-                sent += 1
-            except Exception as e:
-                metrics.ROOM_FANOUT_DROPPED.labels("send_failed").inc()
-                logger.warning(
-                    "room fan-out: a message to room %s not sent to one subscriber (%s)",
-                    event["channel"],
-                    type(e).__name__,
-                )
-        metrics.labelled(metrics.WS_SENT, "session", "message").inc(sent)
+        if event["type"] == "room.message":
+            metrics.fanout_observe("room.message", event)
+        sent = await feed.arrive(item)
+        kind = "message" if event["type"] == "room.message" else MEMBER_EVENTS[event["type"]]
+        metrics.labelled(metrics.WS_SENT, "session", kind).inc(sent)

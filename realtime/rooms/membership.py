@@ -10,7 +10,7 @@ stalled, or Redis restarted empty) adds its channel back to its rooms.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from core.redis import text
@@ -19,6 +19,7 @@ from realtime.rooms.policy import room_group
 
 logger = logging.getLogger("switchboard.realtime")
 
+RoomReaped = Callable[[str, list[str]], Awaitable[object]]  # (room, dead workers)
 CHANNELS_KEY = "switchboard:fanout-channels"  # hash: worker id -> its fan-out channel
 
 
@@ -53,8 +54,9 @@ class RedisFanoutMembers:
         """Whether this worker's record is still there."""
         return bool(await self.beat.client().hexists(CHANNELS_KEY, WORKER_ID))
 
-    async def dead_reap(self, layer: Any) -> int:
-        """Take every dead worker's channel out of its room groups; how many workers."""
+    async def dead_reap(self, layer: Any, room_reaped: RoomReaped | None = None) -> int:
+        """Take every dead worker's channel out of its room groups (and tell `room_reaped`
+        each room and worker: its presence goes too); how many workers."""
         client = self.beat.client()
         channels = {
             text(worker): text(channel)
@@ -73,6 +75,8 @@ class RedisFanoutMembers:
             rooms = sorted(text(room) for room in await client.smembers(rooms_key(worker)))
             for room in rooms:
                 await layer.group_discard(room_group(room), channels[worker])
+                if room_reaped is not None:
+                    await room_reaped(room, [worker])
             await client.delete(rooms_key(worker))
             reaped += 1
             logger.warning(
@@ -96,5 +100,5 @@ class LocalFanoutMembers:
     async def recorded(self) -> bool:
         return True
 
-    async def dead_reap(self, layer: Any) -> int:
+    async def dead_reap(self, layer: Any, room_reaped: RoomReaped | None = None) -> int:
         return 0

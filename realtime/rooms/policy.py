@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
-Action = Literal["subscribe", "publish", "presence"]
+Action = Literal["subscribe", "publish", "presence", "history"]
 Policy = Callable[..., bool]
 
 

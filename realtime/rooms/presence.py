@@ -1,9 +1,12 @@
 """Who is in which room right now, across every worker.
 
-With Redis, each room is a hash of `<worker>|<connection>` → `[user_id, username]`. A worker
-killed with SIGKILL stops its heartbeat (`realtime.cluster.workers`): within WS_PRESENCE_TTL its
-entries stop counting, and the next presence query deletes them. Without Redis, presence is
-this process's memory.
+With Redis, each room is a hash of `<worker>|<connection>` → `[user_id, username]`, beside a
+hash counting each user's entries (`presence-users:<room>`), both changed only by the Lua
+scripts below, so a subscribe knows whether it is the user's first session in the room on
+any worker, and a leave whether it was the last (join/leave events,
+`realtime.rooms.namespaces`). A worker killed with SIGKILL stops its heartbeat
+(`realtime.cluster.workers`): within WS_PRESENCE_TTL its entries stop counting, and the next
+presence query deletes them. Without Redis, presence is this process's memory.
 
 A worker that only stalled past WS_PRESENCE_TTL (SIGSTOP, a long pause) looks just as dead,
 and loses its entries the same way, while its sessions live on. So each worker keeps a
@@ -16,16 +19,18 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from django.conf import settings
 
 from core.redis import text
+from core.redis_script import LuaScript
 from realtime.cluster.workers import KEY_PREFIX, WORKER_ID, WorkerHeartbeat
 
 logger = logging.getLogger("switchboard.realtime")
 
 User = tuple[int, str]
+Departed = Callable[[str, list[User]], Awaitable[None]]  # (room, users who left it)
 MARKER_TTLS = 10  # the marker outlives this many WS_PRESENCE_TTLs without a renewal
 
 
@@ -33,9 +38,66 @@ def _room_key(channel: str) -> str:
     return f"{KEY_PREFIX}presence:{channel}"
 
 
+def _keys(channel: str) -> list[str]:
+    return [_room_key(channel), f"{KEY_PREFIX}presence-users:{channel}"]
+
+
+# KEYS: entries, counts. ARGV: field, value, user id. 1 when this is the user's first entry.
+_ADD = LuaScript(
+    """
+if redis.call('hset', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  return redis.call('hincrby', KEYS[2], ARGV[3], 1) == 1 and 1 or 0
+end
+return 0
+"""
+)
+
+# KEYS: entries, counts. ARGV: field, user id. 1 when it was the user's last entry.
+_REMOVE = LuaScript(
+    """
+if redis.call('hdel', KEYS[1], ARGV[1]) == 1 then
+  if redis.call('hincrby', KEYS[2], ARGV[2], -1) <= 0 then
+    redis.call('hdel', KEYS[2], ARGV[2])
+    return 1
+  end
+end
+return 0
+"""
+)
+
+# KEYS: entries, counts. ARGV: dead workers. Deletes their entries; the users who left (their
+# last entry went), as the entries' values.
+_REAP = LuaScript(
+    """
+local dead = {}
+for _, worker in ipairs(ARGV) do dead[worker] = true end
+local entries = redis.call('hgetall', KEYS[1])
+local left = {}
+for i = 1, #entries, 2 do
+  local field, value = entries[i], entries[i + 1]
+  local worker = string.match(field, '^(.*)|')
+  if worker and dead[worker] then
+    redis.call('hdel', KEYS[1], field)
+    local user = tostring(cjson.decode(value)[1])
+    if redis.call('hincrby', KEYS[2], user, -1) <= 0 then
+      redis.call('hdel', KEYS[2], user)
+      table.insert(left, value)
+    end
+  end
+end
+return left
+"""
+)
+
+
 def marker_key(worker: str) -> str:
     """Exists while every presence entry of `worker` is in Redis."""
     return f"{KEY_PREFIX}presence-worker:{worker}"
+
+
+def _user(value: bytes | str) -> User:
+    user_id, username = json.loads(value)
+    return (int(user_id), str(username))
 
 
 def distinct_users(entries: Iterable[User]) -> list[User]:
@@ -49,15 +111,24 @@ class MemoryPresence:
     def __init__(self) -> None:
         self.rooms: dict[str, dict[str, User]] = defaultdict(dict)
 
-    async def add(self, channel: str, member: str, user: User) -> None:
-        self.rooms[channel][member] = user
+    async def add(self, channel: str, member: str, user: User) -> bool:
+        """Add `member`'s entry; whether it is the user's first in the room."""
+        room = self.rooms[channel]
+        first = member not in room and all(other[0] != user[0] for other in room.values())
+        room[member] = user
+        return first
 
-    async def remove(self, channel: str, member: str) -> None:
+    async def remove(self, channel: str, member: str, user_id: int) -> bool:
+        """Remove `member`'s entry; whether it was the user's last in the room."""
         room = self.rooms.get(channel)
-        if room is not None:
-            room.pop(member, None)
-            if not room:
-                del self.rooms[channel]
+        if room is None or room.pop(member, None) is None:
+            return False
+        if not room:
+            del self.rooms[channel]
+        return all(other[0] != user_id for other in (room or {}).values())
+
+    async def workers_reap(self, channel: str, workers: list[str]) -> list[User]:
+        return []  # this process is the only worker
 
     async def users(self, channel: str) -> list[User]:
         return distinct_users(self.rooms.get(channel, {}).values())
@@ -71,41 +142,58 @@ class RedisPresence:
     see `realtime.cluster.workers`) stop counting and are deleted by the next query. This worker's
     entries are also kept here, to be written again when another worker deleted them."""
 
-    def __init__(self, workers: WorkerHeartbeat) -> None:
+    def __init__(self, workers: WorkerHeartbeat, departed: Departed | None = None) -> None:
         self.workers = workers
+        self.departed = departed  # told who left a room with a dead worker
         self.entries: dict[tuple[str, str], User] = {}  # (room, member) → user, this worker's
         self._watchers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self.marked = False  # the marker was set once: a missing one means entries were lost
 
-    async def add(self, channel: str, member: str, user: User) -> None:
+    async def add(self, channel: str, member: str, user: User) -> bool:
+        """Add `member`'s entry; whether it is the user's first in the room (on any worker)."""
         self.entries[(channel, member)] = user
         self.watch_start()
         await self.workers.ensure()  # the entry must never be younger than its heartbeat
-        await self.workers.client().hset(
-            _room_key(channel), f"{WORKER_ID}|{member}", json.dumps(list(user))
-        )
+        args = [f"{WORKER_ID}|{member}", json.dumps(list(user)), user[0]]
+        return bool(await _ADD.run(self.workers.client(), _keys(channel), args))
 
-    async def remove(self, channel: str, member: str) -> None:
+    async def remove(self, channel: str, member: str, user_id: int) -> bool:
+        """Remove `member`'s entry; whether it was the user's last in the room."""
         self.entries.pop((channel, member), None)
-        await self.workers.client().hdel(_room_key(channel), f"{WORKER_ID}|{member}")
+        args = [f"{WORKER_ID}|{member}", user_id]
+        return bool(await _REMOVE.run(self.workers.client(), _keys(channel), args))
+
+    async def workers_reap(self, channel: str, workers: list[str]) -> list[User]:
+        """Delete the entries of dead `workers` in the room; the users who left with them."""
+        if not workers:
+            return []
+        left = await _REAP.run(self.workers.client(), _keys(channel), workers)
+        return [_user(value) for value in left]
 
     async def users(self, channel: str) -> list[User]:
+        """Who is in the room; dead workers' entries are deleted on the way (and their users'
+        departures announced, `departed`)."""
         client = self.workers.client()
         entries = await client.hgetall(_room_key(channel))
         worker_of = {field: text(field).split("|", 1)[0] for field in entries}
         alive = await self.workers.alive(sorted(set(worker_of.values())))
-        dead = [field for field, worker in worker_of.items() if worker not in alive]
-        if dead:
-            dead_workers = sorted({worker_of[field] for field in dead})
-            # Their markers after their entries: a worker that was only stalled, and wrote
-            # its entries again meanwhile, finds its marker gone and writes them once more.
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.hdel(_room_key(channel), *dead)
-                pipe.delete(*(marker_key(worker) for worker in dead_workers))
-                await pipe.execute()
+        dead_workers = sorted({worker for worker in worker_of.values() if worker not in alive})
+        await self.dead_reap(channel, dead_workers)
         return distinct_users(
-            tuple(json.loads(value)) for field, value in entries.items() if field not in dead
+            _user(value) for field, value in entries.items() if worker_of[field] in alive
         )
+
+    async def dead_reap(self, channel: str, dead_workers: list[str]) -> list[User]:
+        """Delete dead workers' entries in the room, then their markers (a worker that was
+        only stalled, and wrote its entries again meanwhile, finds its marker gone and writes
+        them once more); the users who left."""
+        if not dead_workers:
+            return []
+        departed = await self.workers_reap(channel, dead_workers)
+        await self.workers.client().delete(*(marker_key(worker) for worker in dead_workers))
+        if departed and self.departed is not None:
+            await self.departed(channel, departed)
+        return departed
 
     def watch_start(self) -> None:
         """Check this worker's marker every WS_PRESENCE_TTL / 3 seconds (one task per loop)."""
@@ -139,17 +227,13 @@ class RedisPresence:
         # The marker before the entries: whoever deletes them afterwards deletes it after.
         await client.set(marker_key(WORKER_ID), "1", ex=ttl)
         entries = list(self.entries.items())
-        async with client.pipeline(transaction=False) as pipe:
-            for (channel, member), user in entries:
-                pipe.hset(_room_key(channel), f"{WORKER_ID}|{member}", json.dumps(list(user)))
-            await pipe.execute()
+        for (channel, member), user in entries:
+            args = [f"{WORKER_ID}|{member}", json.dumps(list(user)), user[0]]
+            await _ADD.run(client, _keys(channel), args)
         # A session that left meanwhile may have deleted its entry before it was written.
-        left = [key for key, _ in entries if key not in self.entries]
-        if left:
-            async with client.pipeline(transaction=False) as pipe:
-                for channel, member in left:
-                    pipe.hdel(_room_key(channel), f"{WORKER_ID}|{member}")
-                await pipe.execute()
+        for (channel, member), user in entries:
+            if (channel, member) not in self.entries:
+                await _REMOVE.run(client, _keys(channel), [f"{WORKER_ID}|{member}", user[0]])
         if self.marked and entries:
             logger.warning(
                 "presence: this worker's entries were deleted (it looked dead, or Redis lost "

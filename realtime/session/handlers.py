@@ -11,11 +11,13 @@ import msgspec
 from django.conf import settings
 
 from accounts.tokens import AuthUnavailable, TokenExpired, TokenRejected, auser_for_token
+from realtime import metrics
 from realtime.events import room_event
 from realtime.hub import hub
 from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.protocol.frames import (
     Echo,
+    History,
     MessageId,
     Ping,
     Presence,
@@ -25,6 +27,8 @@ from realtime.protocol.frames import (
     Subscribe,
     Unsubscribe,
 )
+from realtime.rooms.history import HistoryRead, Position, history_body
+from realtime.rooms.namespaces import Namespace, namespace_of
 from realtime.rooms.policy import Action, channel_allowed, channel_name_valid, room_group
 from realtime.session.credentials import iso_utc
 from realtime.session.membership import groups_join, room_join, room_leave
@@ -126,17 +130,74 @@ def room_checked(
 @handles("subscribe", Subscribe)
 async def on_subscribe(session: "SessionConsumer", message: Subscribe) -> None:
     channel = room_checked(session, message.channel, "subscribe", message.id)
-    if channel not in session.rooms:
-        if len(session.rooms) >= settings.WS_MAX_SUBSCRIPTIONS:
-            raise ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, msg_id=message.id)
-        try:
-            await room_join(session, channel)
-        except Exception as e:
-            hub().health.failed("group_add", e)
-            await room_leave(session, channel)
-            raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
+    namespace = namespace_of(channel)
+    since = None if message.since is None else Position(message.since.offset, message.since.epoch)
+    if channel in session.rooms:  # again: nothing changes, nothing is replayed
+        position = hub().room_fanout.position_of(channel, session)
+        recovered = None if since is None else since == position
+        fields = subscribed_fields(position=position, recovered=recovered)
+        return await session.send_frame("subscribed", message.id, channel=channel, **fields)
+    if len(session.rooms) >= settings.WS_MAX_SUBSCRIPTIONS:
+        raise ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, msg_id=message.id)
+    try:
+        await room_join(session, channel, hold=namespace.history)
+    except Exception as e:
+        hub().health.failed("group_add", e)
+        await room_leave(session, channel)
+        raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
+    if not namespace.history:
         session.rooms.add(channel)
-    await session.send_frame("subscribed", message.id, channel=channel)
+        fields = subscribed_fields(position=None, recovered=None if since is None else False)
+        return await session.send_frame("subscribed", message.id, channel=channel, **fields)
+    read = await history_read(session, channel, namespace, since=since, msg_id=message.id)
+    recovered = None if since is None else read.recovers(since)
+    if since is not None:
+        result = "recovered" if recovered else "not_recovered"
+        metrics.labelled(metrics.HISTORY_RECOVERIES, namespace.name, result).inc()
+    session.rooms.add(channel)
+    fields = subscribed_fields(position=read.top, recovered=recovered)
+    await session.send_frame("subscribed", message.id, channel=channel, **fields)
+    if recovered:
+        for frame in read.frames():
+            await session.send(text_data=frame)
+        metrics.labelled(metrics.WS_SENT, "session", "message").inc(len(read.entries))
+    await hub().room_fanout.release(channel, session, read.top)
+
+
+def subscribed_fields(*, position: Position | None, recovered: bool | None) -> dict[str, Any]:
+    """`subscribed`'s fields beside the channel: `recovered` when `since` was given, the
+    room's position where it keeps history."""
+    fields: dict[str, Any] = {} if recovered is None else {"recovered": recovered}
+    if position is not None:
+        fields.update(offset=position.offset, epoch=position.epoch)
+    return fields
+
+
+async def history_read(
+    session: "SessionConsumer",
+    channel: str,
+    namespace: Namespace,
+    *,
+    since: Position | None,
+    msg_id: MessageId,
+) -> HistoryRead:
+    """The room's position and the entries after `since` (none without it); when the
+    history cannot be read the subscription is undone and the client told `unavailable`."""
+    try:
+        if since is None or since.offset < 0:
+            return await hub().history.read(channel, namespace, limit=0)
+        return await hub().history.read(
+            channel, namespace, since=since.offset, limit=namespace.history_size
+        )
+    except Exception as e:
+        logger.warning(
+            "room %s: history not read (%s); subscribe refused",
+            channel,
+            type(e).__name__,
+            extra=session.log_extra(),
+        )
+        await room_leave(session, channel)
+        raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=msg_id) from e
 
 
 @handles("unsubscribe", Unsubscribe)
@@ -152,20 +213,86 @@ async def on_unsubscribe(session: "SessionConsumer", message: Unsubscribe) -> No
 @handles("publish", Publish)
 async def on_publish(session: "SessionConsumer", message: Publish) -> None:
     channel = room_checked(session, message.channel, "publish", message.id)
+    namespace = namespace_of(channel)
+    if not publish_allowed(session, channel, namespace):
+        raise ProtocolError(ErrorCode.FORBIDDEN, msg_id=message.id)
     sender = {"id": session.user.pk, "username": session.user.username}
+    event = room_event(channel=channel, data=message.data, sender=sender)
+    fields: dict[str, Any] = {}
+    if namespace.history:
+        try:
+            position = await hub().history.append(channel, namespace, history_body(event))
+        except Exception as e:
+            metrics.labelled(metrics.HISTORY_STORE_FAILURES, namespace.name).inc()
+            logger.warning(
+                "room %s: a publication not stored in history (%s); refused, not delivered",
+                channel,
+                type(e).__name__,
+                extra=session.log_extra(),
+            )
+            raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
+        event.update(offset=position.offset, epoch=position.epoch)
+        fields = {"offset": position.offset, "epoch": position.epoch}
     try:
-        await session.channel_layer.group_send(
-            room_group(channel), room_event(channel=channel, data=message.data, sender=sender)
-        )
+        await session.channel_layer.group_send(room_group(channel), event)
     except Exception as e:
         hub().health.failed("group_send", e)
+        if not fields:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
+        # Stored: subscribers' workers read it from history at the next message's gap, and
+        # reconnecting ones recover it. Answering `unavailable` would have it published twice.
+        logger.warning(
+            "room %s: offset %s stored in history but not sent live (%s)",
+            channel,
+            fields["offset"],
+            type(e).__name__,
+            extra=session.log_extra(),
+        )
+    await session.send_frame("published", message.id, channel=channel, **fields)
+
+
+def publish_allowed(session: "SessionConsumer", channel: str, namespace: Namespace) -> bool:
+    """The namespace's publishing rule (the policy has allowed it already)."""
+    rule = namespace.publish
+    if rule == "server":
+        return False
+    if rule == "staff":
+        return bool(session.user.is_staff)
+    if rule == "subscribers":
+        return channel in session.rooms
+    return True
+
+
+@handles("history", History)
+async def on_history(session: "SessionConsumer", message: History) -> None:
+    channel = room_checked(session, message.channel, "history", message.id)
+    namespace = namespace_of(channel)
+    if not namespace.history:
+        raise ProtocolError(ErrorCode.HISTORY_UNAVAILABLE, msg_id=message.id)
+    limit = min(message.limit or namespace.history_size, namespace.history_size)
+    try:
+        read = await hub().history.read(channel, namespace, limit=limit)
+    except Exception as e:
+        logger.warning("room %s: history not read (%s)", channel, type(e).__name__)
         raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
-    await session.send_frame("published", message.id, channel=channel)
+    messages = [msgspec.Raw(frame.encode()) for frame in read.frames()]
+    await session.send_frame(
+        "history",
+        message.id,
+        channel=channel,
+        messages=messages,
+        offset=read.top.offset,
+        epoch=read.top.epoch,
+    )
 
 
 @handles("presence", Presence)
 async def on_presence(session: "SessionConsumer", message: Presence) -> None:
     channel = room_checked(session, message.channel, "presence", message.id)
+    if not namespace_of(channel).presence:
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN, "Presence is off in this channel's namespace", message.id
+        )
     try:
         users = await hub().presence.users(channel)
     except Exception as e:

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from realtime.events import user_group
 from realtime.hub import hub
+from realtime.rooms.namespaces import namespace_of
 
 if TYPE_CHECKING:
     from realtime.session.consumer import SessionConsumer
@@ -25,31 +26,45 @@ async def groups_join(session: "SessionConsumer") -> bool:
         return False
     try:
         for channel in list(session.rooms):
-            await presence_add(session, channel)
+            if namespace_of(channel).presence:
+                await presence_add(session, channel)
     except Exception as e:
         hub().health.failed("group_add", e)
         return False
     return True
 
 
-async def presence_add(session: "SessionConsumer", channel: str) -> None:
-    user = session.user
-    await hub().presence.add(channel, session.channel_name, (user.pk, user.username))
+def _user(session: "SessionConsumer") -> tuple[int, str]:
+    return (session.user.pk, session.user.username)
 
 
-async def room_join(session: "SessionConsumer", channel: str) -> None:
-    """Receive the room's messages (through this worker's fan-out) and be present in it."""
-    await hub().room_fanout.subscribe(channel, session, session.room_send)
-    await presence_add(session, channel)
+async def presence_add(session: "SessionConsumer", channel: str) -> bool:
+    """Be present in `channel`; whether this is the user's first session there."""
+    return await hub().presence.add(channel, session.channel_name, _user(session))
+
+
+async def room_join(session: "SessionConsumer", channel: str, *, hold: bool = False) -> None:
+    """Receive the room's messages (through this worker's fan-out; with `hold`, kept until
+    the fan-out's `release`) and be present in it, where its namespace keeps presence (the
+    user's first session there announces a join, where it has join/leave events)."""
+    await hub().room_fanout.subscribe(channel, session, session.room_send, hold=hold)
+    namespace = namespace_of(channel)
+    if namespace.presence and await presence_add(session, channel) and namespace.join_leave:
+        await hub().room_fanout.member_event("join", channel, _user(session))
 
 
 async def room_leave(session: "SessionConsumer", channel: str) -> None:
-    """Leave a room; while the layer is unreachable the leave waits for its recovery."""
+    """Leave a room; while the layer is unreachable the leave waits for its recovery (the
+    user's last session there announces a leave, where its namespace has join/leave events)."""
     await hub().room_fanout.unsubscribe(channel, session)
-    name = session.channel_name
+    namespace = namespace_of(channel)
+    if not namespace.presence:
+        return
+    name, user = session.channel_name, _user(session)
 
     async def leave() -> None:
-        await hub().presence.remove(channel, name)
+        if await hub().presence.remove(channel, name, user[0]) and namespace.join_leave:
+            await hub().room_fanout.member_event("leave", channel, user)
 
     await hub().health.leave_now_or_later(leave)
 

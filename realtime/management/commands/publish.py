@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from realtime.events import publish
+from realtime.events import PublishUnavailable, publish
 from realtime.rooms.policy import channel_name_valid
 
 
@@ -23,5 +23,9 @@ class Command(BaseCommand):
             value = json.loads(data)
         except json.JSONDecodeError as e:
             raise CommandError(f"data is not valid JSON: {e}") from e
-        publish(channel, value)
-        self.stdout.write(f"published to {channel}")
+        try:
+            offset = publish(channel, value)
+        except PublishUnavailable as e:
+            raise CommandError(f"not published: {e}; try again later") from e
+        where = "" if offset is None else f" at offset {offset}"
+        self.stdout.write(f"published to {channel}{where}")

@@ -40,7 +40,7 @@ async def test_the_first_local_subscriber_adds_the_worker_channel_to_the_group_o
     assert after_first == {worker_channel}
     assert group_members("lobby") == {worker_channel}  # not one member per session
     assert worker_hub.room_fanout.joined == {"lobby"}
-    assert len(worker_hub.room_fanout.rooms["lobby"]) == 2
+    assert len(worker_hub.room_fanout.rooms["lobby"].members) == 2
 
 
 async def test_the_last_local_subscriber_out_takes_the_worker_channel_out(
@@ -77,7 +77,7 @@ async def test_a_disconnect_leaves_every_room_and_the_last_one_empties_the_group
     assert group_members("one") == set()
     assert group_members("two") == {worker_channel}
     assert set(worker_hub.room_fanout.rooms) == {"two"}
-    assert len(worker_hub.room_fanout.rooms["two"]) == 1
+    assert len(worker_hub.room_fanout.rooms["two"].members) == 1
     assert worker_hub.room_fanout.joined == {"two"}
 
 
@@ -129,8 +129,8 @@ async def test_a_send_that_fails_for_one_subscriber_is_counted_logged_and_spares
     async def fail(channel: str, text: str) -> None:
         raise ConnectionResetError("gone")
 
-    subscriber = next(iter(fanout.rooms["lobby"]))
-    fanout.rooms["lobby"][subscriber] = fail
+    subscriber = next(iter(fanout.rooms["lobby"].members))
+    fanout.rooms["lobby"].members[subscriber].deliver = fail
     before = sample("switchboard_room_fanout_dropped_total", reason="send_failed")
     with caplog.at_level(logging.WARNING, logger="switchboard.realtime"):
         await sync_to_async(events.publish)("lobby", "x")

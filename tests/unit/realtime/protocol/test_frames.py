@@ -148,6 +148,7 @@ def test_every_error_code_has_a_message():
         "internal_error",
         "invalid_channel",
         "forbidden",
+        "history_unavailable",
         "too_many_subscriptions",
         "too_many_sessions",
     }

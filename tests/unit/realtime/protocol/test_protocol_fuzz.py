@@ -292,6 +292,10 @@ def typed_frames(draw, user: User) -> TypedFrame:
             strict_strings, jwt_shaped, forged_tokens(user), st.just("x" * 5_000)
         ).map(json.dumps),
         "channel": channels.map(json.dumps),
+        "limit": st.integers(-3, 10**7).map(json.dumps),
+        "since": st.fixed_dictionaries(
+            {"offset": st.integers(-3, 10**7), "epoch": st.text(max_size=70)}
+        ).map(json.dumps),
     }
     # Half the examples have every field right-typed, so that they reach the handlers.
     kind, wrong = draw(

@@ -1,0 +1,245 @@
+"""Room history: every publication to a room of a namespace with history, kept in order with
+an offset (1, 2, 3 … per room, the same on every worker) and an epoch (which history that
+offset belongs to: a new one when the history is lost, e.g. Redis restarted empty).
+
+With Redis, a room's history is a stream (`switchboard:history:<room>`, at most
+`history_size` entries, none older than `history_ttl` seconds, the key gone `history_ttl`
+after the last publication) beside a hash holding its epoch and last offset
+(`switchboard:history-meta:<room>`, kept `WS_HISTORY_META_TTL` after the last use, so that a
+quiet room keeps its offsets). A publication is one Lua script (next offset, append, trim);
+a read is one Lua script too (epoch, last offset, the entries asked for), so both are one
+round trip and always agree. Without Redis, it lives in this process.
+
+An entry holds the `message` frame without its position (`history_body`); the frame a
+subscriber gets, live or replayed, is that body with `"offset"` and `"epoch"` appended
+(`frame_with_position`), so a replayed message is byte for byte the live one.
+"""
+
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from core.redis import redis_clients, text
+from core.redis_script import LuaScript
+from realtime import metrics
+from realtime.protocol.frames import frame_encode
+from realtime.rooms.namespaces import Namespace
+
+KEY_PREFIX = "switchboard:history"
+
+# KEYS: stream, meta. ARGV: body, history_size, history_ttl, a new epoch, meta ttl.
+_APPEND = LuaScript(
+    """
+local stream, meta = KEYS[1], KEYS[2]
+local epoch = redis.call('hget', meta, 'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('hset', meta, 'epoch', epoch)
+  redis.call('del', stream)
+end
+local offset = redis.call('hincrby', meta, 'offset', 1)
+redis.call('xadd', stream, 'MAXLEN', ARGV[2], '*', 'o', offset, 'b', ARGV[1])
+local now = redis.call('time')
+local oldest = (tonumber(now[1]) - tonumber(ARGV[3])) * 1000
+if oldest > 0 then redis.call('xtrim', stream, 'MINID', oldest) end
+redis.call('expire', stream, ARGV[3])
+redis.call('expire', meta, ARGV[5])
+return {offset, epoch, redis.call('xlen', stream)}
+"""
+)
+
+# KEYS: stream, meta. ARGV: history_ttl, since (-1: none), limit, a new epoch, meta ttl.
+# The newest entries first: with `since`, the ones after it (at most `limit`).
+_READ = LuaScript(
+    """
+local stream, meta = KEYS[1], KEYS[2]
+local epoch = redis.call('hget', meta, 'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('hset', meta, 'epoch', epoch, 'offset', 0)
+  redis.call('del', stream)
+end
+redis.call('expire', meta, ARGV[5])
+local top = tonumber(redis.call('hget', meta, 'offset') or '0')
+local now = redis.call('time')
+local oldest = (tonumber(now[1]) - tonumber(ARGV[1])) * 1000
+if oldest > 0 then redis.call('xtrim', stream, 'MINID', oldest) end
+local count = tonumber(ARGV[3])
+local since = tonumber(ARGV[2])
+if since >= 0 then count = math.min(count, top - since) end
+local entries = {}
+if count > 0 then entries = redis.call('xrevrange', stream, '+', '-', 'COUNT', count) end
+return {epoch, top, entries}
+"""
+)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a room's history stands: its last offset (0: nothing yet) in its epoch."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    offset: int
+    body: str  # the `message` frame without its position
+
+
+@dataclass(frozen=True)
+class HistoryRead:
+    """A room's position and the entries read, oldest first."""
+
+    top: Position
+    entries: list[Entry] = field(default_factory=list)
+
+    def frames(self) -> list[str]:
+        return [frame_with_position(e.body, e.offset, self.top.epoch) for e in self.entries]
+
+    def recovers(self, since: Position) -> bool:
+        """Whether these entries are every message after `since`: the same epoch, and the
+        history still reaches back to the one after it."""
+        top, entries = self.top, self.entries
+        if since.epoch != top.epoch or not 0 <= since.offset <= top.offset:
+            return False
+        wanted = top.offset - since.offset
+        return len(entries) == wanted and (
+            wanted == 0
+            or (entries[0].offset == since.offset + 1 and entries[-1].offset == top.offset)
+        )
+
+
+def history_body(event: dict[str, Any]) -> str:
+    """The `message` frame of a `room.message` event without its position (what is stored)."""
+    return frame_encode(
+        "message",
+        channel=event["channel"],
+        data=event["data"],
+        ts=event["ts"],
+        **{"from": event["from"]},
+    )
+
+
+def frame_with_position(body: str, offset: int, epoch: str) -> str:
+    """`body` (a JSON object's text) with `"offset"` and `"epoch"` as its last fields."""
+    return f'{body[:-1]},"offset":{offset},"epoch":"{epoch}"}}'
+
+
+def epoch_new() -> str:
+    """A fresh epoch name (epochs only ever need to differ)."""
+    return secrets.token_hex(4)
+
+
+def _keys(channel: str) -> list[str]:
+    return [f"{KEY_PREFIX}:{channel}", f"{KEY_PREFIX}-meta:{channel}"]
+
+
+def _meta_ttl(namespace: Namespace) -> int:
+    return max(int(settings.WS_HISTORY_META_TTL), namespace.history_ttl)
+
+
+def _appended(namespace: Namespace, offset: int, epoch: bytes | str, length: int) -> Position:
+    metrics.labelled(metrics.HISTORY_PUBLISHED, namespace.name).inc()
+    metrics.labelled(metrics.HISTORY_LENGTH, namespace.name).observe(length)
+    return Position(int(offset), text(epoch))
+
+
+def _read_of(answer: Sequence[Any]) -> HistoryRead:
+    epoch, top, newest_first = answer
+    entries = []
+    for _entry_id, fields in reversed(newest_first):
+        values = {text(k): v for k, v in zip(fields[::2], fields[1::2], strict=True)}
+        entries.append(Entry(int(values["o"]), text(values["b"])))
+    return HistoryRead(Position(int(top), text(epoch)), entries)
+
+
+class RedisHistory:
+    """Room history in Redis, on the factory's clients (it follows a Sentinel failover)."""
+
+    def _append_args(self, namespace: Namespace, body: str) -> list[Any]:
+        return [
+            body,
+            namespace.history_size,
+            namespace.history_ttl,
+            epoch_new(),
+            _meta_ttl(namespace),
+        ]
+
+    async def append(self, channel: str, namespace: Namespace, body: str) -> Position:
+        """Store one publication; its position. Raises when Redis cannot store it."""
+        client = redis_clients().async_client()
+        answer = await _APPEND.run(client, _keys(channel), self._append_args(namespace, body))
+        return _appended(namespace, *answer)
+
+    def append_sync(self, channel: str, namespace: Namespace, body: str) -> Position:
+        """`append` for sync code (server-side publishing)."""
+        client = redis_clients().sync_client()
+        answer = _APPEND.run_sync(client, _keys(channel), self._append_args(namespace, body))
+        return _appended(namespace, *answer)
+
+    async def read(
+        self, channel: str, namespace: Namespace, *, since: int | None = None, limit: int
+    ) -> HistoryRead:
+        """The room's position and its last `limit` entries, or, with `since`, the entries
+        after offset `since` (at most `limit`)."""
+        args = [
+            namespace.history_ttl,
+            -1 if since is None else since,
+            limit,
+            epoch_new(),
+            _meta_ttl(namespace),
+        ]
+        answer = await _READ.run(redis_clients().async_client(), _keys(channel), args)
+        return _read_of(answer)
+
+
+@dataclass
+class _MemoryRoom:
+    epoch: str = field(default_factory=epoch_new)
+    offset: int = 0
+    entries: deque[tuple[int, float, str]] = field(default_factory=deque)
+
+
+class MemoryHistory:
+    """Room history in this process (no REDIS_URL: the process is the only worker)."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, _MemoryRoom] = {}
+        self._lock = threading.Lock()  # sync publishing runs in other threads
+
+    def _room(self, channel: str, namespace: Namespace) -> _MemoryRoom:
+        room = self._rooms.setdefault(channel, _MemoryRoom())
+        oldest = time.monotonic() - namespace.history_ttl
+        while room.entries and room.entries[0][1] < oldest:
+            room.entries.popleft()
+        return room
+
+    def append_sync(self, channel: str, namespace: Namespace, body: str) -> Position:
+        with self._lock:
+            room = self._room(channel, namespace)
+            room.offset += 1
+            room.entries.append((room.offset, time.monotonic(), body))
+            while len(room.entries) > namespace.history_size:
+                room.entries.popleft()
+            return _appended(namespace, room.offset, room.epoch, len(room.entries))
+
+    async def append(self, channel: str, namespace: Namespace, body: str) -> Position:
+        return self.append_sync(channel, namespace, body)
+
+    async def read(
+        self, channel: str, namespace: Namespace, *, since: int | None = None, limit: int
+    ) -> HistoryRead:
+        with self._lock:
+            room = self._room(channel, namespace)
+            count = limit if since is None else min(limit, room.offset - since)
+            chosen = list(room.entries)[-count:] if count > 0 else []
+            top = Position(room.offset, room.epoch)
+        return HistoryRead(top, [Entry(offset, body) for offset, _, body in chosen])
