@@ -10,6 +10,11 @@ and loses its entries the same way, while its sessions live on. So each worker k
 marker key, renewed every WS_PRESENCE_TTL / 3 seconds, that whoever deletes its entries
 deletes too: a worker that finds its marker gone (deleted, expired, or Redis restarted)
 writes every entry it holds again, as the room fan-out puts its channel back in its rooms.
+
+Presence lives in REDIS_URL's Redis, not on the channel layer (which REDIS_LAYER_URLS may
+shard elsewhere), so a leave never waits for the layer. One that this Redis cannot take is
+kept, and the marker watcher deletes it on its next round; until then, later leaves wait
+with it instead of each waiting for a timeout.
 """
 
 import asyncio
@@ -20,7 +25,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from core.redis import text
+from core.redis import redis_error_reason, text
 from realtime.cluster.workers import KEY_PREFIX, WORKER_ID, WorkerHeartbeat
 
 logger = logging.getLogger("switchboard.realtime")
@@ -74,11 +79,13 @@ class RedisPresence:
     def __init__(self, workers: WorkerHeartbeat) -> None:
         self.workers = workers
         self.entries: dict[tuple[str, str], User] = {}  # (room, member) → user, this worker's
+        self.removals: set[tuple[str, str]] = set()  # this worker's left entries Redis kept
         self._watchers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self.marked = False  # the marker was set once: a missing one means entries were lost
 
     async def add(self, channel: str, member: str, user: User) -> None:
         self.entries[(channel, member)] = user
+        self.removals.discard((channel, member))  # left and joined again while Redis failed
         self.watch_start()
         await self.workers.ensure()  # the entry must never be younger than its heartbeat
         await self.workers.client().hset(
@@ -86,8 +93,45 @@ class RedisPresence:
         )
 
     async def remove(self, channel: str, member: str) -> None:
+        """Delete this worker's entry; never raises. When Redis cannot take it, or an earlier
+        removal still waits for Redis, it waits too, for `removals_retry`."""
         self.entries.pop((channel, member), None)
-        await self.workers.client().hdel(_room_key(channel), f"{WORKER_ID}|{member}")
+        if self.removals:
+            self.removals.add((channel, member))
+            self.watch_start()
+            return
+        try:
+            await self.workers.client().hdel(_room_key(channel), f"{WORKER_ID}|{member}")
+        except Exception as e:
+            self.removals.add((channel, member))
+            self.watch_start()
+            logger.warning(
+                "presence: a leave could not reach Redis (%s); it and the next ones are "
+                "retried every %g s",
+                redis_error_reason(e),
+                settings.WS_PRESENCE_TTL / 3,
+            )
+
+    async def removals_retry(self) -> int:
+        """Delete the entries whose removal Redis did not take (raises while it still cannot);
+        how many were deleted. The marker watcher runs it every round."""
+        deleted = 0
+        while self.removals:
+            removals = list(self.removals)
+            async with self.workers.client().pipeline(transaction=False) as pipe:
+                for channel, member in removals:
+                    pipe.hdel(_room_key(channel), f"{WORKER_ID}|{member}")
+                await pipe.execute()
+            self.removals.difference_update(removals)
+            deleted += len(removals)
+            # One joined again meanwhile may have been written before its old removal ran.
+            for key in [key for key in removals if key in self.entries]:
+                channel, member = key
+                user = json.dumps(list(self.entries[key]))
+                await self.workers.client().hset(_room_key(channel), f"{WORKER_ID}|{member}", user)
+        if deleted:
+            logger.warning("presence: Redis answers again; %d leave(s) written", deleted)
+        return deleted
 
     async def users(self, channel: str) -> list[User]:
         client = self.workers.client()
@@ -124,6 +168,7 @@ class RedisPresence:
         while True:
             await asyncio.sleep(settings.WS_PRESENCE_TTL / 3)
             try:
+                await self.removals_retry()
                 await self.entries_check()
             except Exception as e:  # Redis down: the layer-health log already says so
                 logger.debug("presence marker check failed: %s", type(e).__name__)

@@ -44,14 +44,11 @@ async def room_join(session: "SessionConsumer", channel: str) -> None:
 
 
 async def room_leave(session: "SessionConsumer", channel: str) -> None:
-    """Leave a room; while the layer is unreachable the leave waits for its recovery."""
+    """Leave a room: its messages stop (the fan-out's group discard waits for the room's
+    shard when that is down), and its presence goes, whatever the layer's state: presence
+    lives in REDIS_URL's Redis, and retries there a removal it could not make."""
     await hub().room_fanout.unsubscribe(channel, session)
-    name = session.channel_name
-
-    async def leave() -> None:
-        await hub().presence.remove(channel, name)
-
-    await hub().health.leave_now_or_later(leave)
+    await hub().presence.remove(channel, session.channel_name)
 
 
 async def groups_leave(session: "SessionConsumer") -> None:
