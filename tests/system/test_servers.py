@@ -20,7 +20,7 @@ from websockets.frames import Close
 
 from deploy.servers import GRACEFUL_SHUTDOWN_SECONDS, SERVER_NAMES, SUPPORTED
 from realtime.server.connection_limits import MAX_FRAGMENTS
-from tests.system.conftest import http_client, user_register
+from tests.system.conftest import user_register
 from tests.system.rawws import (
     OP_CLOSE,
     OP_CONT,
@@ -30,6 +30,7 @@ from tests.system.rawws import (
     handshake_send,
     received_until_closed,
 )
+from tests.system.scenarios import logout_all_through_worker_2_closes_a_session_on_worker_1
 from tests.system.stack import Worker
 from tests.system.test_client_system import client_for, until, who
 from tests.system.test_session_registry_system import registry_closed
@@ -53,7 +54,6 @@ GRANIAN_NO_1007 = "granian closes a text frame of invalid UTF-8 1005, without a 
 # The close every server sends its open sockets on SIGTERM (uvicorn's adapter replaces its
 # own 1012 with no reason, daphne's adapter its dropped connections).
 SIGTERM_CLOSE = (1001, "server going away")
-SESSION_REVOKED = {"type": "error", "code": "session_revoked", "message": "Session revoked"}
 UNAUTHORIZED = {"type": "error", "code": "unauthorized", "message": "Unauthorized"}
 WRONG_KEY = "not-the-signing-key-but-just-as-long-0123456789"
 
@@ -221,16 +221,8 @@ async def test_a_forged_token_closes_4500_and_an_expired_one_4001(module_worker,
 
 @servers()
 async def test_logout_all_through_worker_2_closes_a_session_on_worker_1(start_worker, server):
-    worker1, worker2 = start_worker(server=server), start_worker(server=server)
-    user = user_register(worker1)
-    async with session_open(worker1, user["access"]) as (ws, _):
-        with http_client(worker2) as client:
-            response = client.post(
-                "/api/auth/logout-all/", headers={"Authorization": f"Bearer {user['access']}"}
-            )
-        assert response.status_code == 204
-        closed = await until_closed(ws)
-    assert (closed.json(), closed.rcvd) == ([SESSION_REVOKED], Close(4501, "session revoked"))
+    workers = start_worker(server=server), start_worker(server=server)
+    await logout_all_through_worker_2_closes_a_session_on_worker_1(*workers)
 
 
 @servers(granian_fails=GRANIAN_DROPS_ON_SIGTERM)
