@@ -167,6 +167,7 @@ def tables(results: dict) -> str:
             f"{sb['lost']} | {half['publishes_per_s']}, {half['p50_ms']} / {half['p99_ms']}, "
             f"{half['lost']} |"
         )
+    lines += ["", *storm_table(results["storm"])]
     lines += ["", "## Memory per server process (MiB)", ""]
     lines += ["| server | peak | at the end |", "|---|---|---|"]
     for name, memory in results["memory"].items():
@@ -179,6 +180,29 @@ def tables(results: dict) -> str:
                 f"{round(row['rss_kib'] / 1024, 1)} |"
             )
     return "\n".join(lines)
+
+
+def storm_table(storm: dict) -> list[str]:
+    """The connection storm's section: time to open, peak Redis connections and peak RSS of
+    each worker."""
+    mib = ", ".join(str(round(kib / 1024, 1)) for kib in storm["peak_rss_kib"])
+    connections = ", ".join(str(n) for n in storm["peak_redis_connections"])
+    return [
+        "## Connection storm",
+        "",
+        f"{storm['sessions']:,} authenticated sessions opened in one burst over "
+        f"{storm['workers']} {storm['server']} workers sharing Redis, each joining a room, then "
+        "all closed at once (`tests/system/storm.py`, the machinery of "
+        "`tests/system/test_storms.py`). Redis connections are counted by the name each "
+        "worker gives its own (`CLIENT LIST`), sampled every 0.25 s.",
+        "",
+        "| server | workers | sessions | accepted | joined the room | opened in (s) | "
+        "sessions/s | peak Redis connections per worker | peak RSS per worker (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {storm['server']} | {storm['workers']} | {storm['sessions']:,} | "
+        f"{storm['accepted']:,} | {storm['joined']:,} | {storm['opened_s']} | "
+        f"{storm['sessions_per_s']:,} | {connections} | {mib} |",
+    ]
 
 
 def chart_write(results: dict, path: Path) -> None:

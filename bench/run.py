@@ -5,12 +5,15 @@ Starts (on 127.0.0.1, free ports) the peer, a redis-server, and a daphne, a uvic
 granian worker (each with deploy/servers.py's command line, logs quiet) on a fresh database;
 drives each with `bench.loadgen` in its own process; records every figure, the ratio to the
 peer, and the servers' memory (a granian worker is two processes: its supervisor and the
-process serving, summed); writes `docs/BENCHMARKS.md`, `docs/benchmarks.png` and
-`docs/benchmarks.json`. Stops everything it started, by PID.
+process serving, summed); then a connection storm over two uvicorn workers, driven from this
+process with the storm test's machinery (`tests/system/storm.py`); writes
+`docs/BENCHMARKS.md`, `docs/benchmarks.png` and `docs/benchmarks.json`. Stops everything it
+started, by PID.
 `--smoke` runs the same harness with tiny numbers (seconds, not minutes) into `--out`.
 """
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -27,6 +30,7 @@ import httpx
 
 from bench.report import report_write
 from deploy.servers import SERVERS
+from tests.system.burst import close_all, nofile_raise
 from tests.system.databases import database_create, database_drop
 from tests.system.stack import (
     ROOT,
@@ -38,6 +42,7 @@ from tests.system.stack import (
     port_wait,
     process_stop,
 )
+from tests.system.storm import Peaks, rooms_join, storm_figures, storm_open
 
 POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "bench-password-not-a-secret-0123"  # noqa: S105  (a throwaway bench user)
@@ -51,10 +56,11 @@ class Plan:
     idle: int
     fanout_subscribers: tuple[int, ...]
     fanout_seconds: float
+    storm: int  # sessions opened in one burst
 
 
-FULL = Plan(5.0, (1, 50, 500), 50, 5000, (1, 100, 1000), 6.0)
-SMOKE = Plan(0.5, (1, 4), 2, 10, (1, 4), 0.5)
+FULL = Plan(5.0, (1, 50, 500), 50, 5000, (1, 100, 1000), 6.0, 5000)
+SMOKE = Plan(0.5, (1, 4), 2, 10, (1, 4), 0.5, 20)
 
 
 @dataclass
@@ -85,6 +91,11 @@ class Server:
 
     def ws(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
+
+    def rss_kib(self) -> int:
+        """Current resident memory of the process and its children (what the storm's
+        peaks sample)."""
+        return self.memory_kib()["rss_kib"]
 
     def memory_kib(self) -> dict[str, int]:
         """Current (VmRSS) and peak (VmHWM) resident memory of the process and its children
@@ -283,6 +294,7 @@ def run(plan: Plan, workdir: Path, database_url: str) -> dict:
         for server in servers.values():
             server.stop()
     results["fanout"] = fanout(plan, workdir, env, redis, token)
+    results["storm"] = storm(plan, workdir, env, redis, token)
     redis.stop()
     return results
 
@@ -333,6 +345,45 @@ def fanout(plan: Plan, workdir: Path, env: dict[str, str], redis, token: str) ->
         for server in (*workers, broadcaster):
             server.stop()
     return rows
+
+
+# The storm test's server (tests/system/test_storms.py): daphne sheds handshakes under a
+# burst of thousands (tests/system/test_bursts.py), so its time to open would say little.
+STORM_SERVER = "uvicorn"
+STORM_WORKERS = 2
+STORM_ROOM = "storm"
+
+
+def storm(plan: Plan, workdir: Path, env: dict[str, str], redis: RedisServer, token: str) -> dict:
+    """`plan.storm` sessions opened in one burst over two uvicorn workers (Redis), each
+    joining a room, then all closed at once, as the storm test does: the time to open, and
+    each worker's peak Redis connections and RSS."""
+    nofile_raise()
+    workers = tuple(
+        Server(f"storm{n}", switchboard_command(STORM_SERVER, env), env, workdir)
+        for n in range(1, STORM_WORKERS + 1)
+    )
+    try:
+        for server in workers:
+            server.start()
+        return asyncio.run(storm_run(plan.storm, workers, redis, token))
+    finally:
+        for server in workers:
+            server.stop()
+
+
+async def storm_run(
+    count: int, workers: tuple[Server, ...], redis: RedisServer, token: str
+) -> dict:
+    """The storm itself, from this process; its figures."""
+    urls = [workers[n % len(workers)].ws("/ws/session/") for n in range(count)]
+    with Peaks(redis, workers) as peaks:
+        outcomes, opened_s = await storm_open(urls, headers={"Authorization": f"Bearer {token}"})
+        replies = await rooms_join(outcomes, STORM_ROOM)
+        await close_all(outcomes)
+    joined = replies.count({"type": "subscribed", "channel": STORM_ROOM})
+    figures = storm_figures(outcomes, opened_s, peaks)
+    return {"server": STORM_SERVER, "workers": len(workers), "joined": joined, **figures}
 
 
 def postgres_answers() -> bool:

@@ -81,8 +81,8 @@ class LayerHealth:
         self.sessions: dict[object, Rejoin] = {}
         # Called with the open sessions after they rejoined: events sent meanwhile were lost.
         self.recovery_hooks: list[Callable[[list[Any]], Awaitable[None]]] = []
-        # Leaves that could not reach Redis: replayed first on recovery, or the left rooms
-        # would keep ghost members (Redis may have kept its data through a short outage).
+        # Group leaves that could not reach their shard: replayed first on recovery, or this
+        # worker would stay in groups it left (a shard may keep its data through an outage).
         self.pending_leaves: list[Callable[[], Awaitable[None]]] = []
 
     @property
@@ -223,12 +223,10 @@ class LayerHealth:
         self.pending_leaves.append(leave)
         self.monitor_start()
 
-    async def leave_now_or_later(
-        self, leave: Callable[[], Awaitable[None]], name: str | None = None
-    ) -> None:
-        """Run `leave` (of the group `name`, when it is one) now; while its shard is down, or
-        when it fails, once the layer is back."""
-        if not (self.available if name is None else self.available_for(name)):
+    async def leave_now_or_later(self, leave: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run `leave` of the group `name` now; while its shard is down, or when it fails,
+        once the layer is back."""
+        if not self.available_for(name):
             return self.defer_leave(leave)
         try:
             await leave()

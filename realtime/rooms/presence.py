@@ -13,6 +13,12 @@ and loses its entries the same way, while its sessions live on. So each worker k
 marker key, renewed every WS_PRESENCE_TTL / 3 seconds, that whoever deletes its entries
 deletes too: a worker that finds its marker gone (deleted, expired, or Redis restarted)
 writes every entry it holds again, as the room fan-out puts its channel back in its rooms.
+
+Presence lives in REDIS_URL's Redis, not on the channel layer (which REDIS_LAYER_URLS may
+shard elsewhere), so a leave never waits for the layer. One that this Redis cannot take is
+kept, and the marker watcher deletes it on its next round (announcing the leave then, where
+the namespace has join/leave events); until then, later leaves wait with it instead of each
+waiting for a timeout.
 """
 
 import asyncio
@@ -23,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from django.conf import settings
 
-from core.redis import text
+from core.redis import redis_error_reason, text
 from core.redis_script import LuaScript
 from realtime.cluster.workers import KEY_PREFIX, WORKER_ID, WorkerHeartbeat
 
@@ -95,6 +101,10 @@ def marker_key(worker: str) -> str:
     return f"{KEY_PREFIX}presence-worker:{worker}"
 
 
+def _add_args(member: str, user: User) -> list[object]:
+    return [f"{WORKER_ID}|{member}", json.dumps(list(user)), user[0]]
+
+
 def _user(value: bytes | str) -> User:
     user_id, username = json.loads(value)
     return (int(user_id), str(username))
@@ -118,14 +128,14 @@ class MemoryPresence:
         room[member] = user
         return first
 
-    async def remove(self, channel: str, member: str, user_id: int) -> bool:
+    async def remove(self, channel: str, member: str, user: User) -> bool:
         """Remove `member`'s entry; whether it was the user's last in the room."""
         room = self.rooms.get(channel)
         if room is None or room.pop(member, None) is None:
             return False
         if not room:
             del self.rooms[channel]
-        return all(other[0] != user_id for other in (room or {}).values())
+        return all(other[0] != user[0] for other in (room or {}).values())
 
     async def workers_reap(self, channel: str, workers: list[str]) -> list[User]:
         return []  # this process is the only worker
@@ -144,7 +154,8 @@ class RedisPresence:
 
     def __init__(self, workers: WorkerHeartbeat, departed: Departed | None = None) -> None:
         self.workers = workers
-        self.departed = departed  # told who left a room with a dead worker
+        self.departed = departed  # told who left a room with a dead worker or a late removal
+        self.removals: dict[tuple[str, str], User] = {}  # this worker's leaves Redis kept
         self.entries: dict[tuple[str, str], User] = {}  # (room, member) → user, this worker's
         self._watchers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self.marked = False  # the marker was set once: a missing one means entries were lost
@@ -152,16 +163,54 @@ class RedisPresence:
     async def add(self, channel: str, member: str, user: User) -> bool:
         """Add `member`'s entry; whether it is the user's first in the room (on any worker)."""
         self.entries[(channel, member)] = user
+        self.removals.pop((channel, member), None)  # left and joined again while Redis failed
         self.watch_start()
         await self.workers.ensure()  # the entry must never be younger than its heartbeat
-        args = [f"{WORKER_ID}|{member}", json.dumps(list(user)), user[0]]
-        return bool(await _ADD.run(self.workers.client(), _keys(channel), args))
+        return bool(await _ADD.run(self.workers.client(), _keys(channel), _add_args(member, user)))
 
-    async def remove(self, channel: str, member: str, user_id: int) -> bool:
-        """Remove `member`'s entry; whether it was the user's last in the room."""
+    async def remove(self, channel: str, member: str, user: User) -> bool:
+        """Delete this worker's entry; whether it was the user's last in the room. Never
+        raises: when Redis cannot take it, or an earlier removal still waits for Redis, it
+        waits too, for `removals_retry` (which announces the leave, `departed`)."""
         self.entries.pop((channel, member), None)
-        args = [f"{WORKER_ID}|{member}", user_id]
+        if self.removals:
+            self.removals[(channel, member)] = user
+            self.watch_start()
+            return False
+        try:
+            return await self._remove(channel, member, user)
+        except Exception as e:
+            self.removals[(channel, member)] = user
+            self.watch_start()
+            logger.warning(
+                "presence: a leave could not reach Redis (%s); it and the next ones are "
+                "retried every %g s",
+                redis_error_reason(e),
+                settings.WS_PRESENCE_TTL / 3,
+            )
+            return False
+
+    async def _remove(self, channel: str, member: str, user: User) -> bool:
+        args = [f"{WORKER_ID}|{member}", user[0]]
         return bool(await _REMOVE.run(self.workers.client(), _keys(channel), args))
+
+    async def removals_retry(self) -> int:
+        """Delete the entries whose removal Redis did not take (raises while it still cannot);
+        how many were deleted. The marker watcher runs it every round."""
+        deleted = 0
+        while self.removals:
+            (channel, member), user = next(iter(self.removals.items()))
+            last = await self._remove(channel, member, user)
+            self.removals.pop((channel, member), None)
+            deleted += 1
+            if (channel, member) in self.entries:  # joined again: its entry goes back
+                user = self.entries[(channel, member)]
+                await _ADD.run(self.workers.client(), _keys(channel), _add_args(member, user))
+            elif last and self.departed is not None:
+                await self.departed(channel, [user])
+        if deleted:
+            logger.warning("presence: Redis answers again; %d leave(s) written", deleted)
+        return deleted
 
     async def workers_reap(self, channel: str, workers: list[str]) -> list[User]:
         """Delete the entries of dead `workers` in the room; the users who left with them."""
@@ -212,6 +261,7 @@ class RedisPresence:
         while True:
             await asyncio.sleep(settings.WS_PRESENCE_TTL / 3)
             try:
+                await self.removals_retry()
                 await self.entries_check()
             except Exception as e:  # Redis down: the layer-health log already says so
                 logger.debug("presence marker check failed: %s", type(e).__name__)
@@ -228,8 +278,7 @@ class RedisPresence:
         await client.set(marker_key(WORKER_ID), "1", ex=ttl)
         entries = list(self.entries.items())
         for (channel, member), user in entries:
-            args = [f"{WORKER_ID}|{member}", json.dumps(list(user)), user[0]]
-            await _ADD.run(client, _keys(channel), args)
+            await _ADD.run(client, _keys(channel), _add_args(member, user))
         # A session that left meanwhile may have deleted its entry before it was written.
         for (channel, member), user in entries:
             if (channel, member) not in self.entries:

@@ -92,6 +92,7 @@ def _adapted_protocol() -> Any:
             super().__init__(*args, **kwargs)
             self.conn.__class__ = HeldPingServerProtocol  # same state, one method differs
             self.control_frames: ControlFrameCounter | None = None
+            self.message_dropped = False  # the message over MAX_FRAGMENTS, until its last one
 
         # -- sending: never waits, bounded by the backlog --------------------------------
 
@@ -125,12 +126,11 @@ def _adapted_protocol() -> Any:
         def server_close(self, code: CloseCode, *, wait: float) -> None:
             """Send `code` with its reason, tell the application, and cut the connection if
             the client has not answered within `wait` seconds. When the client has begun
-            closing already (its close frame came in the same read), only the cut is left:
-            the application hears the client's code."""
+            closing already (its close frame came in the same read), its close is answered
+            (`handle_close`, with the application told the client's code): only the cut of a
+            connection stuck on unsent bytes is left to arm here."""
             if self.conn.state is not State.OPEN:
-                self.close_sent = True
-                self.transport.close()
-                self.close_timer_cuts(wait)
+                self.cut_if_stuck(wait)
                 return
             self.queue.put_nowait(
                 {"type": "websocket.disconnect", "code": int(code), "reason": code.reason}
@@ -179,13 +179,17 @@ def _adapted_protocol() -> Any:
         def handle_cont(self, event: Any) -> None:
             """uvicorn's, with a bound on the fragments of one message: empty continuation
             frames never reach `--ws-max-size`, and each one was kept."""
+            if self.message_dropped:  # past the bound: dropped up to its last fragment
+                self.message_dropped = not event.fin
+                return
             if self.close_sent:
                 return  # closing: nothing more reaches the application
             if len(self.frames) >= MAX_FRAGMENTS and not event.fin:
-                self.frames = []
-                too_big = CloseCode.MESSAGE_TOO_BIG
-                message_too_big_log(f"over {MAX_FRAGMENTS} fragments", *self.path_and_client())
-                self.server_close(too_big, wait=CLOSE_HANDSHAKE_WAIT)
+                self.frames, self.message_dropped = [], True  # and the fragments still to come
+                if self.conn.state is State.OPEN:  # else the client's close came in this read
+                    why = f"over {MAX_FRAGMENTS} fragments"
+                    message_too_big_log(why, *self.path_and_client())
+                self.server_close(CloseCode.MESSAGE_TOO_BIG, wait=CLOSE_HANDSHAKE_WAIT)
                 return
             super().handle_cont(event)
 

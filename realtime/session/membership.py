@@ -54,19 +54,17 @@ async def room_join(session: "SessionConsumer", channel: str, *, hold: bool = Fa
 
 
 async def room_leave(session: "SessionConsumer", channel: str) -> None:
-    """Leave a room; while the layer is unreachable the leave waits for its recovery (the
-    user's last session there announces a leave, where its namespace has join/leave events)."""
+    """Leave a room: its messages stop (the fan-out's group discard waits for the room's
+    shard when that is down), and its presence goes, whatever the layer's state: presence
+    lives in REDIS_URL's Redis, and retries there a removal it could not make. The user's
+    last session there announces a leave, where its namespace has join/leave events."""
     await hub().room_fanout.unsubscribe(channel, session)
     namespace = namespace_of(channel)
     if not namespace.presence:
         return
-    name, user = session.channel_name, _user(session)
-
-    async def leave() -> None:
-        if await hub().presence.remove(channel, name, user[0]) and namespace.join_leave:
-            await hub().room_fanout.member_event("leave", channel, user)
-
-    await hub().health.leave_now_or_later(leave)
+    user = _user(session)
+    if await hub().presence.remove(channel, session.channel_name, user) and namespace.join_leave:
+        await hub().room_fanout.member_event("leave", channel, user)
 
 
 async def groups_leave(session: "SessionConsumer") -> None:

@@ -1,4 +1,5 @@
-"""The benchmark harness, run with tiny numbers: every scenario produces figures and files."""
+"""The benchmark harness, run with tiny numbers (a storm of 20 sessions): every scenario
+produces figures and files."""
 
 import json
 import subprocess
@@ -48,6 +49,12 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
         assert row["switchboard"]["deliveries_per_s"] > 0, row
         assert row["switchboard_half_rate"]["messages"] > 0, row
         assert row["switchboard_half_rate"]["lost"] == 0, row
+    storm = results["storm"]
+    assert (storm["server"], storm["workers"], storm["sessions"]) == ("uvicorn", 2, 20)
+    assert storm["accepted"] == storm["joined"] == 20, storm
+    assert storm["opened_s"] > 0 and storm["sessions_per_s"] > 0, storm
+    for peaks in (storm["peak_redis_connections"], storm["peak_rss_kib"]):
+        assert len(peaks) == 2 and min(peaks) > 0, storm  # one figure per worker
     report = (tmp_path / "BENCHMARKS.md").read_text()
     for heading in (
         "## Targets",
@@ -55,6 +62,7 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
         "## Handshakes",
         "## Idle connections",
         "## Room fan-out",
+        "## Connection storm",
     ):
         assert heading in report
     assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")

@@ -133,7 +133,7 @@ async def test_an_entry_removed_before_the_repair_is_not_written_again(store, pr
     await store.add("room-a", "conn1", (7, "alice"))
     await store.add("room-a", "conn2", (8, "bob"))
     await store.entries_check()
-    await store.remove("room-a", "conn2")
+    await store.remove("room-a", "conn2", (8, "bob"))
     worker_looks_dead(private_redis)
     assert await store.users("room-a") == []
 

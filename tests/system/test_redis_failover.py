@@ -16,19 +16,18 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from websockets.exceptions import WebSocketException
-from websockets.frames import Close
 
-from tests.system.conftest import http_client, user_register
+from tests.system.conftest import user_register
+from tests.system.scenarios import logout_all_revokes, subscribe
 from tests.system.sentinel import SentinelTopology
 from tests.system.test_metrics_system import metric, scrape
 from tests.system.test_tickets_system import ticket_issue
-from tests.system.wsclient import frame_json, session_open, until_closed, ws_connect
+from tests.system.wsclient import frame_json, session_open, ws_connect
 
 FAILOVER_BOUND = 10.0  # seconds after the promotion until every check below passes
 ROOM = "failover"
 pytestmark = pytest.mark.load  # once per CI run (.ci/run): Redis topologies, not databases
 
-SESSION_REVOKED = {"type": "error", "code": "session_revoked", "message": "Session revoked"}
 UNAVAILABLE = "unavailable"
 
 
@@ -50,11 +49,6 @@ async def until_ok(action: Callable[[], Awaitable[object]], *, within: float) ->
             if time.monotonic() >= deadline:
                 raise
         await asyncio.sleep(0.2)
-
-
-async def subscribe(ws, room: str) -> None:
-    await ws.send(json.dumps({"type": "subscribe", "channel": room}))
-    assert await frame_json(ws) == {"type": "subscribed", "channel": room}
 
 
 async def welcome_on(worker, access: str) -> dict:
@@ -84,8 +78,7 @@ async def test_a_killed_master_is_replaced_and_two_workers_work_on_through_the_n
         session_open(worker1, bob["access"]) as (bob1, _),
         session_open(worker2, carol["access"]) as (carol2, _),
     ):
-        for ws in (bob1, carol2):
-            await subscribe(ws, ROOM)
+        await subscribe(ROOM, bob1, carol2)
 
         sentinel_topology.master.kill()
         killed_at = time.monotonic()
@@ -126,13 +119,7 @@ async def test_a_killed_master_is_replaced_and_two_workers_work_on_through_the_n
         published_after = time.monotonic() - promoted_at
 
         # Revocation across workers: logout-all through worker 2 closes alice on worker 1.
-        with http_client(worker2) as client:
-            response = client.post(
-                "/api/auth/logout-all/", headers={"Authorization": f"Bearer {alice['access']}"}
-            )
-        assert response.status_code == 204, response.text
-        closed = await until_closed(alice1)
-        assert (closed.json(), closed.rcvd) == ([SESSION_REVOKED], Close(4501, "session revoked"))
+        await logout_all_revokes(alice1, worker2, alice)
 
         # A ticket issued by worker 2 lets one session in on worker 1.
         ticket = ticket_issue(worker2, bob["access"])

@@ -10,7 +10,6 @@ log; the password is written in no worker's output.
 
 import datetime
 import ipaddress
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,20 +18,24 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from websockets.frames import Close
 
 from realtime.cluster.workers import WORKERS_KEY, worker_key
 from tests.system.conftest import http_client, user_register
+from tests.system.scenarios import (
+    logout_all_through_worker_2_closes_a_session_on_worker_1,
+    request_reply,
+    room_messages_from_worker_2_reach_both_workers_in_order,
+)
 from tests.system.stack import RedisServer, Worker
 from tests.system.test_redis_degraded import UNAVAILABLE, session_outcome
 from tests.system.test_tickets_system import ticket_issue
-from tests.system.wsclient import frame_json, session_open, until_closed, ws_connect
+from tests.system.wsclient import frame_json, session_open, ws_connect
 
 pytestmark = pytest.mark.load  # once per CI run (.ci/run): Redis topologies, not databases
 
 PASSWORD = "tls-redis-test-password"  # a test value: what no worker may ever write
-SESSION_REVOKED = {"type": "error", "code": "session_revoked", "message": "Session revoked"}
 ROOM = "tls"
+MESSAGES = 20
 
 
 @dataclass(frozen=True)
@@ -181,11 +184,6 @@ def workers_listed(server: RedisServer) -> set[str]:
         client.close()
 
 
-async def request_reply(ws, message: dict) -> dict:
-    await ws.send(json.dumps(message))
-    return await frame_json(ws)
-
-
 async def test_a_session_opens_on_each_worker_and_both_heartbeats_are_in_the_tls_redis(
     tls_workers, tls_redis
 ):
@@ -198,31 +196,11 @@ async def test_a_session_opens_on_each_worker_and_both_heartbeats_are_in_the_tls
 
 
 async def test_logout_all_through_worker_2_closes_a_session_on_worker_1(tls_workers):
-    worker1, worker2 = tls_workers
-    user = user_register(worker1)
-    async with session_open(worker1, user["access"]) as (ws, _):
-        with http_client(worker2) as client:
-            response = client.post(
-                "/api/auth/logout-all/", headers={"Authorization": f"Bearer {user['access']}"}
-            )
-        assert response.status_code == 204, response.text
-        closed = await until_closed(ws)
-    assert (closed.json(), closed.rcvd) == ([SESSION_REVOKED], Close(4501, "session revoked"))
+    await logout_all_through_worker_2_closes_a_session_on_worker_1(*tls_workers)
 
 
-async def test_a_room_message_from_worker_2_reaches_a_subscriber_on_worker_1(tls_workers):
-    worker1, worker2 = tls_workers
-    alice, bob = user_register(worker1), user_register(worker2)
-    async with (
-        session_open(worker1, alice["access"]) as (alice1, _),
-        session_open(worker2, bob["access"]) as (bob2, _),
-    ):
-        for ws in (alice1, bob2):
-            subscribe = {"type": "subscribe", "channel": ROOM}
-            assert await request_reply(ws, subscribe) == {"type": "subscribed", "channel": ROOM}
-        await bob2.send(json.dumps({"type": "publish", "channel": ROOM, "data": "over tls"}))
-        message = await frame_json(alice1)
-    assert (message["type"], message["channel"], message["data"]) == ("message", ROOM, "over tls")
+async def test_room_messages_from_worker_2_reach_both_workers_in_order(tls_workers):
+    await room_messages_from_worker_2_reach_both_workers_in_order(*tls_workers, ROOM, MESSAGES)
 
 
 async def test_a_ticket_issued_by_worker_1_lets_a_session_in_on_worker_2(tls_workers):

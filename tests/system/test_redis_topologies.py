@@ -11,20 +11,26 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from websockets.frames import Close
 
 from core.channel_layer import RedisChannelLayer
 from realtime.rooms.policy import room_group
 from tests.system.conftest import http_client, user_register
+from tests.system.scenarios import (
+    logout_all_revokes,
+    logout_all_through_worker_2_closes_a_session_on_worker_1,
+    request_reply,
+    room_across_workers,
+    room_messages_from_worker_2_reach_both_workers_in_order,
+    subscribe,
+)
 from tests.system.sentinel import SentinelTopology
 from tests.system.stack import ROOT, RedisServer, Worker
 from tests.system.test_metrics_system import scrape
-from tests.system.wsclient import frame_json, session_open, until_closed
+from tests.system.wsclient import frame_json, session_open
 
 ROOM_ENV = {"WS_MESSAGES_PER_SECOND": "2000", "WS_MESSAGE_BURST": "2000"}
 pytestmark = pytest.mark.load  # once per CI run (.ci/run): Redis topologies, not databases
 
-SESSION_REVOKED = {"type": "error", "code": "session_revoked", "message": "Session revoked"}
 MESSAGES = 200
 
 
@@ -58,64 +64,21 @@ def topology_workers(request, tmp_path_factory, start_module_worker, shards):
     )
 
 
-async def request_reply(ws, message: dict) -> dict:
-    await ws.send(json.dumps(message))
-    return await frame_json(ws)
-
-
 async def test_logout_all_through_worker_2_closes_a_session_on_worker_1(topology_workers):
-    worker1, worker2 = topology_workers
-    user = user_register(worker1)
-    async with session_open(worker1, user["access"]) as (ws, _):
-        with http_client(worker2) as client:
-            response = client.post(
-                "/api/auth/logout-all/", headers={"Authorization": f"Bearer {user['access']}"}
-            )
-        assert response.status_code == 204
-        closed = await until_closed(ws)
-    assert (closed.json(), closed.rcvd) == ([SESSION_REVOKED], Close(4501, "session revoked"))
+    await logout_all_through_worker_2_closes_a_session_on_worker_1(*topology_workers)
 
 
 async def test_room_messages_from_worker_2_reach_both_workers_in_order(topology_workers):
-    worker1, worker2 = topology_workers
-    alice, bob = user_register(worker1), user_register(worker2)
-    room = f"topology-{worker1.name}"
-    async with (
-        session_open(worker1, alice["access"]) as (alice1, _),
-        session_open(worker2, bob["access"]) as (bob2, _),
-    ):
-        for ws in (alice1, bob2):
-            assert await request_reply(ws, {"type": "subscribe", "channel": room}) == {
-                "type": "subscribed",
-                "channel": room,
-            }
-        for n in range(MESSAGES):
-            await bob2.send(json.dumps({"type": "publish", "channel": room, "data": n}))
-        bob_frames = [await frame_json(bob2) for _ in range(2 * MESSAGES)]
-        alice_frames = [await frame_json(alice1) for _ in range(MESSAGES)]
-    assert [f["data"] for f in alice_frames] == list(range(MESSAGES))
-    assert [f["data"] for f in bob_frames if f["type"] == "message"] == list(range(MESSAGES))
-    assert [f for f in bob_frames if f["type"] != "message"] == [
-        {"type": "published", "channel": room}
-    ] * MESSAGES
+    room = f"topology-{topology_workers[0].name}"
+    await room_messages_from_worker_2_reach_both_workers_in_order(*topology_workers, room, MESSAGES)
 
 
 async def test_presence_lists_the_users_of_both_workers_on_both(topology_workers):
-    worker1, worker2 = topology_workers
-    alice, bob = user_register(worker1), user_register(worker2)
-    room = f"presence-{worker1.name}"
-    async with (
-        session_open(worker1, alice["access"]) as (alice1, _),
-        session_open(worker2, bob["access"]) as (bob2, _),
-    ):
-        for ws in (alice1, bob2):
-            await request_reply(ws, {"type": "subscribe", "channel": room})
-        users = [
-            {"id": alice["id"], "username": alice["username"]},
-            {"id": bob["id"], "username": bob["username"]},
-        ]
-        for ws in (alice1, bob2):
-            reply = await request_reply(ws, {"type": "presence", "channel": room, "id": 3})
+    room = f"presence-{topology_workers[0].name}"
+    async with room_across_workers(room, *topology_workers) as members:
+        users = [{"id": m.user["id"], "username": m.user["username"]} for m in members]
+        for member in members:
+            reply = await request_reply(member.ws, {"type": "presence", "channel": room, "id": 3})
             assert reply == {"type": "presence", "channel": room, "users": users, "id": 3}
 
 
@@ -232,17 +195,15 @@ async def test_a_stopped_shard_pauses_only_what_lives_on_it_and_recovers(start_w
             session_open(worker2, bob["access"]) as (bob2, _),
         ):
             rooms = [f"room{n}" for n in range(200)]
-            for ws in (alice1, bob2):  # the workers' room channels join a group
-                await request_reply(ws, {"type": "subscribe", "channel": "probe"})
+            await subscribe("probe", alice1, bob2)  # the workers' room channels join a group
             stopped = min(set(range(SHARDS)) - receive_shards(shards, layer))
             down_room = named_to(layer, stopped, rooms)
             up_room = named_to(layer, stopped, rooms, on=False)
             carol = user_register(worker1)
             while layer.consistent_hash(f"sessions.user.{carol['id']}") == stopped:
                 carol = user_register(worker1)
-            for ws in (alice1, bob2):
-                for room in (down_room, up_room):
-                    await request_reply(ws, {"type": "subscribe", "channel": room})
+            for room in (down_room, up_room):
+                await subscribe(room, alice1, bob2)
 
             shards[stopped].stop()
             # What lives on the stopped shard is refused, and said so, by both workers.
@@ -269,14 +230,7 @@ async def test_a_stopped_shard_pauses_only_what_lives_on_it_and_recovers(start_w
                 assert reply == {"type": "published", "channel": up_room, "id": 1}
                 message = await message_in(alice1, "up")
                 assert message["channel"] == up_room
-                with http_client(worker2) as client:
-                    response = client.post(
-                        "/api/auth/logout-all/",
-                        headers={"Authorization": f"Bearer {carol['access']}"},
-                    )
-                assert response.status_code == 204
-                closed = await until_closed(carol1)
-                assert closed.rcvd == Close(4501, "session revoked")
+                await logout_all_revokes(carol1, worker2, carol)
 
             shards[stopped].start()  # back, and empty
             for worker in (worker1, worker2):

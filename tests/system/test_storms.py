@@ -1,21 +1,22 @@
-"""A connection storm against two real daphne workers on a redis-server of the test's own:
+"""A connection storm against two real uvicorn workers on a redis-server of the test's own:
 5,000 authenticated sessions open in a burst, join a room, and close at once, while two
 sessions that stay keep talking. Nothing degrades (no `MaxConnectionsError`, no "channel
 layer unreachable"), every open and close is in the registry, presence is empty within 5 s,
 and the sessions that stay lose nothing. Prints the figures: time to open 5,000, peak Redis
 connections per worker (`CLIENT LIST`, by the name each worker gives its connections) and
-peak RSS per worker."""
+peak RSS per worker; `make bench` reports the same figures from the same machinery
+(tests/system/storm.py)."""
 
 import asyncio
 import json
 import time
-from collections import Counter
 
 import pytest
 
-from tests.system.burst import burst, close_all, nofile_raise, tally
+from tests.system.burst import close_all, nofile_raise, tally
 from tests.system.conftest import user_register
-from tests.system.stack import RedisServer, Worker
+from tests.system.stack import Worker
+from tests.system.storm import Peaks, reply_to, rooms_join, storm_figures, storm_open
 from tests.system.test_bursts import assert_never_degraded, spread
 from tests.system.test_session_registry_system import manage
 from tests.system.wsclient import frame_json, session_open
@@ -27,48 +28,11 @@ ROOM = "storm"
 PRESENCE_EMPTY_WITHIN = 5.0
 RECORDED_WITHIN = 30.0
 MESSAGES_DURING_CLOSE = 50
-SAMPLE_EVERY = 0.25
 
 
 @pytest.fixture(autouse=True)
 def many_sockets():
     nofile_raise()
-
-
-class Peaks:
-    """Samples, every SAMPLE_EVERY seconds while it runs, of each worker's RSS and of the
-    Redis connections each worker holds; the peaks."""
-
-    def __init__(self, redis_server: RedisServer, workers: tuple[Worker, ...]) -> None:
-        self.redis_server, self.workers = redis_server, workers
-        self.rss_kib: Counter[str] = Counter()
-        self.redis_connections: Counter[str] = Counter()
-        self._task: asyncio.Task | None = None
-
-    def _sample(self) -> None:
-        for worker in self.workers:
-            self.rss_kib[worker.name] = max(self.rss_kib[worker.name], worker.rss_kib())
-        client = self.redis_server.client()
-        try:
-            names = Counter(c.get("name", "") for c in client.client_list())
-        finally:
-            client.close()
-        for name, count in names.items():
-            if name.startswith("switchboard:"):
-                self.redis_connections[name] = max(self.redis_connections[name], count)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.to_thread(self._sample)
-            await asyncio.sleep(SAMPLE_EVERY)
-
-    def __enter__(self) -> "Peaks":
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
 
 
 def registry_of(worker: Worker, user_id: int) -> dict:
@@ -84,14 +48,6 @@ def registry_of(worker: Worker, user_id: int) -> dict:
     return json.loads(manage(worker, "shell", "-c", code).splitlines()[-1])
 
 
-async def request(ws, message: dict) -> dict:
-    """Send `message` and return the reply carrying its `id` (room traffic may come first)."""
-    await ws.send(json.dumps(message))
-    while (frame := await frame_json(ws, within=30)).get("id") != message.get("id"):
-        pass
-    return frame
-
-
 @pytest.mark.parametrize("server", ["uvicorn"])
 async def test_5000_sessions_open_in_a_burst_and_close_at_once_with_nothing_lost(
     start_worker, private_redis, server
@@ -105,21 +61,17 @@ async def test_5000_sessions_open_in_a_burst_and_close_at_once_with_nothing_lost
         session_open(workers[1], bob["access"]) as (bob2, _),
     ):
         for ws in (alice1, bob2):
-            assert await request(ws, {"type": "subscribe", "channel": ROOM}) == {
+            assert await reply_to(ws, {"type": "subscribe", "channel": ROOM}) == {
                 "type": "subscribed",
                 "channel": ROOM,
             }
         with Peaks(private_redis, workers) as peaks:
-            started = time.monotonic()
-            outcomes = await burst(spread(workers, "/ws/session/", STORM), headers=headers)
-            opened_in = time.monotonic() - started
+            urls = spread(workers, "/ws/session/", STORM)
+            outcomes, opened_in = await storm_open(urls, headers=headers)
             assert tally(outcomes) == {"accepted": STORM}
-            held = [o.ws for o in outcomes if o.ws is not None]
-            subscribed = await asyncio.gather(
-                *(request(ws, {"type": "subscribe", "channel": ROOM}) for ws in held)
-            )
+            subscribed = await rooms_join(outcomes, ROOM)
             assert subscribed == [{"type": "subscribed", "channel": ROOM}] * STORM
-            present = await request(alice1, {"type": "presence", "channel": ROOM, "id": 1})
+            present = await reply_to(alice1, {"type": "presence", "channel": ROOM, "id": 1})
             assert {u["id"] for u in present["users"]} == {storm_user["id"], alice["id"], bob["id"]}
 
             # All 5,000 close at once while alice publishes to bob through the room.
@@ -136,7 +88,7 @@ async def test_5000_sessions_open_in_a_burst_and_close_at_once_with_nothing_lost
 
         stayers = {alice["id"], bob["id"]}
         while True:
-            present = await request(alice1, {"type": "presence", "channel": ROOM, "id": 2})
+            present = await reply_to(alice1, {"type": "presence", "channel": ROOM, "id": 2})
             if {u["id"] for u in present["users"]} == stayers:
                 break
             assert time.monotonic() - closed_at < PRESENCE_EMPTY_WITHIN, present
@@ -150,10 +102,11 @@ async def test_5000_sessions_open_in_a_burst_and_close_at_once_with_nothing_lost
         await asyncio.sleep(1)
     assert rows == {"rows": STORM, "closed": STORM, "codes": {"1000": STORM}}
     assert_never_degraded(*workers)
+    figures = storm_figures(outcomes, opened_in, peaks)
     print(
-        f"\nstorm: {STORM} sessions opened in {opened_in:.1f} s over 2 workers; presence empty "
-        f"{emptied_in:.1f} s after the last close; peak Redis connections per worker "
-        f"{sorted(peaks.redis_connections.values())}; peak RSS per worker (KiB) "
-        f"{sorted(peaks.rss_kib.values())}"
+        f"\nstorm: {STORM} sessions opened in {figures['opened_s']} s over 2 workers; presence "
+        f"empty {emptied_in:.1f} s after the last close; peak Redis connections per worker "
+        f"{figures['peak_redis_connections']}; peak RSS per worker (KiB) "
+        f"{figures['peak_rss_kib']}"
     )
-    assert len(peaks.redis_connections) == 2  # each worker's connections carry its name
+    assert len(figures["peak_redis_connections"]) == 2  # each worker's carry its name
