@@ -221,8 +221,11 @@ class Deliveries:
 
 
 class Subscriber(WSListener):
-    def __init__(self, session: bool, latencies: list[float], deliveries: Deliveries) -> None:
+    def __init__(
+        self, session: bool, latencies: list[float], deliveries: Deliveries, channel: str
+    ) -> None:
         self.session, self.latencies, self.deliveries = session, latencies, deliveries
+        self.channel = channel
         self.ready = asyncio.get_running_loop().create_future()
         self.welcomed = not session
 
@@ -238,7 +241,7 @@ class Subscriber(WSListener):
         if self.session:
             kind = body.get("type")
             if kind == "welcome":
-                transport.send(WSMsgType.TEXT, b'{"type":"subscribe","channel":"bench"}')
+                transport.send(WSMsgType.TEXT, subscribe_frame(self.channel))
                 return
             if kind == "subscribed":
                 self.ready.set_result(None)
@@ -250,9 +253,13 @@ class Subscriber(WSListener):
         self.deliveries.delivered(body["seq"])
 
 
+def subscribe_frame(channel: str) -> bytes:
+    return msgspec.json.encode({"type": "subscribe", "channel": channel})
+
+
 def publish_frame(args, seq: int) -> bytes:
     data = {"seq": seq, "t": time.perf_counter()}
-    message = {"type": "publish", "channel": "bench", "data": data} if args.session else data
+    message = {"type": "publish", "channel": args.channel, "data": data} if args.session else data
     return msgspec.json.encode(message)
 
 
@@ -299,10 +306,14 @@ async def fanout(args) -> dict:
     latencies: list[float] = []
     deliveries = Deliveries(args.clients)
     subscribers = await connect_all(
-        lambda: Subscriber(args.session, latencies, deliveries), args.url, args.clients
+        lambda: Subscriber(args.session, latencies, deliveries, args.channel),
+        args.url,
+        args.clients,
     )
     await asyncio.wait_for(asyncio.gather(*(s.ready for _, s in subscribers)), 60)
     publisher, _ = await ws_connect(FirstFrame, args.url[0])
+    if args.session:  # a namespace's "subscribers" rule: the publisher subscribes too
+        publisher.send(WSMsgType.TEXT, subscribe_frame(args.channel))
     await asyncio.sleep(0.5)
     latencies.clear()
     if args.rate:
@@ -333,6 +344,7 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=5.0)
     parser.add_argument("--session", action="store_true")
     parser.add_argument("--rate", type=float, default=0, help="fanout: publishes/s (open loop)")
+    parser.add_argument("--channel", default="bench", help="fanout: the room (session)")
     args = parser.parse_args()
     if any(not url.startswith("ws://127.0.0.1:") for url in args.url):
         sys.exit("loopback URLs only")

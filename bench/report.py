@@ -167,6 +167,7 @@ def tables(results: dict) -> str:
             f"{sb['lost']} | {half['publishes_per_s']}, {half['p50_ms']} / {half['p99_ms']}, "
             f"{half['lost']} |"
         )
+    lines += ["", *history_table(results["fanout"])]
     lines += ["", *storm_table(results["storm"])]
     lines += ["", "## Memory per server process (MiB)", ""]
     lines += ["| server | peak | at the end |", "|---|---|---|"]
@@ -180,6 +181,33 @@ def tables(results: dict) -> str:
                 f"{round(row['rss_kib'] / 1024, 1)} |"
             )
     return "\n".join(lines)
+
+
+def history_table(fanout: list[dict]) -> list[str]:
+    """The fan-out of a room with history beside the same without (saturating, one publisher,
+    two daphne workers): what an offset and a Redis script per message cost."""
+    lines = [
+        "## Room fan-out with history",
+        "",
+        "The same fan-out to a room of a namespace with history (`hist.bench`: "
+        "`history_size` 1000), beside the room without (`bench`): each publication is stored "
+        "by one more Redis script, and each worker hands messages on in offset order.",
+        "",
+        "| subscribers | deliveries/s without / with history | with ÷ without | "
+        "p50 / p99 ms without | p50 / p99 ms with | lost with |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in fanout:
+        if "switchboard_history" not in row:
+            continue
+        off, on = row["switchboard"], row["switchboard_history"]
+        rates = on["deliveries_per_s"], off["deliveries_per_s"]
+        lines.append(
+            f"| {row['subscribers']:,} | {off['deliveries_per_s']:,} / {on['deliveries_per_s']:,} "
+            f"| {ratio(*rates)} | {off['p50_ms']} / {off['p99_ms']} | "
+            f"{on['p50_ms']} / {on['p99_ms']} | {on['lost']} |"
+        )
+    return lines
 
 
 def storm_table(storm: dict) -> list[str]:

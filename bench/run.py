@@ -192,6 +192,8 @@ def switchboard_env(workdir: Path, database_url: str, redis_url: str) -> dict[st
         WS_MAX_SESSIONS_PER_USER="1000000",
         JWT_ACCESS_TTL="3600",
         LOG_LEVEL="WARNING",
+        # The fan-out with history (`HISTORY_ROOM`) beside the same without it.
+        REALTIME_NAMESPACES=json.dumps({"hist": {"history_size": 1000, "history_ttl": 300}}),
     )
     return env
 
@@ -299,6 +301,9 @@ def run(plan: Plan, workdir: Path, database_url: str) -> dict:
     return results
 
 
+HISTORY_ROOM = "hist.bench"  # in a namespace with history: offsets, one more Redis script
+
+
 def fanout(plan: Plan, workdir: Path, env: dict[str, str], redis, token: str) -> list[dict]:
     """One publisher, subscribers split over two daphne workers (Redis), and the peer
     broadcaster."""
@@ -316,6 +321,14 @@ def fanout(plan: Plan, workdir: Path, env: dict[str, str], redis, token: str) ->
             urls = [w.ws(f"/ws/session/?token={token}") for w in workers]
             switchboard = loadgen(
                 "fanout", urls, clients=subscribers, seconds=plan.fanout_seconds, session=True
+            )
+            with_history = loadgen(
+                "fanout",
+                urls,
+                clients=subscribers,
+                seconds=plan.fanout_seconds,
+                session=True,
+                channel=HISTORY_ROOM,
             )
             peer = loadgen(
                 "fanout", [broadcaster.ws("/")], clients=subscribers, seconds=plan.fanout_seconds
@@ -335,6 +348,7 @@ def fanout(plan: Plan, workdir: Path, env: dict[str, str], redis, token: str) ->
                 {
                     "subscribers": subscribers,
                     "switchboard": switchboard,
+                    "switchboard_history": with_history,
                     "peer": peer,
                     "switchboard_half_rate": {"publishes_per_s": round(half_rate, 1), **half},
                 }

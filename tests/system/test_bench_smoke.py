@@ -46,7 +46,9 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
     assert [row["subscribers"] for row in fanout] == [1, 4]
     for row in fanout:
         assert row["switchboard"]["lost"] == row["peer"]["lost"] == 0, row
-        assert row["switchboard"]["deliveries_per_s"] > 0, row
+        assert row["switchboard_history"]["lost"] == 0, row
+        for run in ("switchboard", "switchboard_history"):
+            assert row[run]["deliveries_per_s"] > 0, row
         assert row["switchboard_half_rate"]["messages"] > 0, row
         assert row["switchboard_half_rate"]["lost"] == 0, row
     storm = results["storm"]
@@ -62,6 +64,7 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
         "## Handshakes",
         "## Idle connections",
         "## Room fan-out",
+        "## Room fan-out with history",
         "## Connection storm",
     ):
         assert heading in report

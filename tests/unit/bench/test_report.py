@@ -1,6 +1,6 @@
-"""bench/report.py's connection-storm section: the storm's three figures per worker."""
+"""bench/report.py: the connection storm's figures per worker, and the fan-out with history."""
 
-from bench.report import storm_table
+from bench.report import history_table, storm_table
 
 STORM = {
     "server": "uvicorn",
@@ -27,3 +27,23 @@ def test_the_storm_section_gives_the_time_to_open_and_each_workers_peaks():
         == "| uvicorn | 2 | 5,000 | 5,000 | 5,000 | 17.31 | 288.9 | 202, 203 | 180.0, 185.6 |"
     )
     assert lines[-3].count("|") == lines[-1].count("|")
+
+
+def test_the_history_section_puts_the_fanout_with_history_beside_the_same_without():
+    def figures(rate: int, p99: float, lost: int = 0) -> dict:
+        return {"deliveries_per_s": rate, "p50_ms": 1.5, "p99_ms": p99, "lost": lost}
+
+    rows = [
+        {
+            "subscribers": 100,
+            "switchboard": figures(9000, 20.0),
+            "switchboard_history": figures(8100, 24.5),
+        },
+        {"memory": "fanout1", "rss_kib": 1, "peak_kib": 1},
+    ]
+
+    lines = history_table(rows)
+
+    assert lines[0] == "## Room fan-out with history"
+    assert lines[-1] == "| 100 | 9,000 / 8,100 | 0.9 | 1.5 / 20.0 | 1.5 / 24.5 | 0 |"
+    assert lines[-2].count("|") == lines[-1].count("|")
