@@ -1,6 +1,7 @@
 """Room history: every publication to a room of a namespace with history, kept in order with
 an offset (1, 2, 3 … per room, the same on every worker) and an epoch (which history that
-offset belongs to: a new one when the history is lost, e.g. Redis restarted empty).
+offset belongs to: a new one when the history may have lost writes: Redis restarted, or
+failed over to a replica).
 
 With Redis, a room's history is a stream (`switchboard:history:<room>`, at most
 `history_size` entries, none older than `history_ttl` seconds, the key gone `history_ttl`
@@ -33,16 +34,25 @@ from realtime.rooms.namespaces import Namespace
 
 KEY_PREFIX = "switchboard:history"
 
+# A room's epoch belongs to the Redis process that wrote it (its run_id): a restart, even
+# with persistence, or a failover to a replica may have lost its last writes, and offsets
+# given again under the same epoch would pass for duplicates. So a history found under
+# another run_id starts a new epoch: subscribers are told `recovered: false`, never misled.
+_EPOCH_CHECK = """
+local stream, meta = KEYS[1], KEYS[2]
+local run = string.match(redis.call('info', 'server'), 'run_id:(%w+)')
+local epoch = redis.call('hget', meta, 'epoch')
+if not epoch or redis.call('hget', meta, 'run') ~= run then
+  epoch = ARGV[4]
+  redis.call('del', stream, meta)
+  redis.call('hset', meta, 'epoch', epoch, 'run', run, 'offset', 0)
+end
+"""
+
 # KEYS: stream, meta. ARGV: body, history_size, history_ttl, a new epoch, meta ttl.
 _APPEND = LuaScript(
-    """
-local stream, meta = KEYS[1], KEYS[2]
-local epoch = redis.call('hget', meta, 'epoch')
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('hset', meta, 'epoch', epoch)
-  redis.call('del', stream)
-end
+    _EPOCH_CHECK
+    + """
 local offset = redis.call('hincrby', meta, 'offset', 1)
 redis.call('xadd', stream, 'MAXLEN', ARGV[2], '*', 'o', offset, 'b', ARGV[1])
 local now = redis.call('time')
@@ -57,14 +67,8 @@ return {offset, epoch, redis.call('xlen', stream)}
 # KEYS: stream, meta. ARGV: history_ttl, since (-1: none), limit, a new epoch, meta ttl.
 # The newest entries first: with `since`, the ones after it (at most `limit`).
 _READ = LuaScript(
-    """
-local stream, meta = KEYS[1], KEYS[2]
-local epoch = redis.call('hget', meta, 'epoch')
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('hset', meta, 'epoch', epoch, 'offset', 0)
-  redis.call('del', stream)
-end
+    _EPOCH_CHECK
+    + """
 redis.call('expire', meta, ARGV[5])
 local top = tonumber(redis.call('hget', meta, 'offset') or '0')
 local now = redis.call('time')
