@@ -21,7 +21,9 @@ class Rooms:
 
     def __init__(self) -> None:
         self._rooms: dict[str, set[Subscription]] = {}
-        self._positions: dict[str, Position] = {}  # rooms in a channel with history only
+        # Where each room's stream stands: the last message delivered, or the `subscribed`
+        # reply's position when none came yet (rooms in a channel with history only).
+        self._positions: dict[str, Position] = {}
 
     def __contains__(self, channel: object) -> bool:
         return channel in self._rooms
@@ -40,11 +42,6 @@ class Rooms:
         if not subscribers:
             self._rooms.pop(subscription.channel, None)
             self._positions.pop(subscription.channel, None)
-
-    def position(self, channel: str) -> Position | None:
-        """Where `channel`'s stream stands: the last message delivered, or the `subscribed`
-        reply's position when none came yet (None in a channel without history)."""
-        return self._positions.get(channel)
 
     def subscribe_frame(self, channel: str) -> Frame:
         """The subscribe that joins `channel` again: with `since` when its position is known."""
