@@ -1,5 +1,6 @@
 """The Python client (switchboard_client) against real daphne workers and a real Redis: requests,
-rooms, a worker restart, in-band token refresh, the typed fatal closes, and the command line."""
+rooms, a worker restart, rooms recovered from their history across one, in-band token refresh,
+the typed fatal closes, and the command line."""
 
 import asyncio
 import json
@@ -8,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 
 import httpx
@@ -15,6 +17,9 @@ import pytest
 
 from switchboard_client import (
     Backoff,
+    ConnectionLost,
+    MessagesMissed,
+    MissReason,
     RateLimited,
     RequestError,
     SessionRevoked,
@@ -25,9 +30,17 @@ from switchboard_client import (
     Unauthorized,
 )
 from tests.system.conftest import PASSWORD, token_refresh, user_register
-from tests.system.stack import ROOT, Worker
+from tests.system.stack import ROOT, RedisServer, Worker
+from tests.system.test_room_fanout_system import group_members
 
 TIMEOUT = 20  # every test's whole body, at most
+# Two namespaces with history: one deep enough to replay a restart's messages, one too short.
+HISTORY_NAMESPACES = json.dumps(
+    {
+        "chat": {"history_size": 100, "history_ttl": 300},
+        "brief": {"history_size": 2, "history_ttl": 300},
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +169,155 @@ async def test_without_a_password_a_dead_refresh_token_ends_in_token_expired_400
             await client.wait_closed()
     assert (expired.value.code, expired.value.reason) == (4001, "refresh token refused")
     assert client.connections == 1
+
+
+# -- rooms recovered from their history ----------------------------------------------------
+
+
+@pytest.fixture
+def history_workers(start_worker) -> tuple[Worker, Worker]:
+    """Two workers with the history namespaces: the test restarts the first, the second stays."""
+    return (
+        start_worker(REALTIME_NAMESPACES=HISTORY_NAMESPACES),
+        start_worker(REALTIME_NAMESPACES=HISTORY_NAMESPACES),
+    )
+
+
+async def restarted(client: SwitchboardClient, worker: Worker, meanwhile) -> None:
+    """Stop `worker`, await `meanwhile()`, start it again on its port, and wait until `client`
+    has reconnected and subscribed its rooms again."""
+    connections = client.connections
+    await asyncio.to_thread(worker.stop)
+    await meanwhile()
+    await asyncio.to_thread(worker.start)
+    await until(lambda: client.connected and client.connections > connections, within=15)
+
+
+async def nothing_more(room, within: float = 0.5) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(within):
+            await anext(room)
+
+
+async def test_the_client_gets_what_was_published_while_its_worker_restarted_once_each(
+    history_workers,
+):
+    worker, other = history_workers
+    alice, bob = user_register(worker), user_register(worker)
+    channel = f"chat.recover-{uuid.uuid4().hex[:8]}"
+    async with (
+        asyncio.timeout(60),
+        client_for(worker, alice) as client,
+        client_for(other, bob) as publisher,
+    ):
+        room = await client.subscribe(channel)
+        await publisher.subscribe(channel)  # a namespace's rooms take subscribers' messages
+        assert await publisher.publish(channel, "before") == 1
+        assert (await anext(room))["offset"] == 1
+
+        async def publish_away() -> None:
+            assert [await publisher.publish(channel, d) for d in ("away 1", "away 2")] == [2, 3]
+
+        await restarted(client, worker, publish_away)
+        assert await publisher.publish(channel, "after") == 4
+        received = [await anext(room) for _ in range(3)]
+        assert [(m["offset"], m["data"], m["from"]) for m in received] == [
+            (2, "away 1", who(bob)),
+            (3, "away 2", who(bob)),
+            (4, "after", who(bob)),
+        ]
+        assert len({m["epoch"] for m in received}) == 1
+        await nothing_more(room)  # no copy of any of them, and no MessagesMissed
+
+        history = await client.history(channel)
+        assert [(m["offset"], m["data"]) for m in history] == [
+            (1, "before"),
+            (2, "away 1"),
+            (3, "away 2"),
+            (4, "after"),
+        ]
+        assert [m["offset"] for m in await client.history(channel, limit=2)] == [3, 4]
+        assert await publisher.publish("lobby", "no history here") is None
+
+
+async def test_a_gap_longer_than_the_history_raises_messages_missed_once_then_goes_on(
+    history_workers,
+):
+    worker, other = history_workers
+    alice, bob = user_register(worker), user_register(worker)
+    channel = f"brief.gap-{uuid.uuid4().hex[:8]}"
+    async with (
+        asyncio.timeout(60),
+        client_for(worker, alice) as client,
+        client_for(other, bob) as publisher,
+    ):
+        room = await client.subscribe(channel)
+        await publisher.subscribe(channel)  # a namespace's rooms take subscribers' messages
+        assert await publisher.publish(channel, "before") == 1
+        assert (await anext(room))["data"] == "before"
+
+        async def publish_away() -> None:  # four in a history of two: 2 and 3 are gone
+            assert [await publisher.publish(channel, n) for n in range(4)] == [2, 3, 4, 5]
+
+        await restarted(client, worker, publish_away)
+        with pytest.raises(MessagesMissed) as missed:
+            await anext(room)
+        assert (missed.value.channel, missed.value.reason, missed.value.offset) == (
+            channel,
+            MissReason.NOT_RECOVERED,
+            5,
+        )
+        assert await publisher.publish(channel, "after") == 6
+        message = await anext(room)  # once: iterating again goes on
+        assert (message["offset"], message["data"]) == (6, "after")
+        await nothing_more(room)
+
+
+async def test_a_history_lost_with_redis_raises_messages_missed_once_in_the_new_epoch(
+    start_worker, private_redis: RedisServer
+):
+    worker = start_worker(REDIS_URL=private_redis.url, REALTIME_NAMESPACES=HISTORY_NAMESPACES)
+    alice, bob = user_register(worker), user_register(worker)
+    channel = f"chat.epoch-{uuid.uuid4().hex[:8]}"
+    async with (
+        asyncio.timeout(60),
+        client_for(worker, alice) as client,
+        client_for(worker, bob) as publisher,
+    ):
+        room = await client.subscribe(channel)
+        await publisher.subscribe(channel)  # a namespace's rooms take subscribers' messages
+        assert await publisher.publish(channel, "before") == 1
+        first_epoch = (await anext(room))["epoch"]
+
+        await asyncio.to_thread(private_redis.stop)
+        await asyncio.to_thread(private_redis.start)  # the same port, empty: the history is gone
+        await until(lambda: group_members(private_redis, channel) != [], within=15)
+        for attempt in range(50):  # until the worker's Redis clients are back
+            try:
+                await publisher.publish(channel, f"after {attempt}")
+                break
+            except RequestError as e:
+                assert e.code == "unavailable", e
+            except (ConnectionLost, TimeoutError):
+                pass  # the session was cut with Redis: the client reconnects
+            await asyncio.sleep(0.3)
+        else:
+            pytest.fail("no publish went through after the Redis restart")
+        await publisher.publish(channel, "last")
+
+        missed, received = [], []
+        while not received or received[-1]["data"] != "last":
+            try:
+                received.append(await anext(room))
+            except MessagesMissed as e:
+                missed.append(e)
+        # Live (EPOCH_CHANGED), or in the resubscribe's reply if the session was cut too.
+        reason = MissReason.EPOCH_CHANGED if client.connections == 1 else MissReason.NOT_RECOVERED
+        assert [(e.channel, e.reason) for e in missed] == [(channel, reason)]
+        assert {m["epoch"] for m in received} == {missed[0].epoch}
+        assert missed[0].epoch != first_epoch
+        offsets = [m["offset"] for m in received]
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))  # each once
 
 
 # -- fatal closes ---------------------------------------------------------------------------

@@ -13,14 +13,17 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from deploy.servers import SUPPORTED
+from switchboard_client.recovery import Position, message_step, subscribed_step
 from tests.system.conftest import PASSWORD, user_register
 from tests.system.stack import ROOT, Worker
+from tests.system.test_client_system import HISTORY_NAMESPACES
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -128,6 +131,34 @@ def session_connect(page) -> None:
     expect(page.get_by_test_id("session-status")).to_have_text("connected")
 
 
+def room_join(page, room: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("room-name").fill(room)
+    page.get_by_test_id("room-subscribe").click()
+    expect(page.get_by_test_id("room-joined")).to_contain_text(room)
+
+
+def page_join(page, worker: Worker, username: str, room: str) -> None:
+    """Log in on `worker`, connect, and join `room`."""
+    console_login(page, worker, username)
+    session_connect(page)
+    room_join(page, room)
+
+
+def page_reconnected(page, *, rooms: int = 1) -> None:
+    """Wait until the page is back after its worker's restart: the close seen, another
+    welcome, connected, and its `rooms` rejoined after every welcome."""
+    from playwright.sync_api import expect
+
+    expect(log_entries(page, "event", RESTART_CLOSE).first).to_be_visible()
+    welcomes = log_entries(page, "in", '"type":"welcome"')
+    expect(welcomes.nth(1)).to_be_attached(timeout=RECONNECT_WAIT_MS)
+    expect(page.get_by_test_id("session-status")).to_have_text("connected")
+    subscribed = log_entries(page, "in", '"type":"subscribed"')
+    expect(subscribed).to_have_count(welcomes.count() * rooms)
+
+
 def log_entries(page, direction: str, text: str, endpoint: str = "session"):
     selector = f'[data-testid="log-entry"][data-direction="{direction}"]'
     return page.locator(f'{selector}[data-endpoint="{endpoint}"]', has_text=text)
@@ -171,6 +202,23 @@ def room_client(worker: Worker, access: str, room: str) -> Iterator[ClientConnec
         ws.send(json.dumps({"type": "subscribe", "channel": room}))
         assert json.loads(ws.recv(timeout=10)) == {"type": "subscribed", "channel": room}
         yield ws
+
+
+def room_publish(worker: Worker, access: str, room: str, texts: list[str]) -> list[int | None]:
+    """Publish each of `texts` to `room` from a script on `worker`, subscribed to it (a
+    namespace's rooms take their subscribers' messages); the offsets it was given."""
+    offsets = []
+    with connect(f"{worker.ws}/ws/session/?token={access}", proxy=None, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        ws.send(json.dumps({"type": "subscribe", "channel": room}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "subscribed"
+        for n, text in enumerate(texts):
+            ws.send(json.dumps({"type": "publish", "channel": room, "data": text, "id": n}))
+            while (reply := json.loads(ws.recv(timeout=10))).get("id") != n:
+                pass  # the room's own messages, if the script is in it
+            assert reply["type"] == "published", reply
+            offsets.append(reply.get("offset"))
+    return offsets
 
 
 LOGGED_OUT_BUTTONS = ["echo-connect", "log-clear", "login-submit", "register-submit"]
@@ -432,11 +480,7 @@ def test_two_pages_and_a_python_client_share_a_room_and_recover_from_a_restart(
     pages = {}
     for user in (alice, bob):
         page = pages[user["username"]] = new_page()
-        console_login(page, worker, user["username"])
-        session_connect(page)
-        page.get_by_test_id("room-name").fill(room)
-        page.get_by_test_id("room-subscribe").click()
-        expect(page.get_by_test_id("room-joined")).to_have_text(room)
+        page_join(page, worker, user["username"], room)
     page_a, page_b = pages.values()
 
     def publish_and_receive(python: ClientConnection, text: str) -> None:
@@ -454,13 +498,7 @@ def test_two_pages_and_a_python_client_share_a_room_and_recover_from_a_restart(
     worker.start()  # the same port
 
     for page in pages.values():
-        # At least one close and one more welcome.
-        expect(log_entries(page, "event", RESTART_CLOSE).first).to_be_visible()
-        welcomes = log_entries(page, "in", '"type":"welcome"')
-        expect(welcomes.nth(1)).to_be_attached(timeout=RECONNECT_WAIT_MS)
-        expect(page.get_by_test_id("session-status")).to_have_text("connected")
-        # The room is rejoined after every welcome.
-        expect(log_entries(page, "in", '"type":"subscribed"')).to_have_count(welcomes.count())
+        page_reconnected(page)
     with room_client(worker, script["access"], room) as python:  # a script reconnects
         publish_and_receive(python, "after the restart")
         page_b.get_by_test_id("room-presence").click()
@@ -469,6 +507,104 @@ def test_two_pages_and_a_python_client_share_a_room_and_recover_from_a_restart(
             expect(presence).to_contain_text(user["username"])
     screenshot(page_a, "room-after-restart-a")
     screenshot(page_b, "room-after-restart-b")
+
+
+def test_a_page_shows_each_message_published_while_its_worker_restarted_once(
+    new_page, start_worker, collected_static
+):
+    from playwright.sync_api import expect
+
+    worker = start_worker(  # restarted below
+        DJANGO_STATIC_ROOT=str(collected_static), REALTIME_NAMESPACES=HISTORY_NAMESPACES
+    )
+    other = start_worker(REALTIME_NAMESPACES=HISTORY_NAMESPACES)  # up while the first is down
+    tag = uuid.uuid4().hex[:8]
+    kept, brief = f"chat.room-{tag}", f"brief.room-{tag}"
+    texts = ["before", "away 1", "away 2", "after"]  # to `kept`: the middle two while away
+    reader, script = user_register(worker), user_register(worker)
+    page = new_page()
+    page_join(page, worker, reader["username"], kept)
+    room_join(page, brief)
+    entries = page.get_by_test_id("room-message-entry")
+    sender = script["username"]
+
+    assert room_publish(other, script["access"], kept, ["before"]) == [1]
+    expect(entries).to_have_text([f'[{kept}] #1 {sender}: "before"'])
+    worker.stop()  # SIGTERM: the page's socket closed with 1001
+    assert room_publish(other, script["access"], kept, ["away 1", "away 2"]) == [2, 3]
+    # Four in a history of two: the first two are gone when the page asks.
+    assert room_publish(other, script["access"], brief, ["b1", "b2", "b3", "b4"]) == [1, 2, 3, 4]
+    worker.start()  # the same port
+    page_reconnected(page, rooms=2)
+    assert room_publish(other, script["access"], kept, ["after"]) == [4]
+    assert room_publish(other, script["access"], brief, ["b5"]) == [5]
+
+    # Replayed after the rejoin, then live: each once, in order, with its offset.
+    expect(entries.filter(has_text=f"[{kept}]")).to_have_text(
+        [f'[{kept}] #{n} {sender}: "{text}"' for n, text in enumerate(texts, 1)]
+    )
+    expect(entries.filter(has_text=f"[{brief}]")).to_have_text([f'[{brief}] #5 {sender}: "b5"'])
+    missing = f"some messages may be missing in {brief}"
+    expect(page.get_by_test_id("room-missed-entry")).to_have_text([missing])
+    said = log_entries(page, "event", "some messages may be missing").locator("code")
+    expect(said).to_have_text([missing])
+    rejoins = [f'"type":"subscribe","channel":"{kept}","since":{{"offset":1,"epoch":"']
+    rejoins.append(f'"type":"subscribe","channel":"{brief}","since":{{"offset":0,"epoch":"')
+    for rejoin in rejoins:
+        expect(log_entries(page, "out", rejoin)).to_have_count(1)
+    screenshot(page, "room-recovered")
+
+
+# (last position, frame): what the page's recovery.js and the Python client's recovery.py
+# must agree on.
+RECOVERY_CASES = [
+    (None, {"type": "subscribed", "channel": "c", "offset": 4, "epoch": "e1"}),
+    (None, {"type": "subscribed", "channel": "c"}),
+    (
+        {"epoch": "e1", "offset": 6},
+        {"type": "subscribed", "recovered": True, "offset": 9, "epoch": "e1"},
+    ),
+    (
+        {"epoch": "e1", "offset": 6},
+        {"type": "subscribed", "recovered": False, "offset": 40, "epoch": "e1"},
+    ),
+    ({"epoch": "e1", "offset": 6}, {"type": "subscribed", "recovered": False}),
+    ({"epoch": "e1", "offset": 6}, {"type": "subscribed", "offset": 9, "epoch": "e1"}),
+    ({"epoch": "e1", "offset": 6}, {"type": "subscribed", "offset": 2, "epoch": "e2"}),
+    ({"epoch": "e1", "offset": 6}, {"type": "message", "offset": 7, "epoch": "e1"}),
+    ({"epoch": "e1", "offset": 6}, {"type": "message", "offset": 6, "epoch": "e1"}),
+    ({"epoch": "e1", "offset": 6}, {"type": "message", "offset": 1, "epoch": "e2"}),
+    ({"epoch": "e1", "offset": 6}, {"type": "message", "offset": True, "epoch": "e1"}),
+    ({"epoch": "e1", "offset": 6}, {"type": "message"}),
+    (None, {"type": "message", "offset": 3, "epoch": "e1"}),
+    (None, {"type": "message"}),
+]
+
+
+def recovery_step(last: dict | None, frame: dict) -> dict:
+    """The Python client's step for one case, in the shape recovery.js returns."""
+    position = Position(**last) if last else None
+    if frame["type"] == "subscribed":
+        after, missed = subscribed_step(position, frame)
+        step = {"missed": missed.value if missed else None}
+    else:
+        after, delivery = message_step(position, frame)
+        step = {"delivery": delivery.value}
+    return {"position": asdict(after) if after else None, **step}
+
+
+def test_the_pages_recovery_policy_is_the_python_clients(new_page, console_worker):
+    page = new_page()
+    console_open(page, console_worker)
+    found = page.evaluate(
+        """async (cases) => {
+          const { messageStep, subscribedStep } = await import("/static/console/recovery.js");
+          return cases.map(([last, frame]) =>
+            (frame.type === "subscribed" ? subscribedStep : messageStep)(last, frame));
+        }""",
+        RECOVERY_CASES,
+    )
+    assert found == [recovery_step(last, frame) for last, frame in RECOVERY_CASES]
 
 
 def test_close_code_policy_and_backoff_run_as_documented_in_the_browser(new_page, console_worker):

@@ -50,6 +50,7 @@ COMMANDS = (
     ("/unsub ROOM", "leave ROOM"),
     ("/pub ROOM DATA", "publish DATA to ROOM (as JSON when it parses, else as a string)"),
     ("/presence ROOM", "print who is subscribed to ROOM now, on every worker"),
+    ("/history ROOM", "print the messages ROOM's history keeps (namespaces with history)"),
     ("/quit", "wait for the replies still due, then exit (so does the end of input)"),
     ("{...} or [...]", "a JSON object or array is sent as it is"),
     ("any other line", 'sent as an echo: {"type":"echo","data":LINE}'),
@@ -172,7 +173,13 @@ def frame_format(frame: dict[str, Any]) -> str:
     kind = frame.get("type")
     if kind == "message":
         sender = (frame.get("from") or {}).get("username", "(server)")
-        return f"[{frame.get('channel')}] {sender}: {_compact(frame.get('data'))}"
+        offset = f" #{frame['offset']}" if "offset" in frame else ""
+        return f"[{frame.get('channel')}]{offset} {sender}: {_compact(frame.get('data'))}"
+    if kind == "history" and isinstance(frame.get("messages"), list):
+        messages = [m for m in frame["messages"] if isinstance(m, dict)]
+        head = f"history [{frame.get('channel')}] {len(messages)} message(s), up to #"
+        head += f"{frame.get('offset')} (epoch {frame.get('epoch')})"
+        return "\n".join([head, *(f"  {frame_format(m)}" for m in messages)])
     if kind == "error":
         return f"error {frame.get('code')}: {frame.get('message')}"
     if kind == "welcome":
@@ -223,7 +230,11 @@ async def command_run(
         rtt = await client.ping()
         (note if raw else out)(f"rtt {rtt * 1000:.1f} ms")
     elif command == "/sub" and argument:
-        rooms[argument] = await client.subscribe(argument)
+        say = note if raw else out
+        subscription = await client.subscribe(argument, on_missed=lambda e: say(str(e)))
+        previous, rooms[argument] = rooms.get(argument), subscription
+        if previous is not None:  # the room stays joined: one subscription prints its gaps
+            await previous.aclose()
     elif command == "/unsub" and argument in rooms:
         await rooms.pop(argument).aclose()
     elif command == "/pub" and " " in argument:
@@ -235,6 +246,8 @@ async def command_run(
         await client.publish(channel, value)
     elif command == "/presence" and argument:
         await client.presence(argument)
+    elif command == "/history" and argument:
+        await client.history(argument)
     else:
         note(COMMANDS_HELP)
     return True

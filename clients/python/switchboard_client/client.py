@@ -27,6 +27,7 @@ from switchboard_client.errors import (
     ClientClosed,
     CloseAction,
     ConnectionLost,
+    MessagesMissed,
     SwitchboardError,
     close_action,
     close_error,
@@ -216,9 +217,22 @@ class SwitchboardClient:
         await self.request({"type": "ping"})
         return time.monotonic() - started
 
-    async def publish(self, channel: str, data: Any) -> None:
-        """Send `data` to every subscriber of `channel` (once the server confirms)."""
-        await self.request({"type": "publish", "channel": channel, "data": data})
+    async def publish(self, channel: str, data: Any) -> int | None:
+        """Send `data` to every subscriber of `channel` (once the server confirms); the offset
+        the server gave the message, or None in a channel that keeps no history."""
+        reply = await self.request({"type": "publish", "channel": channel, "data": data})
+        offset = reply.get("offset")
+        return offset if isinstance(offset, int) and not isinstance(offset, bool) else None
+
+    async def history(self, channel: str, *, limit: int | None = None) -> list[Frame]:
+        """The last messages kept in `channel`'s history (at most `limit`; the server's
+        default and cap: the namespace's history_size), oldest first, as `message` frames.
+        RequestError `history_unavailable` in a channel that keeps no history."""
+        message: Frame = {"type": "history", "channel": channel}
+        if limit is not None:
+            message["limit"] = limit
+        messages: list[Frame] = (await self.request(message))["messages"]
+        return messages
 
     async def presence(self, channel: str) -> list[dict[str, Any]]:
         """The users subscribed to `channel` now, on every worker: [{"id", "username"}…]."""
@@ -227,10 +241,19 @@ class SwitchboardClient:
         )["users"]
         return users
 
-    async def subscribe(self, channel: str, *, max_queue: int = 1000) -> Subscription:
-        """Join `channel`: an async iterator of its `message` frames, kept across reconnects.
-        RequestError (`forbidden`, `invalid_channel`…) when the server refuses."""
-        subscription = Subscription(self, channel, max_queue=max_queue)
+    async def subscribe(
+        self,
+        channel: str,
+        *,
+        max_queue: int = 1000,
+        on_missed: Callable[[MessagesMissed], object] | None = None,
+    ) -> Subscription:
+        """Join `channel`: an async iterator of its `message` frames, kept across reconnects
+        (recovered from the channel's history, when it keeps one). Where messages may be
+        missing, the iterator raises MessagesMissed once, or `on_missed` is called with it
+        instead (from the client's reader: it must not block). RequestError (`forbidden`,
+        `invalid_channel`…) when the server refuses."""
+        subscription = Subscription(self, channel, max_queue=max_queue, on_missed=on_missed)
         # Registered before asking: a message may follow `subscribed` in the same read.
         self._rooms.add(subscription)
         try:
@@ -318,6 +341,9 @@ class SwitchboardClient:
             # The server drops such a frame unread, so its error has no id; it handles a
             # connection's frames in order, so the oldest request still waiting is the one.
             waiter = next((w for w in self._pending.values() if not w.done()), None)
+        if kind == "subscribed":
+            # Here, not in the caller that asked: a replay may follow in the same read.
+            self._rooms.subscribed(frame)
         if waiter is not None:
             if not waiter.done():
                 waiter.set_result(frame)

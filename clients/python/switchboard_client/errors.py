@@ -6,7 +6,7 @@ reconnect with the same credentials". This module turns that rule into a `CloseA
 """
 
 import socket
-from enum import Enum
+from enum import Enum, StrEnum
 
 import httpx
 
@@ -129,6 +129,29 @@ class RestError(SwitchboardError):
 
 class ClientClosed(SwitchboardError):
     """The client was closed (`aclose()`, or leaving `async with`) before the call finished."""
+
+
+class MissReason(StrEnum):
+    """Why some messages of a room may be missing."""
+
+    NOT_RECOVERED = "not_recovered"  # resubscribed with `since`: the server could not replay
+    EPOCH_CHANGED = "epoch_changed"  # the channel's history was lost: a new epoch began
+
+
+class MessagesMissed(SwitchboardError):
+    """Some messages of `channel` may be missing: a resubscribe answered `recovered: false`,
+    or a message came in a new epoch (the history was lost). `reason` says which; `epoch` and
+    `offset` are where the room's stream goes on from (None in a channel without history).
+    Raised once by each of the room's subscriptions, after which iteration goes on."""
+
+    def __init__(
+        self, channel: str, reason: MissReason, *, epoch: str | None, offset: int | None
+    ) -> None:
+        super().__init__(f"some messages may be missing in {channel}")
+        self.channel = channel
+        self.reason = reason
+        self.epoch = epoch
+        self.offset = offset
 
 
 class CloseAction(Enum):

@@ -4,6 +4,7 @@
 
 import { Api } from "./api.js";
 import { FrameLog } from "./log.js";
+import { missingWords } from "./recovery.js";
 import { Session } from "./session.js";
 import { ReconnectingSocket } from "./socket.js";
 import {
@@ -200,8 +201,13 @@ session.addEventListener("rooms", () => {
 session.addEventListener("message", (event) => {
   const frame = event.detail;
   const who = frame.from ? frame.from.username : "server";
-  const line = `[${frame.channel}] ${who}: ${JSON.stringify(frame.data)}`;
+  const offset = Number.isInteger(frame.offset) ? ` #${frame.offset}` : "";
+  const line = `[${frame.channel}]${offset} ${who}: ${JSON.stringify(frame.data)}`;
   listAppend("room-messages", "room-message-entry", line);
+});
+// Said where the gap is, among the room's messages (and in the frame log, by the session).
+session.addEventListener("missed", (event) => {
+  listAppend("room-messages", "room-missed-entry", missingWords(event.detail.channel));
 });
 
 // What a successful reply says in its section (the session's replies go to its reply line).

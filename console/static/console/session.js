@@ -1,8 +1,17 @@
 // `/ws/session/`: connect with a single-use ticket, keep the access token fresh (REST refresh,
-// then the in-band `refresh` frame), rejoin the person's rooms after every reconnect, match
-// each reply to the request it answers, and log out for good after a 4500-4999 close.
+// then the in-band `refresh` frame), rejoin the person's rooms after every reconnect (from
+// where each room's stream stands, in channels with history: recovery.js), match each reply
+// to the request it answers, and log out for good after a 4500-4999 close.
 
 import { CLOSING_ERRORS } from "./closecodes.js";
+import {
+  Delivery,
+  MissReason,
+  messageStep,
+  missingWords,
+  since,
+  subscribedStep,
+} from "./recovery.js";
 import { ReconnectingSocket } from "./socket.js";
 import { SocketState } from "./states.js";
 
@@ -13,7 +22,9 @@ const REFRESH_LEAD_MS = 60000;
 /**
  * Events: "state" and "stopped" (those of ReconnectingSocket; on a 4500-4999 close the tokens
  * are dropped first, so `api` has already said "logged-out"), "welcome" (the frame), "message"
- * (a room's message frame), "rooms" (the set of joined rooms changed) and "reply" (detail
+ * (a room's message frame, each once: a copy of one already shown, by offset, is not), "missed"
+ * (detail {channel, reason}: some of its messages may be missing, one of MissReason), "rooms"
+ * (the set of joined rooms changed) and "reply" (detail
  * {request, frame}: a reply, or an error frame, with the request it answers: {type, channel,
  * sentAt}, or null for an error that names no request).
  */
@@ -21,6 +32,7 @@ export class Session extends EventTarget {
   #nextId = 1;
   #refreshTimer = null;
   #asked = new Map(); // id → the request it was sent with, until its reply comes
+  #positions = new Map(); // room → {epoch, offset} of its last message shown (history only)
 
   constructor({ api, log, wsBase }) {
     super();
@@ -129,7 +141,7 @@ export class Session extends EventTarget {
     }
     if (frame.type === "welcome") {
       this.#refreshPlan(frame.expires_at);
-      for (const room of this.rooms) this.subscribe(room);
+      for (const room of this.rooms) this.#resubscribe(room);
       this.dispatchEvent(new CustomEvent("welcome", { detail: frame }));
     } else if (frame.type === "refreshed") {
       this.#refreshPlan(frame.expires_at);
@@ -138,11 +150,15 @@ export class Session extends EventTarget {
     } else if (frame.type === "subscribed") {
       this.rooms.add(frame.channel);
       this.dispatchEvent(new Event("rooms"));
+      const { position, missed } = subscribedStep(this.#position(frame.channel), frame);
+      this.#positionSet(frame.channel, position);
+      if (missed) this.#missed(frame.channel, missed);
     } else if (frame.type === "unsubscribed") {
       this.rooms.delete(frame.channel);
+      this.#positions.delete(frame.channel);
       this.dispatchEvent(new Event("rooms"));
     } else if (frame.type === "message") {
-      this.dispatchEvent(new CustomEvent("message", { detail: frame }));
+      this.#message(frame);
     }
     const request = this.#asked.get(frame.id) ?? null;
     this.#asked.delete(frame.id);
@@ -152,7 +168,42 @@ export class Session extends EventTarget {
     }
   }
 
+  /** Join `channel` again after a reconnect: from its position, when it has one. */
+  #resubscribe(channel) {
+    const position = this.#position(channel);
+    const frame = { type: "subscribe", channel };
+    return this.#send(position ? { ...frame, since: since(position) } : frame);
+  }
+
+  #message(frame) {
+    if (!this.rooms.has(frame.channel)) {
+      // Not (or no longer) joined: shown as it is, with no position to keep.
+      this.dispatchEvent(new CustomEvent("message", { detail: frame }));
+      return;
+    }
+    const { position, delivery } = messageStep(this.#position(frame.channel), frame);
+    if (delivery === Delivery.DROP) return;
+    this.#positionSet(frame.channel, position);
+    if (delivery === Delivery.MISSED) this.#missed(frame.channel, MissReason.EPOCH_CHANGED);
+    this.dispatchEvent(new CustomEvent("message", { detail: frame }));
+  }
+
+  #missed(channel, reason) {
+    this.log.record("event", "session", missingWords(channel));
+    this.dispatchEvent(new CustomEvent("missed", { detail: { channel, reason } }));
+  }
+
+  #position(channel) {
+    return this.#positions.get(channel) ?? null;
+  }
+
+  #positionSet(channel, position) {
+    if (position) this.#positions.set(channel, position);
+    else this.#positions.delete(channel);
+  }
+
   #roomsClear() {
+    this.#positions.clear();
     if (this.rooms.size === 0) return;
     this.rooms.clear();
     this.dispatchEvent(new Event("rooms"));

@@ -137,6 +137,7 @@ def test_with_debug_off_the_page_and_its_modules_resolve_through_the_manifest(se
         "backoff",
         "closecodes",
         "log",
+        "recovery",
         "session",
         "socket",
         "states",
@@ -147,7 +148,8 @@ def test_with_debug_off_the_page_and_its_modules_resolve_through_the_manifest(se
 
 
 @pytest.mark.parametrize(
-    "name", ["api", "app", "backoff", "closecodes", "log", "session", "socket", "states"]
+    "name",
+    ["api", "app", "backoff", "closecodes", "log", "recovery", "session", "socket", "states"],
 )
 def test_no_module_stores_anything_in_the_browser(name):
     source = (Path(__file__).resolve().parents[3] / f"console/static/console/{name}.js").read_text()

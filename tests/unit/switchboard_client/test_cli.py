@@ -51,6 +51,33 @@ ROOT = Path(__file__).resolve().parents[3]
             '[r] al: {"n":1}',
         ),
         ({"type": "message", "channel": "r", "data": "hé", "from": None}, '[r] (server): "hé"'),
+        (
+            {
+                "type": "message",
+                "channel": "chat.r",
+                "data": 2,
+                "from": {"id": 1, "username": "al"},
+                "offset": 7,
+                "epoch": "e1",
+            },
+            "[chat.r] #7 al: 2",
+        ),
+        (
+            {
+                "type": "history",
+                "channel": "chat.r",
+                "messages": [
+                    {"type": "message", "channel": "chat.r", "data": d, "from": None, "offset": n}
+                    for n, d in ((1, "a"), (2, "b"))
+                ],
+                "offset": 2,
+                "epoch": "e1",
+                "id": 4,
+            },
+            "history [chat.r] 2 message(s), up to #2 (epoch e1)\n"
+            '  [chat.r] #1 (server): "a"\n'
+            '  [chat.r] #2 (server): "b"',
+        ),
         ({"type": "error", "code": "forbidden", "message": "No", "id": 3}, "error forbidden: No"),
         ({"type": "pong", "id": 2}, "pong"),
         ({"type": "echo", "data": [1], "id": 1}, 'echo {"data":[1]}'),
@@ -89,6 +116,7 @@ commands at the prompt:
   /unsub ROOM       leave ROOM
   /pub ROOM DATA    publish DATA to ROOM (as JSON when it parses, else as a string)
   /presence ROOM    print who is subscribed to ROOM now, on every worker
+  /history ROOM     print the messages ROOM's history keeps (namespaces with history)
   /quit             wait for the replies still due, then exit (so does the end of input)
   {...} or [...]    a JSON object or array is sent as it is
   any other line    sent as an echo: {"type":"echo","data":LINE}
