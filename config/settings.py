@@ -348,7 +348,7 @@ WS_MAX_SUBSCRIPTIONS = env.int("WS_MAX_SUBSCRIPTIONS", default=100)
 # first "." mapped to its history, presence, join/leave and publishing rules, as JSON, e.g.
 # {"chat": {"history_size": 100, "history_ttl": 300, "join_leave": true}}. Checked at startup.
 REALTIME_NAMESPACES = env.json("REALTIME_NAMESPACES", default={})
-# Seconds a room's epoch and last offset outlive its last use (its messages: history_ttl).
+# Seconds a room's epoch and last offset outlive its last publication (messages: history_ttl).
 WS_HISTORY_META_TTL = env.int("WS_HISTORY_META_TTL", default=7 * 24 * 3600)
 # Seconds after which a silent worker's (e.g. SIGKILLed) presence entries stop counting.
 WS_PRESENCE_TTL = env.int("WS_PRESENCE_TTL", default=30)

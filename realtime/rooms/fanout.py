@@ -134,9 +134,13 @@ class RoomFanout:
         if not namespace.history:
             return RoomFeed(channel)
 
-        async def reader(since: int) -> HistoryRead:
+        async def reader(since: Position) -> HistoryRead:
             return await self.history.read(
-                channel, namespace, since=since, limit=namespace.history_size
+                channel,
+                namespace,
+                since=since.offset,
+                since_epoch=since.epoch,
+                limit=namespace.history_size,
             )
 
         return RoomFeed(channel, reader=reader)

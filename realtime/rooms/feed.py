@@ -18,13 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from realtime import metrics
-from realtime.rooms.history import HistoryRead, Position, frame_with_position
+from realtime.rooms.history import HistoryRead, Position, epoch_newer, frame_with_position
 
 logger = logging.getLogger("switchboard.realtime")
 
 Deliver = Callable[[str, str], Awaitable[None]]  # (room, frame text)
-Reader = Callable[[int], Awaitable[HistoryRead]]  # the entries after an offset
+Reader = Callable[[Position], Awaitable[HistoryRead]]  # the entries after a position
 GAP_WAIT = 0.5  # seconds a later message waits for an earlier one before history is read
+GAP_READ_TRIES = 4  # reads of a gap (after 1, 2, 3, 4 × GAP_WAIT) before it is given up
 PENDING_LIMIT = 10_000  # messages a room may hold waiting for a gap; past it, the gap is skipped
 
 
@@ -57,7 +58,6 @@ class RoomFeed:
         # does not cover still comes, in order.
         self.position: Position | None = None
         self._pending: dict[int, Item] = {}
-        self._retired: set[str] = set()  # epochs this worker moved on from
         self._lock = asyncio.Lock()
         self._gap_task: asyncio.Task[None] | None = None
 
@@ -84,6 +84,11 @@ class RoomFeed:
         """`subscriber` has been sent everything up to `top`: from now on it gets what
         follows, starting with what was held for it."""
         async with self._lock:
+            if self.position is not None and epoch_newer(top.epoch, self.position.epoch):
+                # Its read found a newer history (Redis restarted): the room is there now.
+                self._pending = {o: i for o, i in self._pending.items() if i.epoch == top.epoch}
+                self.position = top
+                await self._drain()
             member = self.members.get(subscriber)
             if member is None or member.held is None:
                 return
@@ -104,30 +109,39 @@ class RoomFeed:
 
     async def _arrive(self, item: Item) -> int:
         assert item.offset is not None and item.epoch is not None
-        if item.epoch in self._retired:
-            return 0  # from a history that is gone
         position = self.position
         if position is None:  # not started (a subscribe that failed half-way)
             return await self._emit(item)
-        if item.epoch != position.epoch:  # the history was lost: a new one starts at 1
-            self._retired.add(position.epoch)
+        if item.epoch != position.epoch:
+            if not epoch_newer(item.epoch, position.epoch):
+                return 0  # still on its way from a history that is gone
+            # The history may have lost messages (Redis restarted, failed over): a new one
+            # starts at offset 1.
             self._pending = {o: i for o, i in self._pending.items() if i.epoch == item.epoch}
             position = self.position = Position(0, item.epoch)
         if item.offset <= position.offset:
             metrics.HISTORY_DUPLICATES.inc()
             return 0
-        if item.offset > position.offset + 1:
+        return await self._hold_or_next(item)
+
+    def _hold(self, item: Item) -> None:
+        assert item.offset is not None
+        self._pending[item.offset] = item
+        if len(self._pending) > PENDING_LIMIT:  # the gap is not filling: give up on it
+            self._skip_to(min(self._pending))
+
+    async def _hold_or_next(self, item: Item) -> int:
+        """`_arrive`'s end: held while there is a gap before it, else handed on with what
+        follows it."""
+        assert self.position is not None and item.offset is not None
+        if item.offset > self.position.offset + 1:
             self._hold(item)
+            if self._pending and min(self._pending) == self.position.offset + 1:
+                return await self._drain()  # the hold gave up on a gap
             self._gap_watch()
             return 0
         sent = await self._next(item)
         return sent + await self._drain()
-
-    def _hold(self, item: Item) -> None:
-        assert item.offset is not None
-        if len(self._pending) >= PENDING_LIMIT:  # the gap is not filling: give up on it
-            self._skip_to(min(self._pending))
-        self._pending[item.offset] = item
 
     async def _next(self, item: Item) -> int:
         assert item.offset is not None and item.epoch is not None
@@ -146,56 +160,83 @@ class RoomFeed:
             self._gap_watch()
         return sent
 
-    def _skip_to(self, offset: int) -> None:
+    def _skip_to(self, offset: int, why: str = "are no longer in its history") -> None:
         """Give up on the offsets before `offset` (lost: neither delivered nor in history)."""
         assert self.position is not None
         missing = offset - 1 - self.position.offset
         if missing > 0:
             metrics.HISTORY_GAPS.labels("skipped").inc(missing)
             logger.warning(
-                "room %s: %d message(s) before offset %d were lost on the way and are no "
-                "longer in its history; its subscribers did not get them",
+                "room %s: %d message(s) before offset %d were lost on the way and %s; its "
+                "subscribers did not get them",
                 self.channel,
                 missing,
                 offset,
+                why,
             )
             self.position = Position(offset - 1, self.position.epoch)
 
     def _gap_watch(self) -> None:
         if self._gap_task is None or self._gap_task.done():
-            self._gap_task = asyncio.get_running_loop().create_task(self._gap_fill())
+            self._gap_task = asyncio.get_running_loop().create_task(self._gap_run())
 
-    async def _gap_fill(self) -> None:
-        """After GAP_WAIT, read what is still missing from the history."""
-        await asyncio.sleep(GAP_WAIT)
-        async with self._lock:
-            self._gap_task = None
-            if not self._pending or self.position is None or self.reader is None:
+    async def _gap_run(self) -> None:
+        """Wait GAP_WAIT, then read what is still missing from the history, outside the lock
+        (a slow Redis must not hold up this room's other messages, nor, through the worker's
+        one reader, every other room); a failed read is tried again GAP_READ_TRIES times
+        before the gap is given up."""
+        try:
+            for attempt in range(GAP_READ_TRIES):
+                await asyncio.sleep(GAP_WAIT * (attempt + 1))
+                if not self._pending or self.position is None or self.reader is None:
+                    return
+                position = self.position
+                try:
+                    read = await self.reader(position)
+                except Exception as e:
+                    logger.warning(
+                        "room %s: a gap in its messages could not be read from history (%s)",
+                        self.channel,
+                        type(e).__name__,
+                    )
+                    continue
+                async with self._lock:
+                    await self._gap_fill(position, read)
                 return
-            position = self.position
-            try:
-                read = await self.reader(position.offset)
-            except Exception as e:
-                logger.warning(
-                    "room %s: a gap in its messages could not be read from history (%s)",
-                    self.channel,
-                    type(e).__name__,
-                )
-                read = None
-            if read is not None and read.top.epoch == position.epoch:
-                for entry in read.entries:
-                    if entry.offset <= self.position.offset:
-                        continue
-                    if entry.offset > self.position.offset + 1:
-                        self._skip_to(entry.offset)
-                    held = self._pending.pop(entry.offset, None)
-                    text = frame_with_position(entry.body, entry.offset, position.epoch)
-                    if held is None:
-                        metrics.HISTORY_GAPS.labels("filled").inc()
-                    await self._next(held or Item(text, entry.offset, position.epoch))
-            if self._pending and min(self._pending) > self.position.offset + 1:
-                self._skip_to(min(self._pending))
-            await self._drain()
+            async with self._lock:  # history unreadable: what is held goes on without it
+                if self._pending and self.position is not None:
+                    self._skip_to(min(self._pending), why="could not be read from history")
+                    await self._drain()
+        except Exception:
+            logger.exception("room %s: filling a gap in its messages failed", self.channel)
+        finally:
+            if self._gap_task is asyncio.current_task():
+                self._gap_task = None
+            if self._pending and self.members:
+                self._gap_watch()
+
+    async def _gap_fill(self, started: Position, read: HistoryRead) -> None:
+        """Hand on, in order, the entries `read` has after the position (if the room is still
+        where it was when the read began), then whatever was held behind them."""
+        if self.position is None or self.position.epoch != started.epoch:
+            return  # a new history began meanwhile
+        epoch = started.epoch
+        if read.top.epoch == epoch:
+            for entry in read.entries:
+                if entry.offset <= self.position.offset:
+                    continue
+                if entry.offset > self.position.offset + 1:
+                    self._skip_to(entry.offset)
+                held = self._pending.pop(entry.offset, None)
+                if held is None:
+                    metrics.HISTORY_GAPS.labels("filled").inc()
+                    held = Item(
+                        frame_with_position(entry.body, entry.offset, epoch), entry.offset, epoch
+                    )
+                await self._next(held)
+        if self._pending and min(self._pending) > self.position.offset + 1:
+            self._skip_to(min(self._pending))
+        await self._drain()
 
     async def _emit(self, item: Item) -> int:
         sent = 0
@@ -210,9 +251,11 @@ class RoomFeed:
             return 0
         if item.offset is not None and item.epoch is not None:
             position = member.position
-            if position is not None and position.epoch == item.epoch:
-                if item.offset <= position.offset:
-                    return 0
+            if position is not None:
+                if position.epoch == item.epoch and item.offset <= position.offset:
+                    return 0  # it had this one (the replay, or live before)
+                if epoch_newer(position.epoch, item.epoch):
+                    return 0  # from a history older than the one it has moved to
             member.position = Position(item.offset, item.epoch)
         try:
             await member.deliver(self.channel, item.text)

@@ -6,10 +6,10 @@ failed over to a replica).
 With Redis, a room's history is a stream (`switchboard:history:<room>`, at most
 `history_size` entries, none older than `history_ttl` seconds, the key gone `history_ttl`
 after the last publication) beside a hash holding its epoch and last offset
-(`switchboard:history-meta:<room>`, kept `WS_HISTORY_META_TTL` after the last use, so that a
-quiet room keeps its offsets). A publication is one Lua script (next offset, append, trim);
-a read is one Lua script too (epoch, last offset, the entries asked for), so both are one
-round trip and always agree. Without Redis, it lives in this process.
+(`switchboard:history-meta:<room>`, kept `WS_HISTORY_META_TTL` after the last publication,
+so a quiet room keeps its offsets). A publication is one Lua script (next offset, append,
+trim); a read is one Lua script too (epoch, last offset, the entries asked for), so both are
+one round trip and always agree. Without Redis, it lives in this process.
 
 An entry holds the `message` frame without its position (`history_body`); the frame a
 subscriber gets, live or replayed, is that body with `"offset"` and `"epoch"` appended
@@ -42,8 +42,10 @@ _EPOCH_CHECK = """
 local stream, meta = KEYS[1], KEYS[2]
 local run = string.match(redis.call('info', 'server'), 'run_id:(%w+)')
 local epoch = redis.call('hget', meta, 'epoch')
+local created = false
 if not epoch or redis.call('hget', meta, 'run') ~= run then
   epoch = ARGV[4]
+  created = true
   redis.call('del', stream, meta)
   redis.call('hset', meta, 'epoch', epoch, 'run', run, 'offset', 0)
 end
@@ -64,19 +66,30 @@ return {offset, epoch, redis.call('xlen', stream)}
 """
 )
 
-# KEYS: stream, meta. ARGV: history_ttl, since (-1: none), limit, a new epoch, meta ttl.
-# The newest entries first: with `since`, the ones after it (at most `limit`).
+# KEYS: stream, meta. ARGV: history_ttl, since (-1: none), limit, a new epoch, since's epoch.
+# The newest entries first: with `since`, the ones after it (at most `limit`), and none
+# unless they are all there (the same epoch, the oldest kept at most `since` + 1), so a
+# recovery that cannot succeed reads nothing. A room only read, never published to, keeps
+# its epoch `history_ttl` seconds (a publication keeps it WS_HISTORY_META_TTL): reads of
+# made-up room names leave nothing behind for long.
 _READ = LuaScript(
     _EPOCH_CHECK
     + """
-redis.call('expire', meta, ARGV[5])
+if created then redis.call('expire', meta, ARGV[1]) end
 local top = tonumber(redis.call('hget', meta, 'offset') or '0')
 local now = redis.call('time')
 local oldest = (tonumber(now[1]) - tonumber(ARGV[1])) * 1000
 if oldest > 0 then redis.call('xtrim', stream, 'MINID', oldest) end
 local count = tonumber(ARGV[3])
 local since = tonumber(ARGV[2])
-if since >= 0 then count = math.min(count, top - since) end
+if since >= 0 then
+  count = math.min(count, top - since)
+  if ARGV[5] ~= epoch then count = 0 end
+  if count > 0 then
+    local first = redis.call('xrange', stream, '-', '+', 'COUNT', 1)
+    if #first == 0 or tonumber(first[1][2][2]) > since + 1 then count = 0 end
+  end
+end
 local entries = {}
 if count > 0 then entries = redis.call('xrevrange', stream, '+', '-', 'COUNT', count) end
 return {epoch, top, entries}
@@ -138,8 +151,15 @@ def frame_with_position(body: str, offset: int, epoch: str) -> str:
 
 
 def epoch_new() -> str:
-    """A fresh epoch name (epochs only ever need to differ)."""
-    return secrets.token_hex(4)
+    """A fresh epoch name: the milliseconds since 1970 in 11 hex digits, then 4 random ones,
+    so that a later epoch sorts after an earlier one (`epoch_newer`)."""
+    return f"{time.time_ns() // 1_000_000:011x}{secrets.token_hex(2)}"
+
+
+def epoch_newer(epoch: str, than: str) -> bool:
+    """Whether `epoch` began after `than` (a message of an older history that was still on
+    its way must never send a room back to it)."""
+    return (len(epoch), epoch) > (len(than), than)
 
 
 def _keys(channel: str) -> list[str]:
@@ -190,60 +210,73 @@ class RedisHistory:
         return _appended(namespace, *answer)
 
     async def read(
-        self, channel: str, namespace: Namespace, *, since: int | None = None, limit: int
+        self,
+        channel: str,
+        namespace: Namespace,
+        *,
+        since: int | None = None,
+        since_epoch: str = "",
+        limit: int,
     ) -> HistoryRead:
         """The room's position and its last `limit` entries, or, with `since`, the entries
-        after offset `since` (at most `limit`)."""
-        args = [
-            namespace.history_ttl,
-            -1 if since is None else since,
-            limit,
-            epoch_new(),
-            _meta_ttl(namespace),
-        ]
+        after offset `since` (at most `limit`) when they are all there in `since_epoch`."""
+        args: list[object] = [namespace.history_ttl, -1 if since is None else since, limit]
+        args += [epoch_new(), since_epoch]
         answer = await _READ.run(redis_clients().async_client(), _keys(channel), args)
         return _read_of(answer)
 
 
 @dataclass
 class _MemoryRoom:
-    epoch: str = field(default_factory=epoch_new)
     offset: int = 0
     entries: deque[tuple[int, float, str]] = field(default_factory=deque)
 
 
 class MemoryHistory:
-    """Room history in this process (no REDIS_URL: the process is the only worker)."""
+    """Room history in this process (no REDIS_URL: the process is the only worker). Its one
+    epoch is the process's: the history goes with it."""
 
     def __init__(self) -> None:
+        self.epoch = epoch_new()
         self._rooms: dict[str, _MemoryRoom] = {}
         self._lock = threading.Lock()  # sync publishing runs in other threads
 
-    def _room(self, channel: str, namespace: Namespace) -> _MemoryRoom:
-        room = self._rooms.setdefault(channel, _MemoryRoom())
-        oldest = time.monotonic() - namespace.history_ttl
-        while room.entries and room.entries[0][1] < oldest:
-            room.entries.popleft()
+    def _trimmed(self, channel: str, namespace: Namespace) -> _MemoryRoom | None:
+        room = self._rooms.get(channel)
+        if room is not None:
+            oldest = time.monotonic() - namespace.history_ttl
+            while room.entries and room.entries[0][1] < oldest:
+                room.entries.popleft()
         return room
 
     def append_sync(self, channel: str, namespace: Namespace, body: str) -> Position:
         with self._lock:
-            room = self._room(channel, namespace)
+            room = self._trimmed(channel, namespace) or self._rooms.setdefault(
+                channel, _MemoryRoom()
+            )
             room.offset += 1
             room.entries.append((room.offset, time.monotonic(), body))
             while len(room.entries) > namespace.history_size:
                 room.entries.popleft()
-            return _appended(namespace, room.offset, room.epoch, len(room.entries))
+            return _appended(namespace, room.offset, self.epoch, len(room.entries))
 
     async def append(self, channel: str, namespace: Namespace, body: str) -> Position:
         return self.append_sync(channel, namespace, body)
 
     async def read(
-        self, channel: str, namespace: Namespace, *, since: int | None = None, limit: int
+        self,
+        channel: str,
+        namespace: Namespace,
+        *,
+        since: int | None = None,
+        since_epoch: str = "",
+        limit: int,
     ) -> HistoryRead:
         with self._lock:
-            room = self._room(channel, namespace)
+            room = self._trimmed(channel, namespace) or _MemoryRoom()  # a read stores nothing
             count = limit if since is None else min(limit, room.offset - since)
+            if since is not None and since_epoch != self.epoch:
+                count = 0
             chosen = list(room.entries)[-count:] if count > 0 else []
-            top = Position(room.offset, room.epoch)
+            top = Position(room.offset, self.epoch)
         return HistoryRead(top, [Entry(offset, body) for offset, _, body in chosen])

@@ -84,7 +84,7 @@ for i = 1, #entries, 2 do
   local worker = string.match(field, '^(.*)|')
   if worker and dead[worker] then
     redis.call('hdel', KEYS[1], field)
-    local user = tostring(cjson.decode(value)[1])
+    local user = string.format('%.0f', cjson.decode(value)[1])
     if redis.call('hincrby', KEYS[2], user, -1) <= 0 then
       redis.call('hdel', KEYS[2], user)
       table.insert(left, value)

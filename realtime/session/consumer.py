@@ -28,6 +28,7 @@ from realtime.events import revocation_floor, user_group
 from realtime.hub import hub
 from realtime.protocol.codes import CloseCode, ErrorCode, refusal_for
 from realtime.protocol.frames import Auth, MessageId, ProtocolError, frame_decode
+from realtime.rooms.namespaces import namespace_of
 from realtime.session.base import LimitedConsumer, frame_too_big
 from realtime.session.credentials import Credentials, iso_utc
 from realtime.session.handlers import MESSAGE_TYPES
@@ -299,6 +300,10 @@ class SessionConsumer(LimitedConsumer):
         if not self.dispatching:
             return await self.send(text_data=text)
         if len(self.room_pending) >= ROOM_PENDING_LIMIT:
+            if namespace_of(channel).history:
+                # Dropping it would leave a gap the client cannot see: close as a slow
+                # client instead; it reconnects and recovers from its last offset.
+                hub().spawn(self.end(SessionEnd("room backlog full", CloseCode.SLOW_CLIENT)))
             raise RoomBacklogFull(f"{ROOM_PENDING_LIMIT} room messages held back")
         self.room_pending.append((channel, text))
 

@@ -2,6 +2,7 @@
 its handler (`@handles`). A handler gets a decoded, valid message; it returns, raises
 `ProtocolError` (an error frame; the session stays open) or raises `SessionEnd`."""
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -149,6 +150,10 @@ async def on_subscribe(session: "SessionConsumer", message: Subscribe) -> None:
         session.rooms.add(channel)
         fields = subscribed_fields(position=None, recovered=None if since is None else False)
         return await session.send_frame("subscribed", message.id, channel=channel, **fields)
+    if since is not None and not channel_allowed(
+        user=session.user, channel=channel, action="history"
+    ):
+        since = Position(-1, since.epoch)  # a replay reads history: the policy said no
     read = await history_read(session, channel, namespace, since=since, msg_id=message.id)
     recovered = None if since is None else read.recovers(since)
     if since is not None:
@@ -158,10 +163,25 @@ async def on_subscribe(session: "SessionConsumer", message: Subscribe) -> None:
     fields = subscribed_fields(position=read.top, recovered=recovered)
     await session.send_frame("subscribed", message.id, channel=channel, **fields)
     if recovered:
-        for frame in read.frames():
-            await session.send(text_data=frame)
+        await replay_send(session, read.frames())
         metrics.labelled(metrics.WS_SENT, "session", "message").inc(len(read.entries))
     await hub().room_fanout.release(channel, session, read.top)
+
+
+REPLAY_YIELD_BYTES = 64 * 1024
+
+
+async def replay_send(session: "SessionConsumer", frames: list[str]) -> None:
+    """Send a recovery's frames, handing the loop back every REPLAY_YIELD_BYTES so the
+    server writes them out as they go: queued all at once, a long replay would pass
+    WS_MAX_SEND_BACKLOG (a slow-client close) before the client could read any of it."""
+    pending = 0
+    for frame in frames:
+        await session.send(text_data=frame)
+        pending += len(frame)
+        if pending >= REPLAY_YIELD_BYTES:
+            pending = 0
+            await asyncio.sleep(0)
 
 
 def subscribed_fields(*, position: Position | None, recovered: bool | None) -> dict[str, Any]:
@@ -184,10 +204,14 @@ async def history_read(
     """The room's position and the entries after `since` (none without it); when the
     history cannot be read the subscription is undone and the client told `unavailable`."""
     try:
-        if since is None or since.offset < 0:
+        if since is None or since.offset < 0:  # only the position (< 0: no replay allowed)
             return await hub().history.read(channel, namespace, limit=0)
         return await hub().history.read(
-            channel, namespace, since=since.offset, limit=namespace.history_size
+            channel,
+            namespace,
+            since=since.offset,
+            since_epoch=since.epoch,
+            limit=namespace.history_size,
         )
     except Exception as e:
         logger.warning(
@@ -263,6 +287,23 @@ def publish_allowed(session: "SessionConsumer", channel: str, namespace: Namespa
     return True
 
 
+HISTORY_REPLY_SLACK = 1024  # bytes of the reply beside its messages (type, channel, position)
+
+
+def newest_that_fit(frames: list[str], budget: int) -> list[msgspec.Raw]:
+    """The newest of `frames` (oldest first) whose JSON, comma-separated, fits in `budget`
+    bytes: a reply is one frame, held to the same bound as every frame."""
+    chosen: list[msgspec.Raw] = []
+    for frame in reversed(frames):
+        encoded = frame.encode()
+        budget -= len(encoded) + 1
+        if budget < 0:
+            break
+        chosen.append(msgspec.Raw(encoded))
+    chosen.reverse()
+    return chosen
+
+
 @handles("history", History)
 async def on_history(session: "SessionConsumer", message: History) -> None:
     channel = room_checked(session, message.channel, "history", message.id)
@@ -273,9 +314,11 @@ async def on_history(session: "SessionConsumer", message: History) -> None:
     try:
         read = await hub().history.read(channel, namespace, limit=limit)
     except Exception as e:
-        logger.warning("room %s: history not read (%s)", channel, type(e).__name__)
+        logger.warning(
+            "room %s: history not read (%s)", channel, type(e).__name__, extra=session.log_extra()
+        )
         raise ProtocolError(ErrorCode.UNAVAILABLE, msg_id=message.id) from e
-    messages = [msgspec.Raw(frame.encode()) for frame in read.frames()]
+    messages = newest_that_fit(read.frames(), settings.WS_MAX_MESSAGE_BYTES - HISTORY_REPLY_SLACK)
     await session.send_frame(
         "history",
         message.id,

@@ -23,7 +23,7 @@ def body(n: int) -> str:
 
 async def test_offsets_count_from_one_and_the_history_keeps_the_last_history_size(store):
     positions = [await store.append("log.a", ROOMS, body(n)) for n in range(5)]
-    read = await store.read("log.a", ROOMS, since=0, limit=ROOMS.history_size)
+    read = await store.read("log.a", ROOMS, limit=ROOMS.history_size)
 
     assert [p.offset for p in positions] == [1, 2, 3, 4, 5]
     assert len({p.epoch for p in positions}) == 1
@@ -55,3 +55,33 @@ async def test_a_redis_restart_that_kept_its_data_starts_a_new_epoch(store, priv
     assert kept == before.epoch.encode()  # the old epoch was there after the restart
     assert read.top.epoch != before.epoch and read.top.offset == 0 and read.entries == []
     assert (after.offset, after.epoch) == (1, read.top.epoch)
+
+
+async def test_a_recovery_that_cannot_succeed_reads_no_entries(store):
+    top = None
+    for n in range(5):
+        top = await store.append("log.a", ROOMS, body(n))
+
+    other_epoch = await store.read("log.a", ROOMS, since=2, since_epoch="x", limit=3)
+    trimmed = await store.read("log.a", ROOMS, since=0, since_epoch=top.epoch, limit=3)
+    covered = await store.read("log.a", ROOMS, since=2, since_epoch=top.epoch, limit=3)
+
+    assert (other_epoch.top, other_epoch.entries) == (top, [])
+    assert (trimmed.top, trimmed.entries) == (top, [])  # 1 and 2 are gone: nothing read
+    assert [e.offset for e in covered.entries] == [3, 4, 5]
+
+
+async def test_a_room_only_read_keeps_its_epoch_for_history_ttl_not_the_meta_ttl(
+    store, private_redis
+):
+    await store.read("log.never-published", ROOMS, limit=0)
+    await store.append("log.published", ROOMS, body(1))
+    client = private_redis.client()
+    try:
+        read_only = client.ttl("switchboard:history-meta:log.never-published")
+        published = client.ttl("switchboard:history-meta:log.published")
+    finally:
+        client.close()
+
+    assert 0 < read_only <= ROOMS.history_ttl
+    assert published > ROOMS.history_ttl  # WS_HISTORY_META_TTL: 7 days

@@ -41,7 +41,8 @@ class History:
         self.top, self.oldest, self.epoch = top, oldest, epoch
         self.reads: list[int] = []
 
-    async def read(self, since: int) -> HistoryRead:
+    async def read(self, position: Position) -> HistoryRead:
+        since = position.offset
         self.reads.append(since)
         entries = [Entry(o, body(o)) for o in range(max(since + 1, self.oldest), self.top + 1)]
         return HistoryRead(Position(self.top, self.epoch), entries)
@@ -152,3 +153,78 @@ async def test_a_room_without_history_hands_everything_on_as_it_comes():
         await feed.arrive(Item(text))
 
     assert sub.got == ["a", "b", "a"]
+
+
+async def test_a_message_of_an_older_epoch_never_sends_a_room_back_to_it():
+    feed, sub = started(History(top=0), at=0)
+    feed.position = Position(0, "e2")  # started on the new history
+
+    await feed.arrive(item(101, "e1"))  # still on its way from the one that is gone
+    await feed.arrive(item(1, "e2"))
+    await feed.arrive(item(2, "e2"))
+
+    assert sub.got == [framed(1, "e2"), framed(2, "e2")]
+    assert feed.position == Position(2, "e2")
+
+
+async def test_a_subscriber_on_a_newer_epoch_gets_nothing_of_an_older_one():
+    feed = RoomFeed("chat.x", reader=History(top=0).read)
+    feed.start(Position(100, EPOCH))
+    sub = Subscriber()
+    feed.add(sub, sub.deliver, hold=True)
+    await feed.release(sub, Position(2, "e2"))  # its replay was of the new history
+
+    await feed.arrive(item(101, EPOCH))
+    await feed.arrive(item(3, "e2"))
+
+    assert sub.got == [framed(3, "e2")]
+
+
+class FlakyHistory(History):
+    """Fails its first `failures` reads, and answers the others after `delay` seconds."""
+
+    def __init__(self, top: int, *, failures: int = 0, delay: float = 0.0) -> None:
+        super().__init__(top)
+        self.failures, self.delay = failures, delay
+
+    async def read(self, position: Position) -> HistoryRead:
+        await asyncio.sleep(self.delay)
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("history Redis unreachable")
+        return await super().read(position)
+
+
+async def test_a_gap_whose_read_fails_is_read_again_not_given_up():
+    history = FlakyHistory(top=3, failures=2)
+    feed, sub = started(history)
+
+    await feed.arrive(item(3))
+    await asyncio.sleep(0.05 * (1 + 2 + 3) + 0.2)
+
+    assert sub.got == [framed(1), framed(2), framed(3)]
+
+
+async def test_a_slow_gap_read_holds_up_no_message_that_can_go_on():
+    history = FlakyHistory(top=1, delay=1.0)
+    feed, sub = started(history)
+    await feed.arrive(item(3))  # 1 and 2 missing: a read begins after the wait
+    await asyncio.sleep(0.1)
+
+    async with asyncio.timeout(0.2):  # the read takes 1 s: arriving must not wait for it
+        await feed.arrive(item(1))
+        await feed.arrive(item(2))
+
+    assert sub.got == [framed(1), framed(2), framed(3)]
+
+
+async def test_holding_past_the_pending_limit_gives_the_gap_up_and_hands_the_rest_on(
+    monkeypatch,
+):
+    monkeypatch.setattr(feed_module, "PENDING_LIMIT", 3)
+    feed, sub = started(History(top=0))
+
+    for offset in (2, 3, 4, 5):  # 1 never comes
+        await feed.arrive(item(offset))
+
+    assert sub.got == [framed(2), framed(3), framed(4), framed(5)]

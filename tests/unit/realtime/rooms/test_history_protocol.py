@@ -267,3 +267,54 @@ async def test_a_bad_since_is_an_invalid_message(connect, user, since):
     reply = await subscribe(socket, "log.a", since=since, id=3)
 
     assert (reply["type"], reply["code"], reply["id"]) == ("error", "invalid_message", 3)
+
+
+def no_history_policy(*, user, channel: str, action: str) -> bool:
+    """A replacement policy: everything but reading history."""
+    return action != "history"
+
+
+async def test_a_policy_that_refuses_history_refuses_the_replay_of_a_subscribe_too(
+    connect, user, settings
+):
+    from realtime.rooms.policy import channel_policy
+
+    settings.REALTIME_CHANNEL_POLICY = f"{__name__}.no_history_policy"
+    channel_policy.cache_clear()
+    try:
+        socket = await session_for(connect, user)
+        epoch = (await subscribe(socket, "log.a"))["epoch"]
+        await publish(socket, "log.a", "secret")
+        await socket.receive_json_from()
+        await exchange(socket, {"type": "unsubscribe", "channel": "log.a"})
+
+        asked = await exchange(socket, {"type": "history", "channel": "log.a", "id": 1})
+        again = await subscribe(socket, "log.a", since={"offset": 0, "epoch": epoch})
+    finally:
+        channel_policy.cache_clear()
+
+    assert asked == error(ErrorCode.FORBIDDEN, 1)
+    assert again == {
+        "type": "subscribed",
+        "channel": "log.a",
+        "recovered": False,
+        "offset": 1,
+        "epoch": epoch,
+    }
+    assert await socket.receive_nothing(0.05)
+
+
+async def test_a_history_reply_holds_the_newest_messages_that_fit_in_one_frame(
+    connect, user, settings
+):
+    settings.WS_MAX_MESSAGE_BYTES = 4096
+    socket = await session_for(connect, user)
+    await subscribe(socket, "log.a")
+    for n in range(3):
+        await publish(socket, "log.a", {"n": n, "pad": "x" * 1500})
+        await socket.receive_json_from()
+
+    reply = await exchange(socket, {"type": "history", "channel": "log.a"})
+
+    assert [m["data"]["n"] for m in reply["messages"]] == [2]  # two would not fit in 3 KB
+    assert reply["offset"] == 3
