@@ -24,6 +24,7 @@ NAMESPACES = {
     "log": {"history_size": 1000, "history_ttl": 300},
     "chat": {"history_size": 10, "history_ttl": 300, "join_leave": True},
     "short": {"history_size": 3, "history_ttl": 2},
+    "big": {"history_size": 2000, "history_ttl": 300},
 }
 ENV = {
     **ROOM_ENV,
@@ -159,6 +160,29 @@ async def test_50_subscribers_recover_while_a_publisher_keeps_publishing_with_no
     assert last == total + 1
     for offsets in received:
         assert offsets == list(range(2, last + 1))  # each offset once, in order, none missing
+
+
+async def test_a_replay_larger_than_the_send_backlog_reaches_the_client_whole(two_workers):
+    worker1, worker2 = two_workers
+    alice, bob = user_register(worker1), user_register(worker2)
+    room, count, data = "big.replay", 1500, "x" * 1000  # 1.5 MB: over WS_MAX_SEND_BACKLOG
+
+    async with session_open(worker2, bob["access"]) as (publisher, _):
+        epoch = (await subscribed(publisher, room))["epoch"]
+        for _ in range(count):
+            await publisher.send(json.dumps({"type": "publish", "channel": room, "data": data}))
+        for _ in range(2 * count):  # its `published` and its own message, each
+            await frame_json(publisher)
+    async with session_open(worker1, alice["access"]) as (reader, _):
+        reply = await subscribed(reader, room, since={"offset": 0, "epoch": epoch})
+        offsets = [(await frame_json(reader))["offset"] for _ in range(count)]
+        history = await request(reader, {"type": "history", "channel": room, "limit": count})
+
+    assert reply["recovered"] is True
+    assert offsets == list(range(1, count + 1))
+    kept = [m["offset"] for m in history["messages"]]
+    assert kept == list(range(count - len(kept) + 1, count + 1))  # the newest, in order
+    assert 0 < len(kept) < 64  # the newest that fit in one frame (WS_MAX_MESSAGE_BYTES 64 KB)
 
 
 @pytest.fixture
