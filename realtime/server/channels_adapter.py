@@ -2,19 +2,23 @@
 
 Checked against channels 4.3 (`channels.consumer.AsyncConsumer.__call__` and `dispatch` of
 4.3.2); `versions_uncovered()` names an installed channels this copy was not checked
-against, and a unit test fails on it, so an upgrade is read before it ships. Two changes:
+against, and a unit test fails on it, so an upgrade is read before it ships. Three changes:
 
 - `dispatch` does not run `close_old_connections` on Django's one sync thread before every
   event: these consumers reach the database only through `database_sync_to_async` (which
   does that itself), and while that thread is busy (a locked database, a login hashing a
   password) the hop would stall every socket of the worker;
 - `__call__` receives channel-layer events through `layer_receive()`, a hook a consumer
-  overrides (the session waits out a Redis outage there instead of dying with 1011).
+  overrides (the session waits out a Redis outage there instead of dying with 1011);
+- `websocket_disconnect` (channels' own, `channels.generic.websocket`) leaves out its
+  `aclose_old_connections()`, the same hop to the sync thread on every close, for the same
+  reason: an echo socket, which never touches the database, paid for it on each close.
 """
 
 from importlib.metadata import version
 from typing import Any
 
+from asgiref.typing import WebSocketDisconnectEvent
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -53,6 +57,12 @@ class EventLoopConsumer(AsyncWebsocketConsumer):
         """The next channel-layer event for this consumer."""
         event: dict[str, Any] = await self.channel_layer.receive(self.channel_name)
         return event
+
+    async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
+        for group in self.groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         handler = getattr(self, get_handler_name(message), None)
