@@ -24,6 +24,8 @@ Stock daphne cannot send what the Switchboard protocol documents:
   connection without a close frame: here it sends 1007 "invalid UTF-8" (1002 "protocol
   error") first;
 - a non-ASCII Sec-WebSocket-Protocol makes daphne's handshake raise (500): here it is 400;
+- autobahn formats its whole configuration (`pformat` of some 40 options) for a debug line on
+  every connection, logged or not: here it is formatted only if the line is written;
 - autobahn cuts the TCP connection 0-1 s after the server's close frame (a 1 s timeout its
   batched timer rounds down to the whole second), so a client still sending, and busy, gets a
   reset before it reads the close frame: here it gets CLOSE_HANDSHAKE_WAIT seconds to answer.
@@ -39,6 +41,7 @@ module, under the one version guard, so that an upgrade is checked in one place.
 import logging
 import sys
 from collections.abc import Callable
+from pprint import pformat
 from typing import Any
 
 from autobahn.util import encode_truncate
@@ -344,6 +347,24 @@ def _access_log_factory(original: Any) -> Any:
     return write_entry
 
 
+class LazyPformat:
+    """What autobahn's `_connectionMade` passes for its debug line instead of
+    `pprint.pformat(options)`: formatted when the line is written, never before."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return format(pformat(self.value), spec)
+
+    def __str__(self) -> str:
+        return pformat(self.value)
+
+    __repr__ = __str__
+
+
 def versions_uncovered() -> list[str]:
     """The installed packages among daphne, autobahn and Twisted whose version this module was
     not checked against, as "name version"; empty when all are covered."""
@@ -374,6 +395,7 @@ def install(
     closes it 4008. `on_shutdown`: blocking functions run on SIGTERM once the sockets are
     closed."""
     try:
+        import autobahn.websocket.protocol as autobahn_protocol
         from daphne.access import AccessLogGenerator
         from daphne.server import Server
         from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
@@ -418,6 +440,8 @@ def install(
         WebSocketProtocol._fail_connection
     )
     WebSocketFactory.__init__ = _factory_init_factory(WebSocketFactory.__init__)
+    # Its per-connection debug line: formatted only if written.
+    autobahn_protocol.pformat = LazyPformat  # type: ignore[attr-defined,assignment]
     Server.listen_success = _listen_success_factory(Server.listen_success)
     if "twisted.internet.reactor" in sys.modules:  # running under daphne, reactor installed
         from twisted.internet import reactor

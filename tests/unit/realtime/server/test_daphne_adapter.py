@@ -50,3 +50,24 @@ def test_an_unknown_version_patches_nothing_and_says_which(monkeypatch, caplog, 
         f"{module.__name__} {version} not covered by realtime.server.daphne_adapter (covers daphne "
         "4.1.x/4.2.x, autobahn 26.x, twisted 26.x)"
     )
+
+
+def test_autobahns_per_connection_configuration_dump_is_formatted_only_when_written():
+    import autobahn.websocket.protocol as autobahn_protocol
+
+    import config.asgi  # noqa: F401  (installs the adapter)
+
+    class Option:
+        formatted = 0
+
+        def __repr__(self) -> str:
+            Option.formatted += 1
+            return "Option()"
+
+    dump = autobahn_protocol.pformat([("openHandshakeTimeout", Option(), "WebSocketFactory")])
+    before_writing = Option.formatted
+    written = f"\n{dump}"
+
+    assert autobahn_protocol.pformat is daphne_compat.LazyPformat
+    assert before_writing == 0
+    assert written == "\n[('openHandshakeTimeout', Option(), 'WebSocketFactory')]"
