@@ -12,6 +12,10 @@ Scenarios:
   message, wait until every subscriber has it, publish the next (deliveries/s, p50/p99 of
   publish-to-delivery). `--session` speaks the rooms protocol; without it, the peer
   broadcaster.
+
+With `--cpu-pid PID` (repeatable), the figures add the CPU % of those processes' trees (the
+server) and of this process during the recording window: `server_cpu_pct`, `loadgen_cpu_pct`,
+`window_s`.
 """
 
 import argparse
@@ -23,6 +27,8 @@ import time
 import msgspec
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from bench.cores import cpu_seconds, process_tree
 
 PAYLOAD = "x" * 32
 WARMUP = 1.0
@@ -43,10 +49,10 @@ def latency_summary(seconds: list[float]) -> dict:
 
 
 class Clock:
-    """Recording window: after WARMUP, for `seconds`."""
+    """Recording window: after `warmup` (WARMUP unless given), for `seconds`."""
 
-    def __init__(self, seconds: float) -> None:
-        self.start = time.perf_counter() + WARMUP
+    def __init__(self, seconds: float, warmup: float = WARMUP) -> None:
+        self.start = time.perf_counter() + warmup
         self.end = self.start + seconds
 
     def recording(self, now: float) -> bool:
@@ -54,6 +60,32 @@ class Clock:
 
     def running(self, now: float) -> bool:
         return now < self.end
+
+
+async def cpu_window(pids: list[int], start: float, end: float) -> dict:
+    """CPU % of the trees of `pids` and of this process between `start` and `end`
+    (`time.perf_counter()` instants)."""
+    await asyncio.sleep(max(0.0, start - time.perf_counter()))
+    tree = [member for pid in pids for member in process_tree(pid)]
+    wall, server, client = time.perf_counter(), cpu_seconds(tree), time.process_time()
+    await asyncio.sleep(max(0.0, end - time.perf_counter()))
+    wall = time.perf_counter() - wall
+    return {
+        "server_cpu_pct": round(100 * (cpu_seconds(tree) - server) / wall, 1),
+        "loadgen_cpu_pct": round(100 * (time.process_time() - client) / wall, 1),
+        "window_s": round(wall, 2),
+    }
+
+
+def cpu_measure(args, start: float, end: float) -> "asyncio.Task[dict] | None":
+    """The CPU window as a task when `--cpu-pid` was given."""
+    if not args.cpu_pid:
+        return None
+    return asyncio.get_running_loop().create_task(cpu_window(args.cpu_pid, start, end))
+
+
+async def cpu_figures(task: "asyncio.Task[dict] | None") -> dict:
+    return await task if task is not None else {}
 
 
 class PingPong(WSListener):
@@ -127,18 +159,23 @@ async def connect_all(factory, urls: list[str], count: int, concurrency: int = 5
 
 
 async def pingpong(args) -> dict:
-    clock = Clock(args.seconds)
+    clock = Clock(args.seconds, args.warmup)
     rtts: list[float] = []
     pairs = await connect_all(lambda: PingPong(clock, rtts, args.session), args.url, args.clients)
     # Measure from now on: connecting 500 clients can take longer than the warm-up.
-    clock.start = time.perf_counter() + WARMUP
+    clock.start = time.perf_counter() + args.warmup
     clock.end = clock.start + args.seconds
+    cpu = cpu_measure(args, clock.start, clock.end)
     await asyncio.wait_for(
-        asyncio.gather(*(listener.done for _, listener in pairs)), WARMUP + args.seconds + 30
+        asyncio.gather(*(listener.done for _, listener in pairs)), args.warmup + args.seconds + 30
     )
     for transport, _ in pairs:
         transport.disconnect()
-    return {"round_trips_per_s": round(len(rtts) / args.seconds), **latency_summary(rtts)}
+    return {
+        "round_trips_per_s": round(len(rtts) / args.seconds),
+        **latency_summary(rtts),
+        **await cpu_figures(cpu),
+    }
 
 
 class FirstFrame(WSListener):
@@ -155,7 +192,7 @@ class FirstFrame(WSListener):
 
 
 async def handshakes(args) -> dict:
-    clock = Clock(args.seconds)
+    clock = Clock(args.seconds, args.warmup)
     times: list[float] = []
     failures = 0
 
@@ -175,13 +212,15 @@ async def handshakes(args) -> dict:
             transport.send_close()
             transport.disconnect()
 
+    cpu = cpu_measure(args, clock.start, clock.end)
     await asyncio.wait_for(
-        asyncio.gather(*(loop(i) for i in range(args.clients))), WARMUP + args.seconds + 60
+        asyncio.gather(*(loop(i) for i in range(args.clients))), args.warmup + args.seconds + 60
     )
     return {
         "handshakes_per_s": round(len(times) / args.seconds),
         "failures": failures,
         **latency_summary(times),
+        **await cpu_figures(cpu),
     }
 
 
@@ -316,6 +355,8 @@ async def fanout(args) -> dict:
         publisher.send(WSMsgType.TEXT, subscribe_frame(args.channel))
     await asyncio.sleep(0.5)
     latencies.clear()
+    now = time.perf_counter()
+    cpu = cpu_measure(args, now, now + args.seconds)
     if args.rate:
         seq = await publish_at_rate(publisher, args, deliveries)
         delivered = sum(deliveries.seen.values())
@@ -329,6 +370,7 @@ async def fanout(args) -> dict:
         "messages": seq,
         "lost": lost,
         **latency_summary(latencies),
+        **await cpu_figures(cpu),
     }
 
 
@@ -342,9 +384,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--hold", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=WARMUP, help="before the window (s)")
     parser.add_argument("--session", action="store_true")
     parser.add_argument("--rate", type=float, default=0, help="fanout: publishes/s (open loop)")
     parser.add_argument("--channel", default="bench", help="fanout: the room (session)")
+    parser.add_argument(
+        "--cpu-pid", type=int, action="append", default=[], help="a server process to time"
+    )
     args = parser.parse_args()
     if any(not url.startswith("ws://127.0.0.1:") for url in args.url):
         sys.exit("loopback URLs only")
