@@ -53,7 +53,8 @@ run: $(VENV)/.runtime
 cluster: $(VENV)/.runtime redis-server nginx
 	$(BIN)/python deploy/cluster.py
 
-## bench: Switchboard (daphne, uvicorn, granian) beside a bare websockets peer, one run (a few minutes);
+## bench: Switchboard (daphne, uvicorn, granian) beside a bare websockets peer on uvloop: pinned cores,
+## a fresh server per run, three alternating repetitions (about 12 minutes, estimate printed first);
 ## writes docs/BENCHMARKS.md, docs/benchmarks.png and docs/benchmarks.json
 bench: $(VENV)/.dev redis-server
 	$(BIN)/python -m bench.run

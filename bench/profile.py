@@ -1,8 +1,8 @@
 """`make profile`: flame graphs of one daphne worker under each benchmark load.
 
 Starts (127.0.0.1, free ports) a redis-server and one daphne worker on a fresh database (the
-same settings as `make bench`), then for each scenario runs `bench.loadgen` while py-spy
-samples the worker (`py-spy record --pid`, native frames off, idle frames off), and writes
+same settings and cores as `make bench`), then for each scenario runs `bench.loadgen` while
+py-spy samples the worker (`py-spy record --pid`, native frames off, idle frames off), and writes
 `docs/perf/<scenario>.svg` plus `docs/perf/<scenario>-top.txt`, the hottest functions. Stops what it
 started, by PID.
 """
@@ -14,13 +14,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.run import (
+from bench.processes import (
     POSTGRES,
     Server,
     access_token,
     loadgen,
     postgres_answers,
-    servers_for,
+    switchboard_command,
     switchboard_env,
 )
 from tests.system.databases import database_create, database_drop
@@ -79,7 +79,7 @@ def profile_one(
     passes = []
     raw = workdir / f"{name}.collapsed"
     for fmt, target in (("raw", raw), ("flamegraph", out / f"{name}.svg")):
-        spy = py_spy(server.proc.pid, seconds, target, fmt)
+        spy = py_spy(server.pid, seconds, target, fmt)
         passes.append(loadgen(scenario, [url], seconds=seconds, **options))
         spy.wait(timeout=seconds + 30)
     top = hottest(raw, top=60)
@@ -107,7 +107,8 @@ def main() -> int:
         try:
             env = switchboard_env(workdir, database_url, redis.url)
             database_migrate(env)
-            server = servers_for(workdir, env)["daphne"].start()
+            server = Server("daphne", switchboard_command("daphne", env), env, workdir)
+            server.start()
             token = access_token(server)
             paths = {"session": f"/ws/session/?token={token}", "echo": "/ws/echo/"}
             report = {}

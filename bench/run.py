@@ -1,19 +1,22 @@
-"""`make bench`: Switchboard under daphne, uvicorn and granian beside a bare `websockets` peer,
-one run.
+"""`make bench`: Switchboard under daphne, uvicorn and granian beside a bare `websockets` peer
+(on uvloop), in repetitions whose ratios hold.
 
-Starts (on 127.0.0.1, free ports) the peer, a redis-server, and a daphne, a uvicorn and a
-granian worker (each with deploy/servers.py's command line, logs quiet) on a fresh database;
-drives each with `bench.loadgen` in its own process; records every figure, the ratio to the
-peer, and the servers' memory (a granian worker is two processes: its supervisor and the
-process serving, summed); then a connection storm over two uvicorn workers, driven from this
-process with the storm test's machinery (`tests/system/storm.py`); writes
-`docs/BENCHMARKS.md`, `docs/benchmarks.png` and `docs/benchmarks.json`. Stops everything it
-started, by PID.
+Every measured run starts a fresh server process (idle memory included) pinned to the server's
+core, waits until both cores are quiet (bounded, logged), and drives it with `bench.loadgen`
+pinned to the other core, which also times the server's process tree and itself during the
+window. Each repetition runs every scenario, the servers in the opposite order to the last
+one. Then the room fan-out (two daphne workers on one Redis, with and without history, beside
+the bare broadcaster) in the same way, and one connection storm over two uvicorn workers,
+driven from this process with the storm test's machinery (`tests/system/storm.py`). Writes
+`docs/BENCHMARKS.md`, `docs/benchmarks.png` and `docs/benchmarks.json`: median [min–max] of
+each figure and of each ratio to the peer (computed per repetition). Stops everything it
+started, by PID, however it ends (Ctrl-C and SIGTERM included).
 `--smoke` runs the same harness with tiny numbers (seconds, not minutes) into `--out`.
 """
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -22,150 +25,190 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
+from bench.cores import Quiet, client_pin, quiet_wait
+from bench.processes import (
+    POSTGRES,
+    SWITCHBOARD_SERVERS,
+    Server,
+    access_token,
+    loadgen,
+    loadgen_command,
+    peer_command,
+    postgres_answers,
+    started,
+    switchboard_command,
+    switchboard_env,
+)
 from bench.report import report_write
-from deploy.servers import SERVERS
+from bench.summary import fanout_summary, row_summary
 from tests.system.burst import close_all, nofile_raise
 from tests.system.databases import database_create, database_drop
-from tests.system.stack import (
-    ROOT,
-    SECRET_KEY,
-    RedisServer,
-    base_env,
-    database_migrate,
-    free_port,
-    port_wait,
-    process_stop,
-)
+from tests.system.stack import ROOT, SECRET_KEY, RedisServer, database_migrate
 from tests.system.storm import Peaks, rooms_join, storm_figures, storm_open
-
-POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
-PASSWORD = "bench-password-not-a-secret-0123"  # noqa: S105  (a throwaway bench user)
 
 
 @dataclass(frozen=True)
 class Plan:
-    seconds: float
+    repetitions: int
+    warmup: float  # before each echo and handshake window
+    seconds: float  # each echo and handshake window
     clients: tuple[int, ...]
     handshake_concurrency: int
-    idle: int
+    idle: int  # sessions held open per idle round
+    idle_hold: float
     fanout_subscribers: tuple[int, ...]
     fanout_seconds: float
     storm: int  # sessions opened in one burst
+    quiet: Quiet
 
 
-FULL = Plan(5.0, (1, 50, 500), 50, 5000, (1, 100, 1000), 6.0, 5000)
-SMOKE = Plan(0.5, (1, 4), 2, 10, (1, 4), 0.5, 20)
+FULL = Plan(3, 1.0, 2.0, (50,), 50, 1000, 1.5, (100, 1000), 2.0, 5000, Quiet(timeout_s=2.5))
+# One repetition (two would double the smoke test's time; the alternation and the summaries are
+# unit-tested) and no wait for quiet: `make test` shares the machine with its other tests, and
+# the smoke test checks the harness, not the figures.
+SMOKE = Plan(
+    1, 0.1, 0.3, (4,), 2, 10, 0.3, (4,), 0.3, 20, Quiet(idle_above=0.0, for_s=0.2, timeout_s=0.2)
+)
+
+PEER = "peer"
+SERVERS = (PEER, *SWITCHBOARD_SERVERS)
+ROUND_TRIPS, HANDSHAKES, IDLE_KB = "round_trips_per_s", "handshakes_per_s", "kb_per_connection"
+SESSION_PATH = "/ws/session/?token={token}"
+HISTORY_ROOM = "hist.bench"  # in a namespace with history: offsets, one more Redis script
+FANOUT_KINDS = ("switchboard", "switchboard_history", "peer")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scenario at one size, run on each of `servers` in every repetition."""
+
+    scenario: str
+    loadgen: str  # bench.loadgen's scenario
+    clients: int
+    servers: tuple[str, ...]
+    path: str  # Switchboard's; the peer serves "/" and speaks no session protocol
+    session: bool
+    key: str  # the figure divided by the peer's
+    peer_scenario: str  # the peer's row it is divided by
+
+
+def cases(plan: Plan) -> list[Case]:
+    """Every point-to-point scenario of `plan`, in the order the report lists them."""
+    shakes = plan.handshake_concurrency
+    return [
+        *(
+            case
+            for n in plan.clients
+            for case in (
+                Case("echo", "pingpong", n, SERVERS, "/ws/echo/", False, ROUND_TRIPS, "echo"),
+                Case(
+                    "session echo", "pingpong", n, SWITCHBOARD_SERVERS, SESSION_PATH, True,
+                    ROUND_TRIPS, "echo",
+                ),
+            )
+        ),
+        Case("handshakes", "handshakes", shakes, SERVERS, SESSION_PATH, True, HANDSHAKES,
+             "handshakes"),
+        # The server's own ceiling: a bare /ws/echo/ handshake (no token, no database).
+        Case("echo handshakes", "handshakes", shakes, SWITCHBOARD_SERVERS, "/ws/echo/", False,
+             HANDSHAKES, "handshakes"),
+        Case("idle", "idle", plan.idle, SERVERS, SESSION_PATH, True, IDLE_KB, "idle"),
+    ]  # fmt: skip
+
+
+def in_turn(names: tuple[str, ...], repetition: int) -> tuple[str, ...]:
+    """`names` in repetition order: as given, then reversed, then as given…"""
+    return names if repetition % 2 == 0 else names[::-1]
+
+
+# What a run costs besides its window, for the estimate (measured on the two-core machine the
+# figures come from, with another test run beside): starting and stopping the server(s), the
+# load generator's start, connects and close.
+START_S = {PEER: 0.3, "daphne": 1.6, "uvicorn": 1.5, "granian": 1.5, "fanout": 3.2}
+LOADGEN_S = 0.5
+CONNECTS_PER_S = 200  # authenticated sessions opened per second (idle, fan-out)
+SETUP_S = 8.0  # migrations, and a server to register the bench user and get its token
+
+
+def estimate_s(plan: Plan) -> float:
+    """How long `run` takes with `plan` on a quiet machine, from the plan alone."""
+    quiet = min(plan.quiet.for_s, plan.quiet.timeout_s) + 0.05
+    total = 0.0
+    for case in cases(plan):
+        for server in case.servers:
+            if case.loadgen == "idle":
+                window = 2 * (LOADGEN_S + plan.idle / CONNECTS_PER_S + 2 * plan.idle_hold)
+            else:
+                window = LOADGEN_S + plan.warmup + plan.seconds + case.clients / 1000
+            total += START_S[server] + quiet + window
+    for subscribers in plan.fanout_subscribers:
+        for kind in (*FANOUT_KINDS, "switchboard"):  # the last: at half the rate
+            start, rate = (START_S[PEER], 1000) if kind == "peer" else (START_S["fanout"], 0)
+            connects = subscribers / (rate or CONNECTS_PER_S)
+            total += start + quiet + LOADGEN_S + connects + 0.5 + plan.fanout_seconds + 0.2
+    storm = 2 * START_S[STORM_SERVER] + quiet + 2 + plan.storm / CONNECTS_PER_S
+    return SETUP_S + plan.repetitions * total + storm
+
+
+def estimate_line(plan: Plan) -> str:
+    runs = sum(len(case.servers) for case in cases(plan))
+    runs += (len(FANOUT_KINDS) + 1) * len(plan.fanout_subscribers)
+    worst = plan.repetitions * runs * max(0.0, plan.quiet.timeout_s - plan.quiet.for_s)
+    return (
+        f"[bench] plan: {plan.repetitions} repetitions of {runs} runs, each on a fresh server, "
+        f"and a storm of {plan.storm:,}: about {estimate_s(plan) / 60:.1f} min on a quiet "
+        f"machine, up to {worst / 60:.1f} min more if it is never quiet"
+    )
 
 
 @dataclass
-class Server:
-    """One server process on a free port."""
+class Bench:
+    """What every run of one `make bench` shares."""
 
-    name: str
-    command: list[str]
-    env: dict[str, str]
+    plan: Plan
     workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
+    env: dict[str, str]
+    token: str = ""
+    runs: int = 0
 
-    def start(self) -> "Server":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [arg.replace("{port}", str(self.port)) for arg in self.command]
-        with open(self.workdir / f"{self.name}.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        port_wait(self.port, timeout=60, proc=self.proc)
-        return self
+    def server(self, name: str) -> Server:
+        command = peer_command("echo") if name == PEER else switchboard_command(name, self.env)
+        self.runs += 1
+        return Server(f"{self.runs:03}-{name}", command, self.env, self.workdir)
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            process_stop(self.proc, sig=signal.SIGTERM, timeout=15)
-            self.proc = None
-
-    def ws(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    def rss_kib(self) -> int:
-        """Current resident memory of the process and its children (what the storm's
-        peaks sample)."""
-        return self.memory_kib()["rss_kib"]
-
-    def memory_kib(self) -> dict[str, int]:
-        """Current (VmRSS) and peak (VmHWM) resident memory of the process and its children
-        (granian serves from a child process)."""
-        fields = {"VmRSS": 0, "VmHWM": 0}
-        for pid in process_tree(self.proc.pid):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key in fields:
-                    fields[key] += int(value.split()[0])
-        return {"rss_kib": fields["VmRSS"], "peak_kib": fields["VmHWM"]}
+    def url(self, server: Server, name: str, case: Case) -> str:
+        return server.ws("/" if name == PEER else case.path.format(token=self.token))
 
 
-def process_tree(pid: int) -> list[int]:
-    """`pid` and every process below it, from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # gone since the listing
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    tree, todo = [], [pid]
-    while todo:
-        tree.append(todo.pop())
-        todo += children.get(tree[-1], [])
-    return tree
-
-
-def loadgen(scenario: str, urls: list[str], *, timeout: float = 300, **options) -> dict:
-    """Run one scenario in its own process; its figures."""
-    args = [sys.executable, "-m", "bench.loadgen", scenario]
-    for url in urls:
-        args += ["--url", url]
-    for name, value in options.items():
-        if value is True:
-            args.append(f"--{name}")
-        elif value is not False:
-            args += [f"--{name}", str(value)]
-    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"loadgen {scenario} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def idle_round(server: Server, url: str, count: int, *, session: bool) -> dict:
+def idle_round(server: Server, url: str, count: int, *, session: bool, hold: float) -> dict:
     """Open `count` connections, hold them, close them: RSS before, held and after."""
     before = server.memory_kib()["rss_kib"]
-    args = [sys.executable, "-m", "bench.loadgen", "idle", "--url", url]
-    args += ["--clients", str(count), "--hold", "3"] + (["--session"] if session else [])
+    args = loadgen_command("idle", [url], clients=count, hold=hold, session=session)
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())["ready"]
-        time.sleep(1)
+        time.sleep(hold / 2)
         held = server.memory_kib()["rss_kib"]
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    time.sleep(2)
+            proc.wait()
+    time.sleep(hold)  # the closes handled
     return {"ready": ready, "before": before, "held": held, "after": server.memory_kib()["rss_kib"]}
 
 
-def idle_memory(server: Server, url: str, count: int, *, session: bool) -> dict:
-    """KB per idle connection (first round), and a second identical round: Python keeps
-    freed memory for reuse rather than returning it, so "after" stays up; what shows a leak
-    is the second round growing RSS again."""
-    first = idle_round(server, url, count, session=session)
-    second = idle_round(server, url, count, session=session)
+def idle_memory(server: Server, url: str, count: int, *, session: bool, hold: float) -> dict:
+    """KB per idle connection (first round, in a fresh process), and a second identical
+    round: Python keeps freed memory for reuse rather than returning it, so "after" stays up;
+    what shows a leak is the second round growing RSS again."""
+    first = idle_round(server, url, count, session=session, hold=hold)
+    second = idle_round(server, url, count, session=session, hold=hold)
     return {
         "connections": first["ready"],
         "refused": count - first["ready"],
@@ -181,184 +224,110 @@ def idle_memory(server: Server, url: str, count: int, *, session: bool) -> dict:
     }
 
 
-def switchboard_env(workdir: Path, database_url: str, redis_url: str) -> dict[str, str]:
-    env = base_env(database_url=database_url, log_file=workdir / "errors.log", redis_url=redis_url)
-    env.update(
-        # Production settings, with the abuse limits lifted for one client process that
-        # opens thousands of connections and sends as fast as it can.
-        WS_MESSAGES_PER_SECOND="1000000000",
-        WS_MESSAGE_BURST="1000000000",
-        WS_CONNECTS_PER_MINUTE="0",
-        WS_MAX_SESSIONS_PER_USER="1000000",
-        JWT_ACCESS_TTL="3600",
-        LOG_LEVEL="WARNING",
-        # The fan-out with history (`HISTORY_ROOM`) beside the same without it.
-        REALTIME_NAMESPACES=json.dumps({"hist": {"history_size": 1000, "history_ttl": 300}}),
-    )
-    return env
+def took(label: str, began: float) -> None:
+    print(f"[bench] {label}: {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
 
 
-def access_token(server: Server) -> str:
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", trust_env=False) as client:
-        client.post(
-            "/api/auth/register/",
-            json={"username": "bench", "email": "bench@example.com", "password": PASSWORD},
+def case_run(bench: Bench, case: Case, name: str, repetition: int) -> dict:
+    """One measured run of `case` on a fresh `name` server; its figures."""
+    plan, server = bench.plan, bench.server(name)
+    session = case.session and name != PEER
+    label = f"r{repetition + 1} {case.scenario} {case.clients} {name}"
+    began = time.monotonic()
+    with started(server):
+        url = bench.url(server, name, case)
+        quiet = quiet_wait(plan.quiet, label)
+        if case.loadgen == "idle":
+            figures = idle_memory(server, url, case.clients, session=session, hold=plan.idle_hold)
+        else:
+            figures = loadgen(
+                case.loadgen,
+                [url],
+                clients=case.clients,
+                warmup=plan.warmup,
+                seconds=plan.seconds,
+                session=session,
+                cpu_pid=[server.pid],
+            )
+        figures |= server.memory_kib()
+    took(label, began)
+    return figures | {"repetition": repetition, "quiet": quiet}
+
+
+def fanout_run(bench: Bench, kind: str, subscribers: int, repetition: int, rate: float = 0):
+    """One fan-out on fresh servers: two daphne workers (`room` with or without history), or
+    the bare broadcaster; `rate` publishes/s, or 0 for the saturating closed loop."""
+    bench.runs += 1
+    if kind == "peer":
+        names, command = ["broadcaster"], peer_command("broadcast")
+    else:
+        names, command = ["fanout1", "fanout2"], switchboard_command("daphne", bench.env)
+    servers = [Server(f"{bench.runs:03}-{n}", command, bench.env, bench.workdir) for n in names]
+    label = f"r{repetition + 1} fan-out {subscribers} {kind}{' at half rate' if rate else ''}"
+    began = time.monotonic()
+    with started(*servers):
+        if kind == "peer":
+            urls, options = [servers[0].ws("/")], {}
+        else:
+            urls = [s.ws(f"/ws/session/?token={bench.token}") for s in servers]
+            options = {"session": True, "channel": HISTORY_ROOM if "history" in kind else "bench"}
+        quiet = quiet_wait(bench.plan.quiet, label)
+        figures = loadgen(
+            "fanout",
+            urls,
+            clients=subscribers,
+            seconds=bench.plan.fanout_seconds,
+            rate=round(rate, 1) if rate else None,
+            cpu_pid=[s.pid for s in servers],
+            **options,
         )
-        response = client.post("/api/auth/token/", json={"username": "bench", "password": PASSWORD})
-    response.raise_for_status()
-    return response.json()["access"]
+    took(label, began)
+    return figures | {"repetition": repetition, "quiet": quiet}
 
 
-# What each server runs with besides deploy/servers.py's command line: quiet logs (a
-# line per connection would be part of what is measured).
-QUIET_ARGS = {
-    "daphne": (),
-    "uvicorn": ("--log-level", "warning", "--no-access-log"),
-    "granian": ("--log-level", "warning", "--no-access-log"),
-}
-SWITCHBOARD_SERVERS = tuple(QUIET_ARGS)  # in the order the tables list them
-
-
-def switchboard_command(server: str, env: dict[str, str]) -> list[str]:
-    """Switchboard under `server`, started as production starts it (deploy/servers.py)."""
-    program, *args = SERVERS[server].argv(
-        host="127.0.0.1",
-        port="{port}",
-        max_message_bytes=env.get("WS_MAX_MESSAGE_BYTES", "65536"),
-        extra=QUIET_ARGS[server],
-    )
-    return [sys.executable, "-m", program, *args]
-
-
-def servers_for(workdir: Path, env: dict[str, str]) -> dict[str, Server]:
-    peer = Server("peer", [sys.executable, "-m", "bench.peer", "{port}", "echo"], env, workdir)
-    return {"peer": peer} | {
-        name: Server(name, switchboard_command(name, env), env, workdir)
-        for name in SWITCHBOARD_SERVERS
-    }
+def fanout_repetition(bench: Bench, repetition: int, raw: dict) -> None:
+    """Every fan-out size once, the kinds in repetition order; then Switchboard again at half
+    the rate it just sustained (its latency when not saturated)."""
+    for subscribers in bench.plan.fanout_subscribers:
+        runs = raw.setdefault(subscribers, {})
+        for kind in in_turn(FANOUT_KINDS, repetition):
+            runs.setdefault(kind, []).append(fanout_run(bench, kind, subscribers, repetition))
+        half = max(1.0, runs["switchboard"][-1]["messages"] / bench.plan.fanout_seconds / 2)
+        figures = fanout_run(bench, "switchboard", subscribers, repetition, rate=half)
+        runs.setdefault("switchboard_half_rate", []).append(figures | {"publishes_per_s": half})
 
 
 def run(plan: Plan, workdir: Path, database_url: str) -> dict:
-    results: dict = {"rows": [], "memory": {}, "fanout": []}
     redis = RedisServer(workdir=workdir / "redis").start()
-    env = switchboard_env(workdir, database_url, redis.url)
-    database_migrate(env)
-    servers = servers_for(workdir, env)
     try:
-        for server in servers.values():
-            server.start()
-        token = access_token(servers["daphne"])
-        session_path = f"/ws/session/?token={token}"
-        for clients in plan.clients:
-            for scenario, name, path, session in (
-                ("echo", "peer", "/", False),
-                *(("echo", name, "/ws/echo/", False) for name in SWITCHBOARD_SERVERS),
-                *(("session echo", name, session_path, True) for name in SWITCHBOARD_SERVERS),
-            ):
-                figures = loadgen(
-                    "pingpong",
-                    [servers[name].ws(path)],
-                    clients=clients,
-                    seconds=plan.seconds,
-                    session=session,
-                )
+        env = switchboard_env(workdir, database_url, redis.url)
+        database_migrate(env)
+        client_pin()  # from here on, this process and the load generators: the client's core
+        bench = Bench(plan, workdir, env)
+        with started(bench.server("daphne")) as (server,):
+            bench.token = access_token(server)
+        raw: dict[tuple[str, int, str], list[dict]] = {}
+        fan: dict[int, dict[str, list[dict]]] = {}
+        for repetition in range(plan.repetitions):
+            for case in cases(plan):
+                for name in in_turn(case.servers, repetition):
+                    figures = case_run(bench, case, name, repetition)
+                    raw.setdefault((case.scenario, case.clients, name), []).append(figures)
+            fanout_repetition(bench, repetition, fan)
+        results: dict = {"rows": [], "fanout": [], "plan_estimate_s": round(estimate_s(plan))}
+        for case in cases(plan):
+            peer_runs = raw[(case.peer_scenario, case.clients, PEER)]
+            for name in case.servers:
+                runs = raw[(case.scenario, case.clients, name)]
                 results["rows"].append(
-                    {"scenario": scenario, "clients": clients, "server": name, **figures}
+                    row_summary(case.scenario, case.clients, name, runs, peer_runs, case.key)
                 )
-        for scenario, name, path, session in (
-            ("handshakes", "peer", "/", False),
-            *(("handshakes", name, session_path, True) for name in SWITCHBOARD_SERVERS),
-            # The server's own ceiling: a bare /ws/echo/ handshake (no token, no database).
-            *(("echo handshakes", name, "/ws/echo/", False) for name in SWITCHBOARD_SERVERS),
-        ):
-            figures = loadgen(
-                "handshakes",
-                [servers[name].ws(path)],
-                clients=plan.handshake_concurrency,
-                seconds=plan.seconds,
-                session=session,
-            )
-            results["rows"].append(
-                {"scenario": scenario, "clients": plan.handshake_concurrency, "server": name}
-                | figures
-            )
-        for name, path, session in (
-            ("peer", "/", False),
-            *((name, session_path, True) for name in SWITCHBOARD_SERVERS),
-        ):
-            results["rows"].append(
-                {"scenario": "idle", "clients": plan.idle, "server": name}
-                | idle_memory(servers[name], servers[name].ws(path), plan.idle, session=session)
-            )
-        for name, server in servers.items():
-            results["memory"][name] = server.memory_kib()
+        results["fanout"] = [fanout_summary(n, runs) for n, runs in fan.items()]
+        quiet_wait(plan.quiet, "storm")
+        results["storm"] = storm(plan, bench, redis)
     finally:
-        for server in servers.values():
-            server.stop()
-    results["fanout"] = fanout(plan, workdir, env, redis, token)
-    results["storm"] = storm(plan, workdir, env, redis, token)
-    redis.stop()
+        redis.stop()
     return results
-
-
-HISTORY_ROOM = "hist.bench"  # in a namespace with history: offsets, one more Redis script
-
-
-def fanout(plan: Plan, workdir: Path, env: dict[str, str], redis, token: str) -> list[dict]:
-    """One publisher, subscribers split over two daphne workers (Redis), and the peer
-    broadcaster."""
-    rows = []
-    workers = [
-        Server(f"fanout{i}", switchboard_command("daphne", env), env, workdir) for i in (1, 2)
-    ]
-    broadcaster = Server(
-        "broadcaster", [sys.executable, "-m", "bench.peer", "{port}", "broadcast"], env, workdir
-    )
-    try:
-        for server in (*workers, broadcaster):
-            server.start()
-        for subscribers in plan.fanout_subscribers:
-            urls = [w.ws(f"/ws/session/?token={token}") for w in workers]
-            switchboard = loadgen(
-                "fanout", urls, clients=subscribers, seconds=plan.fanout_seconds, session=True
-            )
-            with_history = loadgen(
-                "fanout",
-                urls,
-                clients=subscribers,
-                seconds=plan.fanout_seconds,
-                session=True,
-                channel=HISTORY_ROOM,
-            )
-            peer = loadgen(
-                "fanout", [broadcaster.ws("/")], clients=subscribers, seconds=plan.fanout_seconds
-            )
-            # The same, published at half the rate Switchboard just sustained: its latency
-            # when it is not saturated.
-            half_rate = max(1.0, switchboard["messages"] / plan.fanout_seconds / 2)
-            half = loadgen(
-                "fanout",
-                urls,
-                clients=subscribers,
-                seconds=plan.fanout_seconds,
-                session=True,
-                rate=round(half_rate, 1),
-            )
-            rows.append(
-                {
-                    "subscribers": subscribers,
-                    "switchboard": switchboard,
-                    "switchboard_history": with_history,
-                    "peer": peer,
-                    "switchboard_half_rate": {"publishes_per_s": round(half_rate, 1), **half},
-                }
-            )
-        for server in workers:
-            rows.append({"memory": server.name, **server.memory_kib()})
-    finally:
-        for server in (*workers, broadcaster):
-            server.stop()
-    return rows
 
 
 # The storm test's server (tests/system/test_storms.py): daphne sheds handshakes under a
@@ -368,22 +337,17 @@ STORM_WORKERS = 2
 STORM_ROOM = "storm"
 
 
-def storm(plan: Plan, workdir: Path, env: dict[str, str], redis: RedisServer, token: str) -> dict:
+def storm(plan: Plan, bench: Bench, redis: RedisServer) -> dict:
     """`plan.storm` sessions opened in one burst over two uvicorn workers (Redis), each
     joining a room, then all closed at once, as the storm test does: the time to open, and
     each worker's peak Redis connections and RSS."""
     nofile_raise()
+    command = switchboard_command(STORM_SERVER, bench.env)
     workers = tuple(
-        Server(f"storm{n}", switchboard_command(STORM_SERVER, env), env, workdir)
-        for n in range(1, STORM_WORKERS + 1)
+        Server(f"storm{n}", command, bench.env, bench.workdir) for n in range(1, STORM_WORKERS + 1)
     )
-    try:
-        for server in workers:
-            server.start()
-        return asyncio.run(storm_run(plan.storm, workers, redis, token))
-    finally:
-        for server in workers:
-            server.stop()
+    with started(*workers):
+        return asyncio.run(storm_run(plan.storm, workers, redis, bench.token))
 
 
 async def storm_run(
@@ -398,16 +362,6 @@ async def storm_run(
     joined = replies.count({"type": "subscribed", "channel": STORM_ROOM})
     figures = storm_figures(outcomes, opened_s, peaks)
     return {"server": STORM_SERVER, "workers": len(workers), "joined": joined, **figures}
-
-
-def postgres_answers() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def machine() -> dict:
@@ -445,7 +399,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     plan = SMOKE if args.smoke else FULL
-    started = time.monotonic()
+    print(estimate_line(plan), file=sys.stderr, flush=True)
+    # SIGTERM unwinds like Ctrl-C: every `started` block stops its servers on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         postgres = args.postgres if args.postgres != "none" and postgres_answers() else None
         database_url = database_create(postgres) if postgres else f"sqlite:///{tmp}/bench.sqlite3"
@@ -456,8 +413,8 @@ def main() -> int:
                 database_drop(database_url)
     results["database"] = "PostgreSQL" if postgres else "SQLite"
     results["machine"] = machine()
-    results["plan"] = plan.__dict__
-    results["duration_s"] = round(time.monotonic() - started)
+    results["plan"] = dataclasses.asdict(plan)
+    results["duration_s"] = round(time.monotonic() - began)
     args.out.mkdir(parents=True, exist_ok=True)
     print(report_write(results, args.out))
     return 0

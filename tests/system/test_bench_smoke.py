@@ -1,5 +1,5 @@
-"""The benchmark harness, run with tiny numbers (a storm of 20 sessions): every scenario
-produces figures and files."""
+"""The benchmark harness, run with tiny numbers (one repetition, a storm of 20 sessions): every
+scenario produces figures, timed server CPU and a ratio to the peer, and the files."""
 
 import json
 import subprocess
@@ -33,24 +33,30 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
     } | {
         (scenario, server) for scenario in ("session echo", "echo handshakes") for server in servers
     }
-    assert set(results["memory"]) == {"peer", *servers}
     assert set(results["machine"]["versions"]) >= set(servers)
+    assert results["plan"]["repetitions"] == 1 and results["plan_estimate_s"] > 0
     for row in results["rows"]:
         figure = row.get("round_trips_per_s") or row.get("handshakes_per_s") or row["connections"]
-        assert figure > 0, row
-        assert row.get("failures", 0) == row.get("refused", 0) == 0, row
+        assert figure["median"] > 0, row
+        assert len(row["runs"]) == 1 and row["ratio"]["median"] > 0, row
+        for run in row["runs"]:
+            assert run.get("failures", 0) == run.get("refused", 0) == 0, row
+            assert run["peak_kib"] > 0 and "quiet" in run["quiet"], row
         if row["scenario"] == "idle":
-            assert row["second_round_held_kib"] > 0, row
-            assert row["second_round_after_kib"] > 0, row
-    fanout = [row for row in results["fanout"] if "subscribers" in row]
-    assert [row["subscribers"] for row in fanout] == [1, 4]
+            assert row["second_round_held_kib"]["median"] > 0, row
+            assert row["second_round_after_kib"]["median"] > 0, row
+        else:  # timed: the server's tree and the load generator during the window
+            assert row["server_cpu_pct"]["median"] >= 0, row
+            assert row["loadgen_cpu_pct"]["median"] > 0, row
+            assert isinstance(row["peer_client_bound"], bool), row
+    fanout = results["fanout"]
+    assert [row["subscribers"] for row in fanout] == [4]
     for row in fanout:
-        assert row["switchboard"]["lost"] == row["peer"]["lost"] == 0, row
-        assert row["switchboard_history"]["lost"] == 0, row
-        for run in ("switchboard", "switchboard_history"):
-            assert row[run]["deliveries_per_s"] > 0, row
-        assert row["switchboard_half_rate"]["messages"] > 0, row
-        assert row["switchboard_half_rate"]["lost"] == 0, row
+        for kind in ("switchboard", "switchboard_history", "peer", "switchboard_half_rate"):
+            assert row[kind]["deliveries_per_s"]["median"] > 0, row
+            assert [run["lost"] for run in row[kind]["runs"]] == [0], row
+            assert "server_cpu_pct" in row[kind], row
+        assert row["ratio"]["median"] > 0 and row["history_ratio"]["median"] > 0, row
     storm = results["storm"]
     assert (storm["server"], storm["workers"], storm["sessions"]) == ("uvicorn", 2, 20)
     assert storm["accepted"] == storm["joined"] == 20, storm

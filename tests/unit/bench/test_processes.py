@@ -1,9 +1,16 @@
-"""bench/run.py measures every supported server as production starts it: deploy/servers.py's
+"""bench/processes.py starts every supported server as production starts it: deploy/servers.py's
 command line, with quieter logs the only addition."""
 
 import sys
 
-from bench.run import QUIET_ARGS, SWITCHBOARD_SERVERS, switchboard_command
+from bench.cores import CLIENT_CORE, SERVER_CORE
+from bench.processes import (
+    QUIET_ARGS,
+    SWITCHBOARD_SERVERS,
+    Server,
+    loadgen_command,
+    switchboard_command,
+)
 from deploy.servers import SERVER_NAMES, SERVERS
 
 LOG_OPTIONS = {"--log-level", "warning", "--no-access-log"}
@@ -33,3 +40,16 @@ def test_uvicorn_runs_the_lifespan_and_the_message_cap_of_production():
     assert command.count("--lifespan") == 1
     assert command[command.index("--lifespan") + 1] == "on"
     assert command[command.index("--ws-max-size") + 1] == "65536"
+
+
+def test_servers_start_on_the_server_core_and_the_load_generator_on_the_other(tmp_path):
+    server = Server("peer", ["python", "-m", "bench.peer", "{port}", "echo"], {}, tmp_path)
+
+    command = loadgen_command("pingpong", ["ws://127.0.0.1:1/"], clients=2, cpu_pid=[7, 8])
+
+    assert server.core == SERVER_CORE != CLIENT_CORE
+    assert command[:3] == ["taskset", "-c", str(CLIENT_CORE)]
+    assert command[command.index("pingpong") :] == [
+        "pingpong", "--url", "ws://127.0.0.1:1/", "--clients", "2",
+        "--cpu-pid", "7", "--cpu-pid", "8",
+    ]  # fmt: skip
