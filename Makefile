@@ -12,8 +12,14 @@ PORT ?= 8000
 # --require-hashes refuses a local path; its dependencies came, hashed, with requirements.txt.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
+# The venv's own pip (23.2 beside Python 3.11) refuses a hash-checked install once a locked
+# package is also asked for with extras (`name[extra]`) and the index holds a newer release
+# of it; the locked pip does not: it is installed first.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+	awk '/^pip==/ {p = 1; print; next} p && /^ +--hash/ {print; next} {p = 0}' \
+		requirements-dev.txt > $(VENV)/pip-lock.txt
+	$(PIP_INSTALL) --require-hashes --no-deps -r $(VENV)/pip-lock.txt
 
 $(VENV)/.runtime: requirements.txt clients/python/pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) --require-hashes -r requirements.txt

@@ -181,3 +181,26 @@ def test_the_license_is_the_apache_2_text_for_both_distributions():
     for project in (SERVER_PROJECT, CLIENT_PROJECT):
         assert project["project"]["license"] == "Apache-2.0"
         assert project["project"]["license-files"] == ["LICENSE"]
+
+
+def test_the_venv_gets_the_locked_pip_before_anything_else():
+    """The venv's own pip refuses the hash-checked install when a locked package is also
+    asked for with extras and the index holds a newer one (python-socks[asyncio] for
+    picows, CacheControl[filecache] for pip-audit): the Makefile installs the locked pip
+    first, picked out of requirements-dev.txt by its awk line."""
+    import subprocess
+
+    makefile = (ROOT / "Makefile").read_text()
+    rule = makefile[makefile.index("$(BIN)/python:") :].split("\n\n", 1)[0]
+    awk = re.search(r"awk '([^']+)'", rule)
+    assert awk and "--require-hashes --no-deps -r $(VENV)/pip-lock.txt" in rule, rule
+    picked = subprocess.run(
+        ["awk", awk[1], str(ROOT / "requirements-dev.txt")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert picked[0].startswith("pip==") and picked[0] == picked[0].rstrip("\\")
+    assert [p for p in picked[1:] if p != "\\"] and all(
+        p.startswith("--hash=sha256:") for p in picked[1:] if p != "\\"
+    )
