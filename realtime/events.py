@@ -15,6 +15,7 @@ from django.db import transaction
 from accounts.tokens import AuthUnavailable
 from core.async_cache import cache_get
 from realtime.metrics import HISTORY_STORE_FAILURES, LAYER_FAILURES, labelled
+from realtime.rooms.fanout import room_layer_alias
 from realtime.rooms.history import history_body
 from realtime.rooms.namespaces import namespace_of
 from realtime.rooms.policy import channel_name_valid, room_group
@@ -25,8 +26,9 @@ Event = dict[str, Any]
 
 
 def channel_layer() -> BaseChannelLayer:
-    """The default channel layer (settings always configure one: Redis or in memory)."""
-    layer = get_channel_layer()
+    """The channel layer of the workers' channels, which every event goes to (settings
+    always configure one: Redis or in memory)."""
+    layer = get_channel_layer(room_layer_alias())
     if layer is None:
         raise RuntimeError("CHANNEL_LAYERS has no default layer")
     return layer
@@ -104,7 +106,8 @@ def publish_now(channel: str, data: Any) -> int | None:
 
 
 def user_group(user_id: int) -> str:
-    """The channel-layer group that holds every open session of one user, on every worker."""
+    """The channel-layer group that holds the channel of every worker with one of the user's
+    sessions open (`realtime.session.user_groups`)."""
     return f"sessions.user.{user_id}"
 
 
@@ -124,7 +127,12 @@ def user_sessions_revoke(*, user_id: int, revoked_below: int) -> None:
     except Exception:
         logger.exception("could not record the revocation of user %s in the cache", user_id)
     layer = channel_layer()
-    event = {"type": "session.revoke", "revoked_below": revoked_below, "sent_at": time.time()}
+    event = {
+        "type": "session.revoke",
+        "user_id": user_id,
+        "revoked_below": revoked_below,
+        "sent_at": time.time(),
+    }
     try:
         async_to_sync(layer.group_send)(user_group(user_id), event)
     except Exception:
@@ -157,8 +165,9 @@ async def revocation_floor(user_id: int) -> int | None:
     return floor
 
 
-def _disconnect_event() -> Event:
-    return {"type": "session.disconnect", "sent_at": time.time()}
+def _disconnect_event(**target: int | str) -> Event:
+    """A disconnect of the sessions `target` names: a `user_id`'s, or one `session_id`."""
+    return {"type": "session.disconnect", **target, "sent_at": time.time()}
 
 
 def _send_on_commit(what: str, send: Callable[[], object]) -> None:
@@ -174,19 +183,19 @@ def _send_on_commit(what: str, send: Callable[[], object]) -> None:
     transaction.on_commit(run)
 
 
-def session_disconnect_on_commit(*, channel_name: str) -> None:
-    """Close one session (4501) on whatever worker holds it, once the transaction commits."""
+def session_disconnect_on_commit(*, channel_name: str, session_id: str) -> None:
+    """Close one session (4501) on the worker whose channel is `channel_name`, once the
+    transaction commits."""
     layer = channel_layer()
-    _send_on_commit(
-        "disconnect a session", lambda: async_to_sync(layer.send)(channel_name, _disconnect_event())
-    )
+    event = _disconnect_event(session_id=session_id)
+    _send_on_commit("disconnect a session", lambda: async_to_sync(layer.send)(channel_name, event))
 
 
 def user_sessions_revoke_token_on_commit(*, user_id: int, jti: str) -> None:
     """Close (4501), on every worker, the user's sessions opened or refreshed with the access
     token `jti`, once the transaction commits."""
     layer = channel_layer()
-    event = {"type": "session.revoke_token", "jti": jti, "sent_at": time.time()}
+    event = {"type": "session.revoke_token", "user_id": user_id, "jti": jti, "sent_at": time.time()}
     _send_on_commit(
         f"close the sessions of one token of user {user_id}",
         lambda: async_to_sync(layer.group_send)(user_group(user_id), event),
@@ -199,5 +208,7 @@ def user_sessions_disconnect_on_commit(*, user_id: int) -> None:
     layer = channel_layer()
     _send_on_commit(
         f"disconnect the sessions of user {user_id}",
-        lambda: async_to_sync(layer.group_send)(user_group(user_id), _disconnect_event()),
+        lambda: async_to_sync(layer.group_send)(
+            user_group(user_id), _disconnect_event(user_id=user_id)
+        ),
     )

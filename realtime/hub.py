@@ -2,7 +2,8 @@
 
 The Redis client factory, the channel layer's health (and what runs when it recovers), the
 heartbeat, presence, room history, the fan-out membership records, the connection rate,
-tickets, the ticket rate, the room fan-out, the session registry's batched writes and
+tickets, the ticket rate, the room fan-out, the sessions by user (reached through the
+fan-out's worker channel), the session registry's batched writes and
 pending closes, the open WebSockets, and the background tasks sessions leave behind. Built
 with the application (`config.asgi` calls `hub_install`), reached through `hub()`, torn down
 on shutdown
@@ -11,8 +12,8 @@ lifespan shutdown would `await hub().aclose()`). Tests install a fresh one per t
 
 Parts are built on first use, from the settings of that moment (a test may set REDIS_URL
 first), once even when threads race (sync views run on many). Parts made of asyncio objects
-belong to the loop that made them: the room fan-out and the registry's batchers and pending
-closes are kept per event loop (a worker runs one; tests run many).
+belong to the loop that made them: the room fan-out, the sessions by user and the registry's
+batchers and pending closes are kept per event loop (a worker runs one; tests run many).
 """
 
 import asyncio
@@ -41,6 +42,7 @@ from realtime.session.credentials import sessions_revalidate
 
 if TYPE_CHECKING:
     from realtime.edge.connect_rate import ConnectRate
+    from realtime.session.user_groups import UserSessions
 
 T = TypeVar("T")
 
@@ -48,11 +50,13 @@ T = TypeVar("T")
 class LoopParts:
     """The hub's parts on one event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, health: LayerHealth) -> None:
         # Imported here: the registry's batched writes reach the hub through `hub()`.
         from realtime.registry import batched
+        from realtime.session.user_groups import UserSessions
 
         self.room_fanout: RoomFanout | None = None
+        self.user_sessions = UserSessions(health)
         self.registry_closes = RegistryCloses()
         self.open_batcher: Batcher[SessionOpen, bool | None] = Batcher(batched.opens_write)
         self.close_batcher: Batcher[Close, None] = Batcher(batched.closes_write)
@@ -172,7 +176,7 @@ class Hub:
         if parts is None:
             for closed in [other for other in self._loops if other.is_closed()]:
                 del self._loops[closed]
-            parts = self._loops[loop] = LoopParts()
+            parts = self._loops[loop] = LoopParts(self.health)
         return parts
 
     @property
@@ -191,8 +195,15 @@ class Hub:
                 members=self.fanout_members,
                 history=self.history,
                 room_reaped=presence.dead_reap if isinstance(presence, RedisPresence) else None,
+                worker_events=parts.user_sessions,
             )
         return fanout
+
+    @property
+    def user_sessions(self) -> "UserSessions":
+        """This event loop's sessions by user, reached through the worker channel
+        (`realtime.session.user_groups`)."""
+        return self._loop().user_sessions
 
     @property
     def registry_closes(self) -> RegistryCloses:
@@ -217,7 +228,8 @@ class Hub:
                 await self.room_fanout.member_event("leave", channel, user)
 
     async def room_fanout_rejoin(self, sessions: list[Any]) -> None:
-        """After an outage: the worker channel back into every room group, once per worker."""
+        """After an outage: the worker channel back into every room group and every user
+        group of its sessions, once per worker."""
         parts = self._loops.get(asyncio.get_running_loop())
         if parts is not None and parts.room_fanout is not None:
             await parts.room_fanout.groups_renew()

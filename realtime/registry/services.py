@@ -191,7 +191,9 @@ def sessions_disconnect(*, sessions: Iterable[WebSocketSession], by: str) -> int
     """Close each session with 4501 on whatever worker holds it (after commit); the count."""
     count = 0
     for session in sessions:
-        events.session_disconnect_on_commit(channel_name=session.channel_name)
+        events.session_disconnect_on_commit(
+            channel_name=session.channel_name, session_id=str(session.id)
+        )
         count += 1
     if count:
         security_log.warning("%d session(s) disconnected by %s", count, by)

@@ -4,10 +4,11 @@ A publish is one `group_send` to the room's group, whose members are workers, no
 each worker receives a message once, encodes its frame once and hands it to its local
 subscribers in order. The first local subscriber of a room adds the worker's channel to the
 room's group; the last one out discards it. Presence stays per session (`realtime.rooms.presence`).
+The same channel carries the sessions' own events (revocations, disconnects: handed to
+`realtime.session.user_groups`), so no session holds a channel of its own.
 
-With Redis, the worker channel lives on its own channel layer (`CHANNEL_LAYERS["rooms"]`):
-channels-redis lets one coroutine at a time block on a process's inbound key, so sharing the
-sessions' layer would let idle sessions hold room messages back. Its capacity is
+With Redis, the worker channel lives on its own channel-layer alias (`CHANNEL_LAYERS["rooms"]`,
+the same Redis and keys). Its capacity is
 `WS_ROOM_FANOUT_CAPACITY` undelivered messages; past it Redis refuses the write, which
 `realtime.rooms.overload` counts and logs. Without that alias (the in-memory layer), the
 default layer carries it.
@@ -16,13 +17,13 @@ default layer carries it.
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from channels import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 
+from core.keyed_locks import KeyedLocks
 from realtime import metrics
 from realtime.cluster.health import LayerHealth
 from realtime.protocol.frames import frame_encode
@@ -68,6 +69,17 @@ def event_item(event: dict[str, Any]) -> Item | None:
     return None
 
 
+class WorkerEvents(Protocol):
+    """What else the worker channel carries (the sessions' own events: `realtime.session.
+    user_groups`), and the groups it keeps the worker channel in."""
+
+    def handles(self, event: dict[str, Any]) -> bool: ...
+
+    async def deliver(self, event: dict[str, Any]) -> None: ...
+
+    async def groups_renew(self) -> None: ...
+
+
 class RoomFanout:
     """This worker's room subscribers on one event loop, and the channel they share (one per
     loop, held by the hub: `realtime.hub`)."""
@@ -80,8 +92,10 @@ class RoomFanout:
         members: RedisFanoutMembers | LocalFanoutMembers,
         history: RedisHistory | MemoryHistory,
         room_reaped: RoomReaped | None = None,
+        worker_events: WorkerEvents | None = None,
     ) -> None:
         self.layer = layer
+        self.worker_events = worker_events
         self.health = health
         self.members = members
         self.history = history
@@ -90,7 +104,7 @@ class RoomFanout:
         # room → its local subscribers (in the order they joined) and message order.
         self.rooms: dict[str, RoomFeed] = {}
         self.joined: set[str] = set()  # rooms whose group holds this worker's channel
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._locks = KeyedLocks()  # joins and leaves of one room, one at a time
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -113,21 +127,6 @@ class RoomFanout:
     def tasks(self) -> list[asyncio.Task[None]]:
         """The tasks this runs (receive, renew, reap), for the hub to cancel when it closes."""
         return list(self._tasks)
-
-    @asynccontextmanager
-    async def _room_lock(self, channel: str) -> AsyncIterator[None]:
-        """Joins and leaves of one room, one at a time (a lock that goes when unused)."""
-        lock, users = self._locks.get(channel, (asyncio.Lock(), 0))
-        self._locks[channel] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[channel]
-            if users == 1:
-                del self._locks[channel]
-            else:
-                self._locks[channel] = (lock, users - 1)
 
     def _feed_new(self, channel: str) -> RoomFeed:
         namespace = namespace_of(channel)
@@ -153,7 +152,7 @@ class RoomFanout:
         or, in a room with history, the room's position cannot be read (the subscriber is
         then not added)."""
         await self.start()
-        async with self._room_lock(channel):
+        async with self._locks.hold(channel):
             if channel not in self.joined:
                 await self.layer.group_add(room_group(channel), self.channel_name)
                 self.joined.add(channel)
@@ -181,7 +180,7 @@ class RoomFanout:
     async def unsubscribe(self, channel: str, subscriber: object) -> None:
         """Stop delivering to `subscriber`; the last one out takes the worker channel out of
         the group (while the layer is unreachable, once it is back). Never raises."""
-        async with self._room_lock(channel):
+        async with self._locks.hold(channel):
             feed = self.rooms.get(channel)
             if feed is not None:
                 feed.remove(subscriber)
@@ -193,7 +192,7 @@ class RoomFanout:
             self.joined.discard(channel)
 
         async def discard() -> None:
-            async with self._room_lock(channel):
+            async with self._locks.hold(channel):
                 if channel not in self.joined:  # nobody subscribed again meanwhile
                     await self.layer.group_discard(room_group(channel), self.channel_name)
                     await self._members_update(self.members.room_removed, channel)
@@ -210,12 +209,14 @@ class RoomFanout:
             if not self.health.available_for(group):
                 continue  # its shard is down: its recovery renews it
             try:
-                async with self._room_lock(channel):
+                async with self._locks.hold(channel):
                     if channel in self.joined:
                         await self.layer.group_add(group, self.channel_name)
             except Exception as e:
                 self.health.failed("group_add", e, group)
                 return
+        if self.worker_events is not None:
+            await self.worker_events.groups_renew()
         await self._members_record()
 
     async def _members_record(self) -> None:
@@ -287,7 +288,10 @@ class RoomFanout:
         """Hand one room event (a message, a join, a leave) to every local subscriber of its
         room, in the order they subscribed (`realtime.rooms.feed`: in a room with history,
         in offset order). Sends go to the server's buffer (whose slow-client limit closes a
-        subscriber that stops reading), so one subscriber never holds up another."""
+        subscriber that stops reading), so one subscriber never holds up another. Other
+        events on the worker channel go to `worker_events`."""
+        if self.worker_events is not None and self.worker_events.handles(event):
+            return await self.worker_events.deliver(event)
         item = event_item(event)
         if item is None:
             logger.warning("room fan-out ignored an event of type %r", event.get("type"))

@@ -9,7 +9,10 @@ against, and a unit test fails on it, so an upgrade is read before it ships. Thr
   does that itself), and while that thread is busy (a locked database, a login hashing a
   password) the hop would stall every socket of the worker;
 - `__call__` receives channel-layer events through `layer_receive()`, a hook a consumer
-  overrides (the session waits out a Redis outage there instead of dying with 1011);
+  overrides; a consumer without a layer channel (`uses_channel_layer = False`: every
+  Switchboard consumer, whose events come through the worker channel) awaits its one
+  source directly, instead of channels' `await_many_dispatch`, which makes a task and a
+  wait set per event;
 - `websocket_disconnect` (channels' own, `channels.generic.websocket`) leaves out its
   `aclose_old_connections()`, the same hop to the sync thread on every close, for the same
   reason: an echo socket, which never touches the database, paid for it on each close.
@@ -49,6 +52,9 @@ class EventLoopConsumer(AsyncWebsocketConsumer):
             self.channel_name = await layer.new_channel()
             sources.append(self.layer_receive)
         try:
+            if len(sources) == 1:
+                while True:  # one source: no task and no wait set per event
+                    await self.dispatch(await receive())
             await await_many_dispatch(sources, self.dispatch)
         except StopConsumer:
             pass

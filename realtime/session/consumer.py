@@ -8,6 +8,7 @@ Credentials and their timers are in `realtime.session.credentials`, the registry
 300 lines: what is left is the states and the order of the steps, read best in one place.)
 """
 
+import asyncio
 import logging
 import uuid
 from collections import deque
@@ -53,6 +54,7 @@ class SessionConsumer(LimitedConsumer):
     """An authenticated session: welcome, the client messages, expiry and revocation."""
 
     endpoint = "session"
+    uses_channel_layer = False  # its events come through the worker channel
     schemas = {kind: entry.schema for kind, entry in MESSAGE_TYPES.items()}
     handlers = {kind: entry.handle for kind, entry in MESSAGE_TYPES.items()}
 
@@ -64,8 +66,9 @@ class SessionConsumer(LimitedConsumer):
         self.recorded = False  # its registry row is written
         self.rooms: set[str] = set()
         self.credentials = Credentials(self)
-        self.dispatching = False
-        self.room_pending: deque[tuple[str, str]] = deque()
+        self.dispatch_lock = asyncio.Lock()
+        # Made when the first room frame must wait (an empty deque is over 600 bytes).
+        self.room_pending: deque[tuple[str, str]] | None = None
 
     # -- states -------------------------------------------------------------------------
 
@@ -84,29 +87,22 @@ class SessionConsumer(LimitedConsumer):
 
     # -- the consumer loop ----------------------------------------------------------------
 
-    async def layer_receive(self) -> dict[str, Any]:
-        """The next channel-layer event for this session; waits out layer outages (a failing
-        layer pauses cross-worker delivery instead of killing the socket with 1011)."""
-        while True:
-            await hub().health.wait_up(self.channel_name)
-            try:
-                return await self.channel_layer.receive(self.channel_name)
-            except Exception as e:
-                hub().health.failed("receive", e, self.channel_name)
-
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Room frames arrive from the worker's fan-out task, not through this loop: the ones
-        # that come while this session handles an event of its own wait until it is done,
-        # as if queued behind it (a publisher's `published` precedes its own message).
-        self.dispatching = True
-        try:
-            await super().dispatch(message)
-        finally:
-            while self.room_pending:
-                channel, text = self.room_pending.popleft()
-                if channel in self.rooms and not self.closing:
-                    await self.send(text_data=text)
-            self.dispatching = False
+        # One event at a time: the client's frames come through the consumer loop, this
+        # session's own events (revocations, disconnects) from the worker channel's reader
+        # (`realtime.session.user_groups`), each in a task that waits its turn here. Room
+        # frames come from the worker's fan-out task, not through here: the ones that come
+        # while this session handles an event wait until it is done, as if queued behind it
+        # (a publisher's `published` precedes its own message).
+        async with self.dispatch_lock:
+            try:
+                await super().dispatch(message)
+            finally:
+                pending = self.room_pending
+                while pending:
+                    channel, text = pending.popleft()
+                    if channel in self.rooms and not self.closing:
+                        await self.send(text_data=text)
 
     # -- connect, receive, disconnect -----------------------------------------------------
 
@@ -297,8 +293,10 @@ class SessionConsumer(LimitedConsumer):
         (`realtime.rooms.fanout`); held back while this session handles an event."""
         if self.closing:
             return
-        if not self.dispatching:
+        if not self.dispatch_lock.locked():
             return await self.send(text_data=text)
+        if self.room_pending is None:
+            self.room_pending = deque()
         if len(self.room_pending) >= ROOM_PENDING_LIMIT:
             if namespace_of(channel).history:
                 # Dropping it would leave a gap the client cannot see: close as a slow

@@ -258,7 +258,7 @@ async def on_publish(session: "SessionConsumer", message: Publish) -> None:
         event.update(offset=position.offset, epoch=position.epoch)
         fields = {"offset": position.offset, "epoch": position.epoch}
     try:
-        await session.channel_layer.group_send(room_group(channel), event)
+        await hub().room_fanout.layer.group_send(room_group(channel), event)
     except Exception as e:
         hub().health.failed("group_send", e)
         if not fields:

@@ -15,6 +15,7 @@ from realtime.hub import hub
 from realtime.protocol.codes import CloseCode, ErrorCode, refusal_for
 from realtime.registry.batched import session_record_close_retrying, session_record_open_batched
 from realtime.registry.services import SessionOpen, TooManySessions
+from realtime.session.user_groups import worker_channel
 
 if TYPE_CHECKING:
     from realtime.session.consumer import SessionConsumer
@@ -48,6 +49,7 @@ async def session_record(session: "SessionConsumer") -> Refusal | None:
     """Record `session` in the registry; what to refuse with when it may not open."""
     alive_at = timezone.now()
     alive = await workers_alive()
+    channel = await worker_channel()  # where an operator's disconnect finds it
     headers = dict(session.scope.get("headers", ()))
     opening = asyncio.ensure_future(
         session_record_open_batched(
@@ -55,7 +57,7 @@ async def session_record(session: "SessionConsumer") -> Refusal | None:
                 session_id=session.session_id,
                 user_id=session.user.pk,
                 username=session.user.get_username(),
-                channel_name=session.channel_name,
+                channel_name=channel,
                 client_ip=scope_client_ip(session.scope),
                 user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
                 worker=WORKER_ID,

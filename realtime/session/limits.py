@@ -27,17 +27,21 @@ class TokenBucket:
 
 
 class WindowCounter:
-    """Counts events in a sliding window; `hit` says whether the limit is now exceeded."""
+    """Counts events in a sliding window; `hit` says whether the limit is now exceeded. Its
+    stamps are made on the first event (every session holds two counters that most never
+    use, and an empty deque is over 600 bytes)."""
 
     __slots__ = ("limit", "window", "stamps")
 
     def __init__(self, *, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        self.stamps: deque[float] = deque(maxlen=limit + 1)
+        self.stamps: deque[float] | None = None
 
     def hit(self) -> bool:
         """Record one event; True when more than `limit` fell within the last `window` seconds."""
         now = time.monotonic()
+        if self.stamps is None:
+            self.stamps = deque(maxlen=self.limit + 1)
         self.stamps.append(now)
         return len(self.stamps) > self.limit and now - self.stamps[0] <= self.window

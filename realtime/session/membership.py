@@ -1,9 +1,9 @@
-"""A session's groups: its user's group (where revocations arrive), the rooms it subscribed
-to (through this worker's room fan-out) and its presence in them."""
+"""A session's groups: its user's group (where revocations arrive, through this worker's
+channel: `realtime.session.user_groups`), the rooms it subscribed to (through this worker's
+room fan-out) and its presence in them."""
 
 from typing import TYPE_CHECKING
 
-from realtime.events import user_group
 from realtime.hub import hub
 from realtime.rooms.namespaces import namespace_of
 
@@ -12,17 +12,11 @@ if TYPE_CHECKING:
 
 
 async def groups_join(session: "SessionConsumer") -> bool:
-    """Join (or renew) the user's group and this session's presence in every subscribed
-    room (after an outage Redis may have lost all of it; the worker's room fan-out rejoins
-    the room groups itself); whether it joined. Failures are recorded, not raised. While
-    the layer is known to be down this waits for nothing: recovery rejoins."""
-    group = user_group(session.user.pk)
-    if not hub().health.available_for(group):
-        return False
-    try:
-        await session.channel_layer.group_add(group, session.channel_name)
-    except Exception as e:
-        hub().health.failed("group_add", e, group)
+    """Be reached through the user's group, and renew this session's presence in every
+    subscribed room (after an outage Redis may have lost it; the worker's room fan-out
+    renews the room and user groups itself); whether it joined. Failures are recorded, not
+    raised. While the layer is known to be down this waits for nothing: recovery rejoins."""
+    if not await hub().user_sessions.join(session):
         return False
     try:
         for channel in list(session.rooms):
@@ -40,7 +34,7 @@ def _user(session: "SessionConsumer") -> tuple[int, str]:
 
 async def presence_add(session: "SessionConsumer", channel: str) -> bool:
     """Be present in `channel`; whether this is the user's first session there."""
-    return await hub().presence.add(channel, session.channel_name, _user(session))
+    return await hub().presence.add(channel, session.session_id, _user(session))
 
 
 async def room_join(session: "SessionConsumer", channel: str, *, hold: bool = False) -> None:
@@ -63,7 +57,7 @@ async def room_leave(session: "SessionConsumer", channel: str) -> None:
     if not namespace.presence:
         return
     user = _user(session)
-    if await hub().presence.remove(channel, session.channel_name, user) and namespace.join_leave:
+    if await hub().presence.remove(channel, session.session_id, user) and namespace.join_leave:
         await hub().room_fanout.member_event("leave", channel, user)
 
 
@@ -73,9 +67,4 @@ async def groups_leave(session: "SessionConsumer") -> None:
     for channel in list(session.rooms):
         await room_leave(session, channel)
     session.rooms.clear()
-    group = user_group(session.user.pk)
-    if hub().health.available_for(group):
-        try:
-            await session.channel_layer.group_discard(group, session.channel_name)
-        except Exception as e:
-            hub().health.failed("group_discard", e, group)
+    await hub().user_sessions.leave(session)

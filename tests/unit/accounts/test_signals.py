@@ -35,7 +35,8 @@ def session_events(user) -> Callable[[], list[dict]]:
     """Join a channel to the user's group; the returned function drains what arrived."""
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(user_group(user.pk), channel)
+    user_id = user.pk  # a deleted user's instance forgets it
+    async_to_sync(layer.group_add)(user_group(user_id), channel)
 
     async def drain() -> list[dict]:
         events = []
@@ -54,6 +55,8 @@ def session_events(user) -> Callable[[], list[dict]]:
                 .afirst()
             )
             assert event.pop("revoked_below") == (REVOKED_ALL if stored is None else stored)
+            # The user it names: each worker hands it to that user's sessions.
+            assert event.pop("user_id") == user_id
             events.append(event)
 
     return async_to_sync(drain)

@@ -69,13 +69,13 @@ async def test_after_a_layer_outage_a_deactivated_users_sessions_are_closed(
 async def test_a_revoke_event_spares_a_session_whose_token_is_newer_than_the_floor(connect, user):
     socket = await open_session(connect, user)  # token version 0
     await get_channel_layer().group_send(
-        user_group(user.pk), {"type": "session.revoke", "revoked_below": 0}
+        user_group(user.pk), {"type": "session.revoke", "user_id": user.pk, "revoked_below": 0}
     )
     await socket.send_json_to({"type": "ping", "id": 1})
     assert await socket.receive_json_from() == {"type": "pong", "id": 1}
 
     await get_channel_layer().group_send(
-        user_group(user.pk), {"type": "session.revoke", "revoked_below": 1}
+        user_group(user.pk), {"type": "session.revoke", "user_id": user.pk, "revoked_below": 1}
     )
     await assert_error_then_closed(socket, ErrorCode.SESSION_REVOKED, CloseCode.SESSION_REVOKED)
 

@@ -41,7 +41,10 @@ from tests.unit.realtime.sessions import (
 )
 from tests.unit.realtime.ws import assert_error_then_closed, receive_close
 
-DISCONNECT_EVENT = {"type": "session.disconnect"}
+
+def disconnect_event(session_id: str) -> dict:
+    """What an operator's disconnect sends to the worker channel recorded in a session's row."""
+    return {"type": "session.disconnect", "session_id": session_id}
 
 
 def record(user, *, limit: int = 5, alive: set[str] | None = None, **fields) -> str:
@@ -306,8 +309,8 @@ def test_disconnecting_sessions_sends_one_event_to_each_after_commit_and_logs_on
         assert listen(first.channel_name)() == []  # nothing before the commit
 
     assert (count, len(callbacks)) == (2, 2)
-    assert listen(first.channel_name)() == [DISCONNECT_EVENT]
-    assert listen(second.channel_name)() == [DISCONNECT_EVENT]
+    for row in (first, second):
+        assert listen(row.channel_name)() == [disconnect_event(str(row.pk))]
     assert [r.getMessage() for r in caplog.records if r.name == "switchboard.security"] == [
         "2 session(s) disconnected by a test"
     ]
@@ -395,7 +398,9 @@ async def test_without_redis_this_process_is_the_only_alive_worker():
 # -- the consumer: what it records ------------------------------------------------------
 
 
-async def test_each_accepted_session_gets_one_row_with_the_welcome_session_id(connect, user):
+async def test_each_accepted_session_gets_one_row_with_the_welcome_session_id(
+    connect, user, worker_hub
+):
     before = timezone.now()
     first, first_welcome = await session_open(connect, user)
     second, second_welcome = await session_open(connect, user)
@@ -410,7 +415,8 @@ async def test_each_accepted_session_gets_one_row_with_the_welcome_session_id(co
         assert (row.user_id, row.username, row.worker) == (user.pk, "alice", WORKER_ID)
         assert before <= row.connected_at <= timezone.now()
         assert (row.closed_at, row.close_code) == (None, None)
-    assert rows[0].channel_name != rows[1].channel_name
+    # Where an operator's disconnect goes: this worker's channel, which names the session.
+    assert {row.channel_name for row in rows} == {worker_hub.room_fanout.channel_name}
 
 
 async def test_the_client_ip_and_user_agent_are_recorded(connect, user):
@@ -437,7 +443,7 @@ async def test_the_recorded_channel_name_reaches_the_session(connect, user):
     socket, welcome = await session_open(connect, user)
     row = await WebSocketSession.objects.aget(pk=welcome["session_id"])
 
-    await get_channel_layer().send(row.channel_name, DISCONNECT_EVENT)
+    await get_channel_layer().send(row.channel_name, disconnect_event(welcome["session_id"]))
 
     assert await socket.receive_json_from() == SESSION_REVOKED
 
@@ -466,7 +472,7 @@ async def test_a_disconnect_event_closes_4501_and_the_servers_code_is_recorded(c
     socket, welcome = await session_open(connect, user)
     row = await WebSocketSession.objects.aget(pk=welcome["session_id"])
 
-    await get_channel_layer().send(row.channel_name, DISCONNECT_EVENT)
+    await get_channel_layer().send(row.channel_name, disconnect_event(welcome["session_id"]))
 
     await assert_error_then_closed(socket, ErrorCode.SESSION_REVOKED, CloseCode.SESSION_REVOKED)
     await socket.disconnect(code=1000)  # the client answers the close with another code
@@ -480,7 +486,7 @@ async def test_a_disconnect_event_closes_only_the_session_it_was_sent_to(connect
     bystander, _ = await session_open(connect, user)
     row = await WebSocketSession.objects.aget(pk=welcome["session_id"])
 
-    await get_channel_layer().send(row.channel_name, DISCONNECT_EVENT)
+    await get_channel_layer().send(row.channel_name, disconnect_event(welcome["session_id"]))
 
     await assert_error_then_closed(target, ErrorCode.SESSION_REVOKED, CloseCode.SESSION_REVOKED)
     await target.disconnect(code=4501)

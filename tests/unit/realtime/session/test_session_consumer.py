@@ -446,7 +446,9 @@ async def test_no_warning_comes_while_the_token_is_far_from_expiry(session):
 
 
 async def test_a_session_revoke_event_to_the_users_group_closes_4501(session, user):
-    await get_channel_layer().group_send(user_group(user.pk), {"type": "session.revoke"})
+    await get_channel_layer().group_send(
+        user_group(user.pk), {"type": "session.revoke", "user_id": user.pk}
+    )
 
     await assert_error_then_closed(session, ErrorCode.SESSION_REVOKED, CloseCode.SESSION_REVOKED)
 
@@ -480,7 +482,9 @@ async def test_revoking_another_user_leaves_the_session_open(session, other_user
 
 
 async def test_a_closed_session_ignores_later_frames(session, user):
-    await get_channel_layer().group_send(user_group(user.pk), {"type": "session.revoke"})
+    await get_channel_layer().group_send(
+        user_group(user.pk), {"type": "session.revoke", "user_id": user.pk}
+    )
     await assert_error_then_closed(session, ErrorCode.SESSION_REVOKED, CloseCode.SESSION_REVOKED)
 
     await session.send_json_to({"type": "ping"})
