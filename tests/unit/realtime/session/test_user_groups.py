@@ -87,3 +87,14 @@ async def test_after_an_outage_the_users_group_holds_the_worker_channel_again(
     await layer.group_send(group, {"type": "session.revoke", "user_id": user.pk})
 
     await assert_error_then_closed(socket, ErrorCode.SESSION_REVOKED, CloseCode.SESSION_REVOKED)
+
+
+async def test_an_idle_session_runs_no_task_but_its_own(connect, user):
+    await session_open(connect, user)  # the worker's own tasks (fan-out, heartbeat) start
+    before = len(asyncio.all_tasks())
+
+    for _ in range(5):
+        await session_open(connect, user)
+
+    # Each: the application's task alone (no layer receive, no dispatch task, no timer).
+    assert len(asyncio.all_tasks()) - before == 5
