@@ -65,10 +65,12 @@ cluster: $(VENV)/.runtime redis-server nginx
 bench: $(VENV)/.dev redis-server
 	$(BIN)/python -m bench.run
 
-## profile: one daphne worker under each load with py-spy sampling it; writes flame graphs
-## and the hottest functions to docs/perf/ (py-spy needs ptrace: run as root or the same user)
+## profile: a fresh worker of PROFILE_SERVER (uvicorn, or daphne) per load, pinned as make bench pins
+## it, with py-spy sampling it; writes docs/perf/<server>-<scenario>.svg and -top.txt, the hottest
+## functions (py-spy needs ptrace: run as root or the same user)
+PROFILE_SERVER ?= uvicorn
 profile: $(VENV)/.dev redis-server
-	$(BIN)/python -m bench.profile
+	$(BIN)/python -m bench.profile --server $(PROFILE_SERVER)
 
 ## test: install test dependencies, make sure redis-server, nginx and chromium exist, run the whole suite
 ## (on SQLite; with TEST_POSTGRES_URL=postgres://user@host:5432/db, on PostgreSQL)

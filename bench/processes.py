@@ -116,18 +116,26 @@ def loadgen_command(scenario: str, urls: list[str], **options) -> list[str]:
     return pinned(args, CLIENT_CORE)
 
 
+def figures_run(args: list[str], what: str, *, timeout: float = 300) -> dict:
+    """Run a measuring program to its end; the figures it printed last (one JSON line)."""
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def loadgen(scenario: str, urls: list[str], *, timeout: float = 300, **options) -> dict:
     """Run one scenario in its own process; its figures."""
-    result = subprocess.run(
-        loadgen_command(scenario, urls, **options),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    return figures_run(
+        loadgen_command(scenario, urls, **options), f"loadgen {scenario}", timeout=timeout
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"loadgen {scenario} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def frame_cost(frames: int, *, timeout: float = 300) -> dict:
+    """`bench/frame_cost.py` with `frames` per repetition, pinned to the server's core (it
+    plays the server); its figures."""
+    args = [sys.executable, "-m", "bench.frame_cost", "--frames", str(frames)]
+    return figures_run(pinned(args, SERVER_CORE), "frame cost", timeout=timeout)
 
 
 def switchboard_env(workdir: Path, database_url: str, redis_url: str) -> dict[str, str]:

@@ -1,10 +1,13 @@
-"""`make profile`: flame graphs of one daphne worker under each benchmark load.
+"""`make profile`: flame graphs of one Switchboard worker under each benchmark load.
 
-Starts (127.0.0.1, free ports) a redis-server and one daphne worker on a fresh database (the
-same settings and cores as `make bench`), then for each scenario runs `bench.loadgen` while
-py-spy samples the worker (`py-spy record --pid`, native frames off, idle frames off), and writes
-`docs/perf/<scenario>.svg` plus `docs/perf/<scenario>-top.txt`, the hottest functions. Stops what it
-started, by PID.
+The harness of `make bench` (`bench/cores.py`, `bench/processes.py`): a redis-server and a
+fresh database (PostgreSQL when it answers), then for each scenario a fresh worker of
+`--server` (uvicorn, the best server, unless told daphne) pinned to the server's core, with the
+load generator and py-spy on the client's core. Once both cores are quiet, py-spy samples the
+worker (`py-spy record --pid`, 200 Hz, native frames off, idle frames off) while
+`bench.loadgen` runs the load, twice: collapsed stacks, then the SVG. Writes
+`docs/perf/<server>-<scenario>.svg` and `docs/perf/<server>-<scenario>-top.txt`, the hottest
+functions with the load's figures on the first line. Stops what it started, by PID.
 """
 
 import argparse
@@ -14,12 +17,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.cores import CLIENT_CORE, Quiet, client_pin, pinned, quiet_wait
 from bench.processes import (
     POSTGRES,
     Server,
     access_token,
     loadgen,
     postgres_answers,
+    started,
     switchboard_command,
     switchboard_env,
 )
@@ -27,32 +32,23 @@ from tests.system.databases import database_create, database_drop
 from tests.system.stack import ROOT, RedisServer, database_migrate
 
 SCENARIOS = {
-    # name: (loadgen scenario, path kind, loadgen options)
-    "handshakes": ("handshakes", "session", {"clients": 50, "session": True}),
-    "session_echo": ("pingpong", "session", {"clients": 50, "session": True}),
-    "echo": ("pingpong", "echo", {"clients": 50}),
+    # name: (loadgen scenario, path, loadgen options)
+    "handshakes": ("handshakes", "/ws/session/?token={token}", {"clients": 50, "session": True}),
+    "session_echo": ("pingpong", "/ws/session/?token={token}", {"clients": 50, "session": True}),
+    "echo": ("pingpong", "/ws/echo/", {"clients": 50}),
 }
+PROFILED_SERVERS = ("uvicorn", "daphne")  # the first: the best server, the default
 
 
 def py_spy(pid: int, seconds: float, out: Path, fmt: str) -> subprocess.Popen:
-    """Sample `pid` for `seconds` into `out`: `raw` collapsed stacks or a `flamegraph` SVG."""
+    """Sample `pid` for `seconds` into `out` (`raw` collapsed stacks or a `flamegraph` SVG),
+    from the client's core."""
+    command = [
+        str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+        "--duration", str(int(seconds)), "--rate", "200", "--format", fmt, "--output", str(out),
+    ]  # fmt: skip
     return subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("py-spy")),
-            "record",
-            "--pid",
-            str(pid),
-            "--duration",
-            str(int(seconds)),
-            "--rate",
-            "200",
-            "--format",
-            fmt,
-            "--output",
-            str(out),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        pinned(command, CLIENT_CORE), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 
@@ -70,21 +66,21 @@ def hottest(collapsed: Path, *, top: int = 25) -> list[tuple[str, float]]:
     return [(frame, round(100 * samples / max(1, total), 1)) for frame, samples in ranked]
 
 
-def profile_one(
-    server: Server, name: str, url: str, out: Path, seconds: float, workdir: Path
-) -> dict:
-    """Two identical passes of one scenario: collapsed stacks (for the summary written to
-    `<name>-top.txt`), then the SVG flame graph."""
+def profile_one(server: Server, name: str, url: str, out: Path, seconds: float) -> dict:
+    """Two identical passes of scenario `name` on `server`: collapsed stacks (for the summary
+    written to `<server>-<name>-top.txt`), then the SVG flame graph."""
     scenario, _, options = SCENARIOS[name]
+    stem = f"{server.name}-{name}"
+    raw = server.workdir / f"{stem}.collapsed"
     passes = []
-    raw = workdir / f"{name}.collapsed"
-    for fmt, target in (("raw", raw), ("flamegraph", out / f"{name}.svg")):
+    for fmt, target in (("raw", raw), ("flamegraph", out / f"{stem}.svg")):
+        quiet_wait(Quiet(), f"{stem} {fmt}")
         spy = py_spy(server.pid, seconds, target, fmt)
-        passes.append(loadgen(scenario, [url], seconds=seconds, **options))
+        passes.append(loadgen(scenario, [url], seconds=seconds, cpu_pid=[server.pid], **options))
         spy.wait(timeout=seconds + 30)
     top = hottest(raw, top=60)
-    (out / f"{name}-top.txt").write_text(
-        f"# {name}: {json.dumps(passes[0])}\n# inclusive % of samples, function\n"
+    (out / f"{stem}-top.txt").write_text(
+        f"# {stem}: {json.dumps(passes[0])}\n# inclusive % of samples, function\n"
         + "".join(f"{share:5.1f}  {frame}\n" for frame, share in top)
     )
     return {"figures": passes, "hottest": top[:15]}
@@ -92,33 +88,33 @@ def profile_one(
 
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--server", choices=PROFILED_SERVERS, default=PROFILED_SERVERS[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "perf")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--postgres", default=POSTGRES)
-    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS), help=", ".join(SCENARIOS))
     args = parser.parse_args()
+    if unknown := set(args.scenarios) - set(SCENARIOS):
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="switchboard-profile-") as tmp:
         workdir = Path(tmp)
         postgres = args.postgres if args.postgres != "none" and postgres_answers() else None
         database_url = database_create(postgres) if postgres else f"sqlite:///{tmp}/p.sqlite3"
         redis = RedisServer(workdir=workdir / "redis").start()
-        server = None
         try:
             env = switchboard_env(workdir, database_url, redis.url)
             database_migrate(env)
-            server = Server("daphne", switchboard_command("daphne", env), env, workdir)
-            server.start()
-            token = access_token(server)
-            paths = {"session": f"/ws/session/?token={token}", "echo": "/ws/echo/"}
-            report = {}
+            client_pin()  # this process, py-spy and the load generator: the client's core
+            command = switchboard_command(args.server, env)
+            with started(Server("register", command, env, workdir)) as (server,):
+                token = access_token(server)
             for name in args.scenarios:
-                url = server.ws(paths[SCENARIOS[name][1]])
-                report[name] = profile_one(server, name, url, args.out, args.seconds, workdir)
-                print(json.dumps({name: report[name]}, indent=1), flush=True)
+                with started(Server(args.server, command, env, workdir)) as (server,):
+                    url = server.ws(SCENARIOS[name][1].format(token=token))
+                    report = profile_one(server, name, url, args.out, args.seconds)
+                print(json.dumps({f"{args.server}-{name}": report}, indent=1), flush=True)
         finally:
-            if server is not None:
-                server.stop()
             redis.stop()
             if postgres:
                 database_drop(database_url)

@@ -6,11 +6,13 @@ core, waits until both cores are quiet (bounded, logged), and drives it with `be
 pinned to the other core, which also times the server's process tree and itself during the
 window. Each repetition runs every scenario, the servers in the opposite order to the last
 one. Then the room fan-out (two daphne workers on one Redis, with and without history, beside
-the bare broadcaster) in the same way, and one connection storm over two uvicorn workers,
-driven from this process with the storm test's machinery (`tests/system/storm.py`). Writes
-`docs/BENCHMARKS.md`, `docs/benchmarks.png` and `docs/benchmarks.json`: median [min–max] of
-each figure and of each ratio to the peer (computed per repetition). Stops everything it
-started, by PID, however it ends (Ctrl-C and SIGTERM included).
+the bare broadcaster) in the same way; Switchboard's own work per echo frame, in one process on
+the server's core with no server or network (`bench/frame_cost.py`); and one connection storm
+over two uvicorn workers, driven from this process with the storm test's machinery
+(`tests/system/storm.py`). Writes `docs/BENCHMARKS.md`, `docs/benchmarks.png` and
+`docs/benchmarks.json`: median [min–max] of each figure and of each ratio to the peer (computed
+per repetition). Stops everything it started, by PID, however it ends (Ctrl-C and SIGTERM
+included).
 `--smoke` runs the same harness with tiny numbers (seconds, not minutes) into `--out`.
 """
 
@@ -30,11 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.cores import Quiet, client_pin, quiet_wait
+from bench.frame_cost import REPETITIONS as FRAME_REPETITIONS
 from bench.processes import (
     POSTGRES,
     SWITCHBOARD_SERVERS,
     Server,
     access_token,
+    frame_cost,
     loadgen,
     loadgen_command,
     peer_command,
@@ -63,16 +67,18 @@ class Plan:
     fanout_subscribers: tuple[int, ...]
     fanout_seconds: float
     storm: int  # sessions opened in one burst
+    frames: int  # echo frames per repetition of the in-process frame cost (bench/frame_cost.py)
     quiet: Quiet
 
 
-FULL = Plan(3, 1.0, 2.0, (50,), 50, 1000, 1.5, (100, 1000), 2.0, 5000, Quiet(timeout_s=2.5))
+FULL = Plan(3, 1.0, 2.0, (50,), 50, 1000, 1.5, (100, 1000), 2.0, 5000, 10_000, Quiet(timeout_s=2.5))
 # One repetition (two would double the smoke test's time; the alternation and the summaries are
 # unit-tested) and no wait for quiet: `make test` shares the machine with its other tests, and
 # the smoke test checks the harness, not the figures.
 SMOKE = Plan(
-    1, 0.1, 0.3, (4,), 2, 10, 0.3, (4,), 0.3, 20, Quiet(idle_above=0.0, for_s=0.2, timeout_s=0.2)
-)
+    1, 0.1, 0.3, (4,), 2, 10, 0.3, (4,), 0.3, 20, 200,
+    Quiet(idle_above=0.0, for_s=0.2, timeout_s=0.2),
+)  # fmt: skip
 
 PEER = "peer"
 SERVERS = (PEER, *SWITCHBOARD_SERVERS)
@@ -132,6 +138,9 @@ START_S = {PEER: 0.3, "daphne": 1.6, "uvicorn": 1.5, "granian": 1.5, "fanout": 3
 LOADGEN_S = 0.5
 CONNECTS_PER_S = 200  # authenticated sessions opened per second (idle, fan-out)
 SETUP_S = 8.0  # migrations, and a server to register the bench user and get its token
+# bench/frame_cost.py: its own migrations, then each round trip (session or echo) of its
+# repetitions and warm-ups.
+FRAME_SETUP_S, FRAME_ROUND_TRIP_US = 2.5, 30
 
 
 def estimate_s(plan: Plan) -> float:
@@ -151,7 +160,9 @@ def estimate_s(plan: Plan) -> float:
             connects = subscribers / (rate or CONNECTS_PER_S)
             total += start + quiet + LOADGEN_S + connects + 0.5 + plan.fanout_seconds + 0.2
     storm = 2 * START_S[STORM_SERVER] + quiet + 2 + plan.storm / CONNECTS_PER_S
-    return SETUP_S + plan.repetitions * total + storm
+    trips = 2 * (FRAME_REPETITIONS + 0.1) * plan.frames
+    frames = quiet + FRAME_SETUP_S + trips * FRAME_ROUND_TRIP_US / 1e6
+    return SETUP_S + plan.repetitions * total + frames + storm
 
 
 def estimate_line(plan: Plan) -> str:
@@ -160,8 +171,8 @@ def estimate_line(plan: Plan) -> str:
     worst = plan.repetitions * runs * max(0.0, plan.quiet.timeout_s - plan.quiet.for_s)
     return (
         f"[bench] plan: {plan.repetitions} repetitions of {runs} runs, each on a fresh server, "
-        f"and a storm of {plan.storm:,}: about {estimate_s(plan) / 60:.1f} min on a quiet "
-        f"machine, up to {worst / 60:.1f} min more if it is never quiet"
+        f"the frame cost and a storm of {plan.storm:,}: about {estimate_s(plan) / 60:.1f} min "
+        f"on a quiet machine, up to {worst / 60:.1f} min more if it is never quiet"
     )
 
 
@@ -323,6 +334,8 @@ def run(plan: Plan, workdir: Path, database_url: str) -> dict:
                     row_summary(case.scenario, case.clients, name, runs, peer_runs, case.key)
                 )
         results["fanout"] = [fanout_summary(n, runs) for n, runs in fan.items()]
+        quiet = quiet_wait(plan.quiet, "frame cost")
+        results["frame_cost"] = frame_cost(plan.frames) | {"quiet": quiet}
         quiet_wait(plan.quiet, "storm")
         results["storm"] = storm(plan, bench, redis)
     finally:

@@ -1,5 +1,6 @@
-"""The benchmark harness, run with tiny numbers (one repetition, a storm of 20 sessions): every
-scenario produces figures, timed server CPU and a ratio to the peer, and the files."""
+"""The benchmark harness, run with tiny numbers (one repetition, a storm of 20 sessions, 200
+frames in process): every scenario produces figures, timed server CPU and a ratio to the peer,
+and the files."""
 
 import json
 import subprocess
@@ -57,6 +58,12 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
             assert [run["lost"] for run in row[kind]["runs"]] == [0], row
             assert "server_cpu_pct" in row[kind], row
         assert row["ratio"]["median"] > 0 and row["history_ratio"]["median"] > 0, row
+    cost = results["frame_cost"]
+    assert (cost["frames"], cost["repetitions"]) == (200, 5), cost
+    for consumer in ("session", "echo", "session_minus_echo"):
+        assert len(cost[consumer]["runs"]) == 5 and "cpu_us" in cost[consumer], cost
+    for consumer in ("session", "echo"):
+        assert cost[consumer]["wall_us"]["min"] > 0 and cost[consumer]["cpu_us"]["min"] > 0, cost
     storm = results["storm"]
     assert (storm["server"], storm["workers"], storm["sessions"]) == ("uvicorn", 2, 20)
     assert storm["accepted"] == storm["joined"] == 20, storm
@@ -67,6 +74,7 @@ def test_the_benchmark_harness_runs_every_scenario_and_writes_its_report(tmp_pat
     for heading in (
         "## Targets",
         "## Round trips",
+        "## Own work per frame",
         "## Handshakes",
         "## Idle connections",
         "## Room fan-out",

@@ -1,5 +1,8 @@
 """bench/run.py's plan: at least three repetitions alternating the servers' order, every
-supported server beside the peer, and a full run estimated under 15 minutes."""
+supported server beside the peer, and a full run, the in-process frame cost in it, estimated
+under 15 minutes."""
+
+import dataclasses
 
 from bench.run import FULL, PEER, SERVERS, SMOKE, cases, estimate_line, estimate_s, in_turn
 from deploy.servers import SERVER_NAMES
@@ -29,3 +32,8 @@ def test_every_case_is_divided_by_a_peer_row_the_plan_measures():
     for case in cases(FULL):
         assert (case.peer_scenario, case.clients) in measured, case
         assert set(case.servers) <= set(SERVERS) == {PEER, *SERVER_NAMES}
+
+
+def test_the_in_process_frame_cost_is_measured_and_counted_in_the_estimate():
+    assert FULL.frames >= 10_000 and 0 < SMOKE.frames <= 1000
+    assert estimate_s(FULL) > estimate_s(dataclasses.replace(FULL, frames=0))
