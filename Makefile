@@ -67,10 +67,12 @@ bench: $(VENV)/.dev redis-server
 
 ## profile: a fresh worker of PROFILE_SERVER (uvicorn, or daphne) per load, pinned as make bench pins
 ## it, with py-spy sampling it; writes docs/perf/<server>-<scenario>.svg and -top.txt, the hottest
-## functions (py-spy needs ptrace: run as root or the same user)
+## functions (py-spy needs ptrace: run as root or the same user); and docs/perf/idle-memory.txt, an idle
+## session's heap by the line that allocated it
 PROFILE_SERVER ?= uvicorn
 profile: $(VENV)/.dev redis-server
 	$(BIN)/python -m bench.profile --server $(PROFILE_SERVER)
+	$(BIN)/python -m bench.idle_memory > docs/perf/idle-memory.txt
 
 ## test: install test dependencies, make sure redis-server, nginx and chromium exist, run the whole suite
 ## (on SQLite; with TEST_POSTGRES_URL=postgres://user@host:5432/db, on PostgreSQL)

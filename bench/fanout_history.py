@@ -1,10 +1,11 @@
 """What history costs a room's fan-out: `python -m bench.fanout_history [SUBSCRIBERS…]`.
 
 The saturating fan-out (`bench.loadgen fanout`: one publisher, subscribers split over two
-daphne workers on one Redis) to a room with history (`hist.bench`) and to one without
-(`bench`): both workers pinned to core 0 (`taskset`), this process and the load generator to
-core 1, fresh workers for every run, three repetitions alternating the order. Prints every
-run, then median [min–max] of deliveries/s, p99 and the workers' CPU % in the window.
+workers of `make bench`'s fan-out server on one Redis) to a room with history (`hist.bench`)
+and to one without (`bench`): both workers pinned to core 0 (`taskset`), this process and
+the load generator to core 1, fresh workers for every run, three repetitions alternating the
+order. Prints every run, then median [min–max] of deliveries/s, p99 and the workers' CPU %
+in the window.
 """
 
 import sys
@@ -22,7 +23,7 @@ from bench.processes import (
     switchboard_command,
     switchboard_env,
 )
-from bench.run import HISTORY_ROOM
+from bench.run import FANOUT_SERVER, HISTORY_ROOM
 from bench.summary import cell, spread
 from tests.system.stack import RedisServer, database_migrate
 
@@ -32,7 +33,7 @@ ROOMS = ("bench", HISTORY_ROOM)
 
 
 def one_run(env: dict[str, str], workdir: Path, name: str, room: str, subscribers: int) -> dict:
-    command = switchboard_command("daphne", env)
+    command = switchboard_command(FANOUT_SERVER, env)
     workers = [Server(f"{name}-{i}", command, env, workdir) for i in (1, 2)]
     with started(*workers):
         token = access_token(workers[0])

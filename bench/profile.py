@@ -36,6 +36,12 @@ SCENARIOS = {
     "handshakes": ("handshakes", "/ws/session/?token={token}", {"clients": 50, "session": True}),
     "session_echo": ("pingpong", "/ws/session/?token={token}", {"clients": 50, "session": True}),
     "echo": ("pingpong", "/ws/echo/", {"clients": 50}),
+    # One worker holding every subscriber of the room, the publisher among them.
+    "fanout": (
+        "fanout",
+        "/ws/session/?token={token}",
+        {"clients": 100, "session": True, "channel": "bench"},
+    ),
 }
 PROFILED_SERVERS = ("uvicorn", "daphne")  # the first: the best server, the default
 

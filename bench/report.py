@@ -268,9 +268,9 @@ def idle_table(results: dict) -> list[str]:
     return lines
 
 
-def fanout_table(fanout: list[dict]) -> list[str]:
+def fanout_table(fanout: list[dict], server: str) -> list[str]:
     lines = table(
-        "Room fan-out (one publisher; subscribers split over two daphne workers)",
+        f"Room fan-out (one publisher; subscribers split over two {server} workers)",
         "Both workers share the server's core; the bare broadcaster has it alone.",
         [
             "subscribers", "Switchboard deliveries/s", "peer broadcaster", "× peer",
@@ -297,7 +297,7 @@ def fanout_table(fanout: list[dict]) -> list[str]:
 
 def history_table(fanout: list[dict]) -> list[str]:
     """The fan-out of a room with history beside the same without (saturating, one publisher,
-    two daphne workers): what an offset and a Redis script per message cost."""
+    two workers): what an offset and a Redis script per message cost."""
     lines = table(
         "Room fan-out with history",
         "The same fan-out to a room of a namespace with history (`hist.bench`: "
@@ -325,7 +325,12 @@ def tables(results: dict) -> str:
     if "frame_cost" in results:  # runs before bench/frame_cost.py have none
         lines += frame_cost_table(results["frame_cost"]) + [""]
     lines += handshake_table(results) + [""]
-    lines += idle_table(results) + [""] + fanout_table(results["fanout"]) + [""]
+    lines += (
+        idle_table(results)
+        + [""]
+        + fanout_table(results["fanout"], results.get("fanout_server", "daphne"))
+    )
+    lines += [""]
     lines += history_table(results["fanout"]) + [""] + storm_table(results["storm"])
     return "\n".join(lines)
 
