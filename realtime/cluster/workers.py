@@ -17,10 +17,13 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
+from datetime import datetime
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.utils import timezone
 
 from core.redis import redis_clients, text
 from realtime.metrics import LAYER_CONFIG_MISMATCH
@@ -69,6 +72,7 @@ class WorkerHeartbeat:
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+        self._alive: tuple[float, frozenset[str], datetime] | None = None  # the last read
         self.beating = False
         self.fingerprint = layer_fingerprint()
         self.mismatch_reported = False
@@ -134,6 +138,17 @@ class WorkerHeartbeat:
             return set()
         return alive_of(workers, await self.client().mget([worker_key(w) for w in workers]))
 
+    async def alive_recent(self, max_age: float) -> tuple[frozenset[str], datetime]:
+        """Every alive worker as read at most `max_age` seconds ago (the handshakes of one
+        moment share one read), and when that read began."""
+        now = time.monotonic()
+        if self._alive is not None and now - self._alive[0] <= max_age:
+            return self._alive[1], self._alive[2]
+        began = timezone.now()
+        alive = frozenset(await self.alive_all())
+        self._alive = (now, alive, began)
+        return alive, began
+
     async def alive_all(self) -> set[str]:
         """Every alive worker; dead ones are dropped from the worker set on the way."""
         client = self.client()
@@ -159,6 +174,9 @@ class LocalWorkers:
 
     async def alive_all(self) -> set[str]:
         return {WORKER_ID}
+
+    async def alive_recent(self, max_age: float) -> tuple[frozenset[str], datetime]:
+        return frozenset({WORKER_ID}), timezone.now()
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return []

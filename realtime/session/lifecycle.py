@@ -3,6 +3,7 @@ recorded closed after the last frame, whatever the database does meanwhile."""
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -30,25 +31,31 @@ SESSION_CAP = Degradation(
 
 Refusal = tuple[ErrorCode, CloseCode, str]  # error frame, close code, outcome label
 
+# One read of the alive workers serves the handshakes of the next second (two Redis round
+# trips each, before). A worker that died meanwhile still counts toward the cap for that
+# long (stricter); one that started meanwhile counts anyway: its rows are younger than the
+# read (`registry.services.sessions_record_open`).
+ALIVE_REUSE_S = 1.0
 
-async def workers_alive() -> frozenset[str] | None:
-    """The alive workers, this one included (its heartbeat started); None when Redis cannot
-    say: the session cap then counts every open session the registry holds, whichever
-    worker (stricter than counting this worker's alone)."""
+
+async def workers_alive() -> tuple[frozenset[str] | None, datetime]:
+    """The alive workers, this one included (its heartbeat started), and when they were read
+    (at most ALIVE_REUSE_S ago); None when Redis cannot say: the session cap then counts
+    every open session the registry holds, whichever worker (stricter than counting this
+    worker's alone)."""
     try:
         await hub().heartbeat.ensure()
-        alive = await hub().heartbeat.alive_all() | {WORKER_ID}
+        alive, read_at = await hub().heartbeat.alive_recent(ALIVE_REUSE_S)
     except Exception as e:
         SESSION_CAP.fell_back(e)
-        return None
+        return None, timezone.now()
     SESSION_CAP.answered()
-    return frozenset(alive)
+    return alive | {WORKER_ID}, read_at
 
 
 async def session_record(session: "SessionConsumer") -> Refusal | None:
     """Record `session` in the registry; what to refuse with when it may not open."""
-    alive_at = timezone.now()
-    alive = await workers_alive()
+    alive, alive_at = await workers_alive()
     channel = await worker_channel()  # where an operator's disconnect finds it
     headers = dict(session.scope.get("headers", ()))
     opening = asyncio.ensure_future(
