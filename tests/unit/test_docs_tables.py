@@ -15,6 +15,7 @@ Each comparison runs both ways: a row the code lacks fails as surely as code the
 """
 
 import ast
+import json
 import re
 import shlex
 from pathlib import Path
@@ -404,3 +405,27 @@ def test_the_layout_page_has_one_row_per_module_of_the_service():
     assert sorted(listed) == sorted(service_modules())
     assert len(listed) == len(set(listed))
     assert all(job.strip() for _, job in rows)
+
+
+def test_the_which_server_table_is_the_committed_benchmark_runs_medians():
+    rows = json.loads((DOCS / "benchmarks.json").read_text())["rows"]
+    median = {(r["scenario"], r["server"]): r for r in rows}
+
+    def figure(scenario: str, server: str, key: str, scale: float = 1) -> str:
+        value = median[(scenario, server)][key]["median"] / scale
+        return f"{value:,.0f}" if scale == 1 and key != "kb_per_connection" else f"{value:,}"
+
+    expected = [
+        [
+            f"{server} (not supported)" if server not in SUPPORTED else server,
+            figure("echo", server, "round_trips_per_s"),
+            figure("session echo", server, "round_trips_per_s"),
+            figure("handshakes", server, "handshakes_per_s"),
+            f"{median[('handshakes', server)]['cpu_us_per_op']['median'] / 1000:.2f}",
+            figure("idle", server, "kb_per_connection"),
+        ]
+        for server in ("daphne", "uvicorn", "granian")
+    ]
+    lines = (DOCS / "DEPLOYMENT.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| server | echo round"))
+    assert [table_cells(line) for line in lines[header + 2 : header + 5]] == expected
