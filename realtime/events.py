@@ -15,7 +15,6 @@ from django.db import transaction
 from accounts.tokens import AuthUnavailable
 from core.async_cache import cache_get
 from realtime.metrics import HISTORY_STORE_FAILURES, LAYER_FAILURES, labelled
-from realtime.rooms.fanout import room_layer_alias
 from realtime.rooms.history import history_body
 from realtime.rooms.namespaces import namespace_of
 from realtime.rooms.policy import channel_name_valid, room_group
@@ -26,9 +25,8 @@ Event = dict[str, Any]
 
 
 def channel_layer() -> BaseChannelLayer:
-    """The channel layer of the workers' channels, which every event goes to (settings
-    always configure one: Redis or in memory)."""
-    layer = get_channel_layer(room_layer_alias())
+    """The default channel layer (settings always configure one: Redis or in memory)."""
+    layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("CHANNEL_LAYERS has no default layer")
     return layer

@@ -2,8 +2,8 @@
 
 The Redis client factory, the channel layer's health (and what runs when it recovers), the
 heartbeat, presence, room history, the fan-out membership records, the connection rate,
-tickets, the ticket rate, the room fan-out, the sessions by user (reached through the
-fan-out's worker channel), the session registry's batched writes and
+tickets, the ticket rate, the room fan-out, the sessions by user (and the worker channel
+their events come through), the session registry's batched writes and
 pending closes, the open WebSockets, and the background tasks sessions leave behind. Built
 with the application (`config.asgi` calls `hub_install`), reached through `hub()`, torn down
 on shutdown
@@ -17,6 +17,7 @@ batchers and pending closes are kept per event loop (a worker runs one; tests ru
 """
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
@@ -45,26 +46,28 @@ if TYPE_CHECKING:
     from realtime.session.user_groups import UserSessions
 
 T = TypeVar("T")
+logger = logging.getLogger("switchboard.realtime")
 
 
 class LoopParts:
     """The hub's parts on one event loop."""
 
-    def __init__(self, health: LayerHealth) -> None:
+    def __init__(self) -> None:
         # Imported here: the registry's batched writes reach the hub through `hub()`.
         from realtime.registry import batched
-        from realtime.session.user_groups import UserSessions
 
         self.room_fanout: RoomFanout | None = None
-        self.user_sessions = UserSessions(health)
+        self.user_sessions: UserSessions | None = None
         self.registry_closes = RegistryCloses()
         self.open_batcher: Batcher[SessionOpen, bool | None] = Batcher(batched.opens_write)
         self.close_batcher: Batcher[Close, None] = Batcher(batched.closes_write)
 
     def tasks(self) -> list[asyncio.Task[None]]:
-        """The fan-out's and the close retries' (a batch being written is left to finish)."""
+        """The fan-out's, the user sessions' and the close retries' (a batch being written is
+        left to finish)."""
         fanout = [] if self.room_fanout is None else self.room_fanout.tasks()
-        return [*fanout, *self.registry_closes.tasks()]
+        sessions = [] if self.user_sessions is None else self.user_sessions.tasks()
+        return [*fanout, *sessions, *self.registry_closes.tasks()]
 
 
 class Hub:
@@ -80,7 +83,12 @@ class Hub:
         # After an outage, in this order: the room groups, the sessions (revoked meanwhile?),
         # the heartbeat (a restarted Redis forgot it).
         self.health.recovery_hooks.extend(
-            [self.room_fanout_rejoin, sessions_revalidate, self.heartbeat_renew]
+            [
+                self.room_fanout_rejoin,
+                self.user_groups_rejoin,
+                sessions_revalidate,
+                self.heartbeat_renew,
+            ]
         )
 
     def _part(self, name: str, build: Callable[[], T]) -> T:
@@ -176,7 +184,7 @@ class Hub:
         if parts is None:
             for closed in [other for other in self._loops if other.is_closed()]:
                 del self._loops[closed]
-            parts = self._loops[loop] = LoopParts(self.health)
+            parts = self._loops[loop] = LoopParts()
         return parts
 
     @property
@@ -195,15 +203,23 @@ class Hub:
                 members=self.fanout_members,
                 history=self.history,
                 room_reaped=presence.dead_reap if isinstance(presence, RedisPresence) else None,
-                worker_events=parts.user_sessions,
             )
         return fanout
 
     @property
     def user_sessions(self) -> "UserSessions":
-        """This event loop's sessions by user, reached through the worker channel
-        (`realtime.session.user_groups`)."""
-        return self._loop().user_sessions
+        """This event loop's sessions by user and the worker channel their events come
+        through (`realtime.session.user_groups`; a new one when the default layer changed)."""
+        from realtime.session.user_groups import UserSessions  # it reaches the hub
+
+        parts = self._loop()
+        layer = get_channel_layer()
+        sessions = parts.user_sessions
+        if sessions is None or sessions.layer is not layer:
+            if sessions is not None:
+                sessions.stop()
+            sessions = parts.user_sessions = UserSessions(layer, self.health)
+        return sessions
 
     @property
     def registry_closes(self) -> RegistryCloses:
@@ -228,11 +244,17 @@ class Hub:
                 await self.room_fanout.member_event("leave", channel, user)
 
     async def room_fanout_rejoin(self, sessions: list[Any]) -> None:
-        """After an outage: the worker channel back into every room group and every user
-        group of its sessions, once per worker."""
+        """After an outage: the worker channel back into every room group, once per worker."""
         parts = self._loops.get(asyncio.get_running_loop())
         if parts is not None and parts.room_fanout is not None:
             await parts.room_fanout.groups_renew()
+
+    async def user_groups_rejoin(self, sessions: list[Any]) -> None:
+        """After an outage: the sessions' worker channel back into every user group of its
+        sessions, once per worker."""
+        parts = self._loops.get(asyncio.get_running_loop())
+        if parts is not None and parts.user_sessions is not None:
+            await parts.user_sessions.groups_renew()
 
     # -- tasks and teardown ------------------------------------------------------------
 
@@ -243,10 +265,11 @@ class Hub:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None]:
         """Run `coro` as a task of the worker's: kept until done (a task nobody references
-        may be collected mid-way), cancelled when the hub closes."""
+        may be collected mid-way), cancelled when the hub closes; a failure is logged."""
         task = asyncio.ensure_future(coro)
         self._spawned.add(task)
         task.add_done_callback(self._spawned.discard)
+        task.add_done_callback(_failure_log)
         return task
 
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -268,6 +291,11 @@ class Hub:
         mine = [task for task in self.tasks() if task.get_loop() is loop]
         self.close()
         await asyncio.gather(*mine, return_exceptions=True)
+
+
+def _failure_log(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.error("a worker task failed: %s", task.get_coro(), exc_info=error)
 
 
 def task_cancel(task: asyncio.Task[None]) -> None:

@@ -156,6 +156,18 @@ class LayerHealth:
         while self.down:
             await self._event(next(iter(self.down))).wait()
 
+    async def receive(self, layer: Any, channel: str) -> dict[str, Any]:
+        """The next event on `channel` of `layer`; waits out outages of its shard (a receive
+        that fails marks the shard down)."""
+        while True:
+            await self.wait_up(channel)
+            try:
+                event: dict[str, Any] = await layer.receive(channel)
+            except Exception as e:
+                self.failed("receive", e, channel)
+                continue
+            return event
+
     def register(self, key: object, rejoin: Rejoin) -> None:
         """Track an open session: `rejoin` re-adds it to its groups after an outage."""
         self.sessions[key] = rejoin

@@ -4,11 +4,14 @@ A publish is one `group_send` to the room's group, whose members are workers, no
 each worker receives a message once, encodes its frame once and hands it to its local
 subscribers in order. The first local subscriber of a room adds the worker's channel to the
 room's group; the last one out discards it. Presence stays per session (`realtime.rooms.presence`).
-The same channel carries the sessions' own events (revocations, disconnects: handed to
-`realtime.session.user_groups`), so no session holds a channel of its own.
+The sessions' own events (revocations, disconnects) come through another worker channel, on
+the default layer (`realtime.session.user_groups`), which room traffic can neither fill nor
+hold back.
 
-With Redis, the worker channel lives on its own channel-layer alias (`CHANNEL_LAYERS["rooms"]`,
-the same Redis and keys). Its capacity is
+With Redis, the worker channel lives on its own channel layer (`CHANNEL_LAYERS["rooms"]`):
+channels-redis lets one coroutine at a time block on a process's inbound key, so sharing the
+default layer would let the sessions' events and room messages hold each other back. Its
+capacity is
 `WS_ROOM_FANOUT_CAPACITY` undelivered messages; past it Redis refuses the write, which
 `realtime.rooms.overload` counts and logs. Without that alias (the in-memory layer), the
 default layer carries it.
@@ -18,12 +21,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from channels import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 
 from core.keyed_locks import KeyedLocks
+from core.periodic import periodically
 from realtime import metrics
 from realtime.cluster.health import LayerHealth
 from realtime.protocol.frames import frame_encode
@@ -69,17 +73,6 @@ def event_item(event: dict[str, Any]) -> Item | None:
     return None
 
 
-class WorkerEvents(Protocol):
-    """What else the worker channel carries (the sessions' own events: `realtime.session.
-    user_groups`), and the groups it keeps the worker channel in."""
-
-    def handles(self, event: dict[str, Any]) -> bool: ...
-
-    async def deliver(self, event: dict[str, Any]) -> None: ...
-
-    async def groups_renew(self) -> None: ...
-
-
 class RoomFanout:
     """This worker's room subscribers on one event loop, and the channel they share (one per
     loop, held by the hub: `realtime.hub`)."""
@@ -92,10 +85,8 @@ class RoomFanout:
         members: RedisFanoutMembers | LocalFanoutMembers,
         history: RedisHistory | MemoryHistory,
         room_reaped: RoomReaped | None = None,
-        worker_events: WorkerEvents | None = None,
     ) -> None:
         self.layer = layer
-        self.worker_events = worker_events
         self.health = health
         self.members = members
         self.history = history
@@ -116,7 +107,9 @@ class RoomFanout:
             loop = asyncio.get_running_loop()
             self._tasks = [
                 loop.create_task(self._receive_run()),
-                loop.create_task(self._renew_run()),
+                loop.create_task(
+                    periodically(settings.CHANNEL_GROUP_EXPIRY / 4, self.groups_renew)
+                ),
                 loop.create_task(self._reap_run()),
             ]
 
@@ -215,8 +208,6 @@ class RoomFanout:
             except Exception as e:
                 self.health.failed("group_add", e, group)
                 return
-        if self.worker_events is not None:
-            await self.worker_events.groups_renew()
         await self._members_record()
 
     async def _members_record(self) -> None:
@@ -265,20 +256,11 @@ class RoomFanout:
             self.health.failed("group_send", e, room_group(channel))
             logger.warning("room %s: a %s event was not sent (%s)", channel, kind, type(e).__name__)
 
-    async def _renew_run(self) -> None:
-        while True:
-            await asyncio.sleep(settings.CHANNEL_GROUP_EXPIRY / 4)
-            await self.groups_renew()
-
     async def _receive_run(self) -> None:
         """Read the worker channel for as long as the worker runs; waits out layer outages."""
+        assert self.channel_name is not None
         while True:
-            await self.health.wait_up(self.channel_name)
-            try:
-                event = await self.layer.receive(self.channel_name)
-            except Exception as e:
-                self.health.failed("receive", e, self.channel_name)
-                continue
+            event = await self.health.receive(self.layer, self.channel_name)
             try:
                 await self.deliver(event)
             except Exception:
@@ -288,10 +270,7 @@ class RoomFanout:
         """Hand one room event (a message, a join, a leave) to every local subscriber of its
         room, in the order they subscribed (`realtime.rooms.feed`: in a room with history,
         in offset order). Sends go to the server's buffer (whose slow-client limit closes a
-        subscriber that stops reading), so one subscriber never holds up another. Other
-        events on the worker channel go to `worker_events`."""
-        if self.worker_events is not None and self.worker_events.handles(event):
-            return await self.worker_events.deliver(event)
+        subscriber that stops reading), so one subscriber never holds up another."""
         item = event_item(event)
         if item is None:
             logger.warning("room fan-out ignored an event of type %r", event.get("type"))

@@ -236,6 +236,7 @@ class SessionConsumer(LimitedConsumer):
         """Open the session of an authenticated user: record it, join its groups, welcome."""
         self.user = auth.user
         self.credentials.adopt(auth.token)
+        hub().user_sessions.register(self)  # an operator's disconnect of its row finds it
         refusal = await session_record(self)
         if refusal is not None:
             error_code, close_code, outcome = refusal

@@ -14,6 +14,7 @@ def test_the_recovery_hooks_are_registered_when_the_hub_is_built_in_their_order(
 
     assert built.health.recovery_hooks == [
         built.room_fanout_rejoin,
+        built.user_groups_rejoin,
         sessions_revalidate,
         built.heartbeat_renew,
     ]

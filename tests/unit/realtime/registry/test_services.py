@@ -416,7 +416,7 @@ async def test_each_accepted_session_gets_one_row_with_the_welcome_session_id(
         assert before <= row.connected_at <= timezone.now()
         assert (row.closed_at, row.close_code) == (None, None)
     # Where an operator's disconnect goes: this worker's channel, which names the session.
-    assert {row.channel_name for row in rows} == {worker_hub.room_fanout.channel_name}
+    assert {row.channel_name for row in rows} == {worker_hub.user_sessions.channel_name}
 
 
 async def test_the_client_ip_and_user_agent_are_recorded(connect, user):
