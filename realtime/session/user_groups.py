@@ -121,10 +121,10 @@ class UserSessions:
             async with self._locks.hold(group):
                 if user_id in self.users and (renew or user_id not in self.joined):
                     await self.layer.group_add(group, channel)
-                    # The user's last session may have left during the add: its discard,
-                    # waiting for this lock, then takes the group back.
                     if user_id in self.users:
                         self.joined.add(user_id)
+                    else:  # the user's last session here left during the add
+                        await self.layer.group_discard(group, channel)
         except Exception as e:
             self.joined.discard(user_id)  # the next session of the user adds it again
             self.health.failed("group_add", e, group)
