@@ -13,7 +13,7 @@ from django.conf import settings
 
 from accounts.tokens import AuthUnavailable, TokenExpired, TokenRejected, auser_for_token
 from realtime import metrics
-from realtime.events import room_event
+from realtime.events import channel_layer, room_event
 from realtime.hub import hub
 from realtime.protocol.codes import CloseCode, ErrorCode
 from realtime.protocol.frames import (
@@ -258,7 +258,7 @@ async def on_publish(session: "SessionConsumer", message: Publish) -> None:
         event.update(offset=position.offset, epoch=position.epoch)
         fields = {"offset": position.offset, "epoch": position.epoch}
     try:
-        await hub().room_fanout.layer.group_send(room_group(channel), event)
+        await channel_layer().group_send(room_group(channel), event)
     except Exception as e:
         hub().health.failed("group_send", e)
         if not fields:
